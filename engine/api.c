@@ -1,0 +1,206 @@
+/*
+ * engine/api.c: routing and the asynchronous halves of the API handlers.
+ *
+ * POST /v1/warnings: admit_check() decides synchronously; an admissible
+ * warning is then journalled through the worker's Redis connection and
+ * answered from the journal's callback. The number of admissions waiting
+ * for Redis is bounded per worker (429 beyond it), so a slow Redis turns
+ * into clear refusals, not unbounded memory.
+ */
+#include "api.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <jansson.h>
+
+#include "admit.h"
+#include "journal.h"
+#include "log.h"
+#include "server.h"
+
+struct admission {
+	struct worker *w;
+	struct http_request *req;
+	char id[WARNING_MAX_ID_LEN + 1];
+};
+
+static void respond_json(struct http_request *req, int status, json_t *o, const char *location)
+{
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s) {
+		http_respond_error(req, 500, "internal", NULL, "out of memory");
+		return;
+	}
+	http_respond(req, status, "application/json", location, s, strlen(s));
+	free(s);
+}
+
+static void on_journalled(void *arg, enum journal_result r, int64_t admitted_at)
+{
+	struct admission *a = arg;
+	struct worker *w = a->w;
+	w->pending_admissions--;
+	if (r == JOURNAL_UNAVAILABLE) {
+		http_respond_error(a->req, 503, "journal_unavailable", NULL,
+				   "the journal did not confirm the write; nothing was admitted");
+	} else if (r == JOURNAL_CONFLICT) {
+		w->stats.rejected++;
+		log_info("msg=\"warning rejected\" id=%s status=409 error=conflict", a->id);
+		http_respond_error(a->req, 409, "conflict", "identifier",
+				   "a different warning with this identifier was already admitted");
+	} else {
+		char url[WARNING_MAX_ID_LEN + 32];
+		snprintf(url, sizeof(url), "/v1/warnings/%s", a->id);
+		json_t *o = json_object();
+		json_object_set_new(o, "id", json_string(a->id));
+		json_object_set_new(o, "state", json_string("admitted"));
+		json_object_set_new(o, "admitted_at", json_integer(admitted_at));
+		json_object_set_new(o, "status_url", json_string(url));
+		if (r == JOURNAL_NEW) {
+			w->stats.admitted++;
+			log_info("msg=\"warning admitted\" id=%s", a->id);
+		} else {
+			w->stats.replayed++;
+		}
+		respond_json(a->req, 202, o, url);
+	}
+	free(a);
+}
+
+static bool is_protobuf(const char *ct)
+{
+	size_t n = strcspn(ct, ";");
+	while (n && ct[n - 1] == ' ')
+		n--;
+	return n == 22 && !strncasecmp(ct, "application/x-protobuf", 22);
+}
+
+static void journal_admission(struct worker *w, struct http_request *req,
+			      const struct admit_result *res)
+{
+	char *summary = admit_summary_json(res->warning, res->key_id);
+	struct admission *a = malloc(sizeof(*a));
+	if (!summary || !a) {
+		free(summary);
+		free(a);
+		http_respond_error(req, 503, "overloaded", NULL, "out of memory");
+		return;
+	}
+	a->w = w;
+	a->req = req;
+	snprintf(a->id, sizeof(a->id), "%s", res->warning->identifier);
+	struct journal_entry e = {
+		.id = a->id, .digest_hex = res->digest_hex, .envelope = req->body,
+		.envelope_len = req->body_len, .summary = summary,
+		.expires = warning_expires(res->warning),
+	};
+	int ret = journal_admit(&w->redis, w->e->cfg.prefix, &e, on_journalled, a);
+	free(summary);
+	if (ret < 0) {
+		free(a);
+		http_respond_error(req, 503, "journal_unavailable", NULL,
+				   "the journal (Redis) is not reachable; nothing was admitted");
+		return;
+	}
+	w->pending_admissions++;
+}
+
+static void post_warning(struct worker *w, struct http_request *req)
+{
+	if (!is_protobuf(req->content_type))
+		return http_respond_error(req, 415, "unsupported_media_type", "content-type",
+					  "expected application/x-protobuf (a SignedWarning)");
+	if (req->body_too_large || req->body_len > w->e->cfg.max_body)
+		return http_respond_error(req, 413, "too_large", NULL, "request body too large");
+	if (w->draining)
+		return http_respond_error(req, 503, "shutting_down", NULL, "server is stopping");
+	if (w->pending_admissions >= (size_t)w->e->cfg.queue)
+		return http_respond_error(req, 429, "admission_queue_full", NULL,
+					  "too many admissions waiting for the journal; retry");
+	if (!redis_up(&w->redis))
+		return http_respond_error(req, 503, "journal_unavailable", NULL,
+					  "the journal (Redis) is not reachable; nothing was admitted");
+	struct keyring *kr = engine_keyring(w->e);
+	struct warning_arena arena;
+	struct admit_result res;
+	warning_arena_init(&arena, WARNING_ARENA_CAP);
+	admit_check(kr, req->body, req->body_len, loop_wall_s(), w->e->cfg.sent_window_s, &arena,
+		    &res);
+	keyring_unref(kr);
+	if (res.status) {
+		w->stats.rejected++;
+		log_info("msg=\"warning rejected\" status=%d error=%s field=%s reason=\"%s\"",
+			 res.status, res.error, res.field, res.reason);
+		http_respond_error(req, res.status, res.error, res.field[0] ? res.field : NULL,
+				   res.reason);
+	} else {
+		journal_admission(w, req, &res);
+	}
+	warning_arena_release(&arena);
+}
+
+static void on_record(void *arg, redisReply *r)
+{
+	struct http_request *req = arg;
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+		return http_respond_error(req, 503, "journal_unavailable", NULL,
+					  "the journal (Redis) is not reachable");
+	if (r->element[0]->type != REDIS_REPLY_STRING)
+		return http_respond_error(req, 404, "not_found", NULL, "no such warning");
+	json_t *warning = json_loadb(r->element[0]->str, r->element[0]->len, 0, NULL);
+	json_t *o = json_object();
+	json_object_set(o, "id", json_object_get(warning, "id"));
+	if (r->element[1]->type == REDIS_REPLY_STRING)
+		json_object_set_new(o, "state", json_string(r->element[1]->str));
+	if (r->element[2]->type == REDIS_REPLY_STRING)
+		json_object_set_new(o, "admitted_at",
+				    json_integer(strtoll(r->element[2]->str, NULL, 10)));
+	json_object_set_new(o, "warning", warning ? warning : json_null());
+	respond_json(req, 200, o, NULL);
+}
+
+static void get_warning(struct worker *w, struct http_request *req, const char *id)
+{
+	if (!warning_id_valid(id, strlen(id)))
+		return http_respond_error(req, 404, "not_found", "id", "not a warning identifier");
+	if (journal_get(&w->redis, w->e->cfg.prefix, id, on_record, req) < 0)
+		http_respond_error(req, 503, "journal_unavailable", NULL,
+				   "the journal (Redis) is not reachable");
+}
+
+static void healthz(struct worker *w, struct http_request *req)
+{
+	bool up = redis_up(&w->redis);
+	json_t *o = json_object();
+	json_object_set_new(o, "status", json_string(up ? "ok" : "degraded"));
+	json_object_set_new(o, "redis", json_string(up ? "up" : "down"));
+	json_object_set_new(o, "worker", json_integer(w->index));
+	respond_json(req, up ? 200 : 503, o, NULL);
+}
+
+void api_handle(struct worker *w, struct http_request *req)
+{
+	char path[sizeof(req->path)];
+	snprintf(path, sizeof(path), "%.*s", (int)strcspn(req->path, "?"), req->path);
+	bool get = !strcmp(req->method, "GET"), post = !strcmp(req->method, "POST");
+	if (!strcmp(path, "/v1/warnings")) {
+		if (!post)
+			return http_respond_error(req, 405, "method_not_allowed", NULL, "use POST");
+		return post_warning(w, req);
+	}
+	if (!strncmp(path, "/v1/warnings/", 13)) {
+		if (!get)
+			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
+		return get_warning(w, req, path + 13);
+	}
+	if (!strcmp(path, "/healthz")) {
+		if (!get)
+			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
+		return healthz(w, req);
+	}
+	http_respond_error(req, 404, "not_found", NULL, "no such resource");
+}

@@ -1,0 +1,82 @@
+/*
+ * engine/journal.c: the admission script and record lookups (see journal.h).
+ */
+#include "journal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * KEYS: record, journal stream, active set.
+ * ARGV: digest, envelope, summary, expires, id.
+ * Returns {0, admitted_at} new, {1, admitted_at} same, {2, ""} conflict.
+ */
+static const char admit_lua[] =
+	"local d = redis.call('HGET', KEYS[1], 'digest')\n"
+	"if d then\n"
+	"  if d == ARGV[1] then return {1, redis.call('HGET', KEYS[1], 'admitted_at')} end\n"
+	"  return {2, ''}\n"
+	"end\n"
+	"local t = redis.call('TIME')\n"
+	"local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))\n"
+	"redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'envelope', ARGV[2], 'summary', ARGV[3],\n"
+	"           'state', 'admitted', 'admitted_at', now, 'expires', ARGV[4])\n"
+	"redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'event', 'admitted')\n"
+	"redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])\n"
+	"return {0, now}\n";
+
+struct admit_call {
+	journal_cb cb;
+	void *arg;
+};
+
+static void on_admit_reply(void *arg, redisReply *r)
+{
+	struct admit_call call = *(struct admit_call *)arg;
+	free(arg);
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
+	    r->element[0]->type != REDIS_REPLY_INTEGER) {
+		call.cb(call.arg, JOURNAL_UNAVAILABLE, 0);
+		return;
+	}
+	long long code = r->element[0]->integer;
+	int64_t at = 0;
+	if (r->element[1]->type == REDIS_REPLY_STRING)
+		at = strtoll(r->element[1]->str, NULL, 10);
+	call.cb(call.arg, code == 0 ? JOURNAL_NEW : code == 1 ? JOURNAL_SAME : JOURNAL_CONFLICT, at);
+}
+
+int journal_admit(struct redis_client *rc, const char *prefix, const struct journal_entry *e,
+		  journal_cb cb, void *arg)
+{
+	char key[256], stream[128], active[128], expires[24];
+	snprintf(key, sizeof(key), "%sw:%s", prefix, e->id);
+	snprintf(stream, sizeof(stream), "%sjournal", prefix);
+	snprintf(active, sizeof(active), "%sactive", prefix);
+	snprintf(expires, sizeof(expires), "%lld", (long long)e->expires);
+	const char *argv[] = {"EVAL", admit_lua, "3", key, stream, active,
+			      e->digest_hex, (const char *)e->envelope, e->summary, expires, e->id};
+	size_t lens[] = {4, sizeof(admit_lua) - 1, 1, strlen(key), strlen(stream), strlen(active),
+			 strlen(e->digest_hex), e->envelope_len, strlen(e->summary), strlen(expires),
+			 strlen(e->id)};
+	struct admit_call *call = malloc(sizeof(*call));
+	if (!call)
+		return -12; /* -ENOMEM */
+	call->cb = cb;
+	call->arg = arg;
+	int ret = redis_command(rc, on_admit_reply, call, 11, argv, lens);
+	if (ret < 0)
+		free(call);
+	return ret;
+}
+
+int journal_get(struct redis_client *rc, const char *prefix, const char *id, redis_reply_cb cb,
+		void *arg)
+{
+	char key[256];
+	snprintf(key, sizeof(key), "%sw:%s", prefix, id);
+	const char *argv[] = {"HMGET", key, "summary", "state", "admitted_at"};
+	size_t lens[] = {5, strlen(key), 7, 5, 11};
+	return redis_command(rc, cb, arg, 5, argv, lens);
+}

@@ -1,0 +1,71 @@
+/*
+ * engine/loop.h: one io_uring event loop per thread, with timers.
+ *
+ * Every SQE's user_data is a `struct op *`: an object embedded in whatever
+ * owns the operation (a connection, the Redis client, a listener). The op's
+ * owner keeps the op and its buffer alive until the CQE arrives; the loop
+ * calls op->cb(op, res, flags) for each CQE. Never use a file descriptor as
+ * the identity of an operation.
+ *
+ * Timers live in user space (a binary min-heap), because linked timeouts do
+ * not apply to multishot requests; the loop waits no longer than the
+ * earliest deadline.
+ *
+ * Not thread-safe: a loop and everything on it belong to one thread.
+ */
+#ifndef TOCSIN_LOOP_H
+#define TOCSIN_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <liburing.h>
+
+struct op;
+typedef void (*op_cb)(struct op *op, int res, uint32_t flags);
+
+struct op {
+	op_cb cb;
+};
+
+struct timer;
+typedef void (*timer_cb)(struct timer *t);
+
+struct timer {
+	uint64_t deadline_ms; /* loop_now_ms() time it fires */
+	timer_cb cb;
+	size_t slot;          /* heap index + 1; 0 when not armed */
+};
+
+struct loop {
+	struct io_uring ring;
+	uint64_t now_ms;      /* CLOCK_MONOTONIC ms, refreshed every iteration */
+	struct timer **heap;
+	size_t n_timers, cap_timers;
+	unsigned pending_sqes;
+};
+
+/* 0 or -errno (for example -ENOSYS when io_uring is blocked by seccomp). */
+int loop_init(struct loop *l, unsigned entries);
+void loop_release(struct loop *l);
+
+/* A fresh SQE; submits the queue first when it is full. Never NULL. */
+struct io_uring_sqe *loop_sqe(struct loop *l, struct op *op);
+
+/* Submit, wait for at least one completion or the next timer (or max_wait_ms), dispatch. */
+void loop_run_once(struct loop *l, int max_wait_ms);
+
+uint64_t loop_now_ms(const struct loop *l);
+/* Wall clock, seconds since the epoch. */
+int64_t loop_wall_s(void);
+
+/* Arm (or re-arm) t to fire after `ms`. */
+void loop_timer_set(struct loop *l, struct timer *t, uint64_t ms, timer_cb cb);
+void loop_timer_cancel(struct loop *l, struct timer *t);
+static inline bool loop_timer_armed(const struct timer *t)
+{
+	return t->slot != 0;
+}
+
+#endif

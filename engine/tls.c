@@ -1,0 +1,80 @@
+/*
+ * engine/tls.c: TLS context and memory-BIO sessions (see tls.h).
+ *
+ * Options: TLS 1.2 minimum; SSL_OP_IGNORE_UNEXPECTED_EOF because peers
+ * often close without close_notify; SSL_MODE_RELEASE_BUFFERS to keep idle
+ * connections small (~34 KB saved each).
+ */
+#include "tls.h"
+
+#include <string.h>
+
+#include <openssl/err.h>
+
+static int select_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		       const unsigned char *in, unsigned int inlen, void *arg)
+{
+	static const unsigned char prefs[] = "\x02h2\x08http/1.1";
+	unsigned char *sel;
+	if (SSL_select_next_proto(&sel, outlen, prefs, sizeof(prefs) - 1, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_NOACK;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static void ssl_err(char *err, size_t errlen, const char *what, const char *path)
+{
+	char buf[256];
+	ERR_error_string_n(ERR_get_error(), buf, sizeof(buf));
+	snprintf(err, errlen, "%s: %s: %s", path, what, buf);
+}
+
+SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	if (!ctx) {
+		ssl_err(err, errlen, "cannot create TLS context", "tls");
+		return NULL;
+	}
+	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
+	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+		ssl_err(err, errlen, "cannot load certificate chain", cert);
+		goto out_free_ctx;
+	}
+	if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+		ssl_err(err, errlen, "cannot load private key", key);
+		goto out_free_ctx;
+	}
+	if (SSL_CTX_check_private_key(ctx) != 1) {
+		ssl_err(err, errlen, "private key does not match the certificate", key);
+		goto out_free_ctx;
+	}
+	SSL_CTX_set_alpn_select_cb(ctx, select_alpn, NULL);
+	return ctx;
+
+out_free_ctx:
+	SSL_CTX_free(ctx);
+	return NULL;
+}
+
+SSL *tls_new_ssl(SSL_CTX *ctx, BIO **rbio, BIO **wbio)
+{
+	SSL *ssl = SSL_new(ctx);
+	if (!ssl)
+		return NULL;
+	*rbio = BIO_new(BIO_s_mem());
+	*wbio = BIO_new(BIO_s_mem());
+	if (!*rbio || !*wbio) {
+		BIO_free(*rbio);
+		BIO_free(*wbio);
+		SSL_free(ssl);
+		return NULL;
+	}
+	BIO_set_mem_eof_return(*rbio, -1); /* empty: want more, not EOF */
+	SSL_set_bio(ssl, *rbio, *wbio);    /* ssl owns both now */
+	SSL_set_accept_state(ssl);
+	return ssl;
+}
