@@ -215,23 +215,24 @@ static int cli_keygen(int argc, char **argv)
 		fprintf(stderr, "tocsin keygen: key generation failed\n");
 		goto out_free;
 	}
-	if (cli_write_out(inipath, (const uint8_t *)text, strlen(text)) != 0)
+	if (keygen_write_key(keypath, key) != 0)
 		goto out_free;
+	if (cli_write_out(inipath, (const uint8_t *)text, strlen(text)) != 0)
+		goto out_unlink_key;
 	/* The entry must load exactly as the server will load it. */
 	struct keyring *kr = keyring_load(inipath, err, sizeof(err));
 	if (kr == NULL) {
 		fprintf(stderr, "tocsin keygen: %s\n", err);
 		unlink(inipath);
-		goto out_free;
+		goto out_unlink_key;
 	}
 	keyring_unref(kr);
-	if (keygen_write_key(keypath, key) != 0) {
-		unlink(inipath);
-		goto out_free;
-	}
 	fputs(text, stdout);
 	fprintf(stderr, "tocsin keygen: wrote %s and %s\n", keypath, inipath);
 	rc = CLI_OK;
+	goto out_free;
+out_unlink_key:
+	unlink(keypath);
 out_free:
 	free(text);
 	free(keypath);

@@ -534,6 +534,7 @@ static bool check_header(struct load *L, struct csvin *in, enum file_idx f)
 			   headers[f]);
 		return false;
 	}
+	in->rows = 0;   /* count data rows only */
 	for (size_t i = 0; i < in->rec.nfields && used < sizeof(got); i++)
 		used += (size_t)snprintf(got + used, sizeof(got) - used,
 					 "%s%s", i ? "," : "",

@@ -511,6 +511,8 @@ static char *kr_reader(char *buf, int cap, void *stream)
 		p->header_used = false;
 		size_t n = strcspn(s + 1, "]");
 		snprintf(p->header_name, sizeof(p->header_name), "%.*s", (int)n, s + 1);
+	} else if (*s != '\0' && !strchr(";#\r\n", *s)) {
+		p->header_used = true; /* a field, or a syntax error inih reports */
 	}
 	return buf;
 }

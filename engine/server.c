@@ -181,7 +181,7 @@ static void *worker_main(void *arg)
 
 /* --- start-up --- */
 
-static int listen_socket(const char *addr, char *err, size_t errlen)
+static int listen_socket(const char *addr, bool first, char *err, size_t errlen)
 {
 	char host[256];
 	const char *colon = strrchr(addr, ':');
@@ -201,8 +201,23 @@ static int listen_socket(const char *addr, char *err, size_t errlen)
 		snprintf(err, errlen, "[server] listen: '%s': %s", addr, gai_strerror(gai));
 		return -1;
 	}
-	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	/*
+	 * SO_REUSEPORT would let us join another tocsind on the same port
+	 * silently: probe with a plain socket first so "port in use" is an error.
+	 */
+	int probe = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
+	setsockopt(probe, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (first && probe >= 0 && bind(probe, ai->ai_addr, ai->ai_addrlen) < 0) {
+		snprintf(err, errlen, "[server] listen: cannot listen on %s: %s", addr,
+			 strerror(errno));
+		close(probe);
+		freeaddrinfo(ai);
+		return -1;
+	}
+	if (probe >= 0)
+		close(probe);
+	int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (fd < 0 || bind(fd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(fd, 4096) < 0) {
@@ -233,7 +248,7 @@ static int worker_init(struct engine *e, struct worker *w, int index, char *err,
 	}
 	if (redis_init(&w->redis, &w->loop, e->cfg.redis, err, errlen) < 0)
 		return -1;
-	w->listen_fd = listen_socket(e->cfg.listen, err, errlen);
+	w->listen_fd = listen_socket(e->cfg.listen, index == 0, err, errlen);
 	if (w->listen_fd < 0)
 		return -1;
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);

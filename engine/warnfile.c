@@ -529,6 +529,8 @@ static char *wf_reader(char *buf, int cap, void *stream)
 		p->new_section = true;
 		snprintf(p->header_name, sizeof(p->header_name), "%.*s", (int)strcspn(s + 1, "]"),
 			 s + 1);
+	} else if (*s != '\0' && !strchr(";#\r\n", *s)) {
+		p->header_used = true; /* a field, or a syntax error inih reports */
 	}
 	return buf;
 }
