@@ -29,6 +29,7 @@
 #include <curl/curl.h>
 #include <openssl/pem.h>
 
+#include "cli_load.h"
 #include "keyring.h"
 #include "sig.h"
 #include "warnfile.h"
@@ -672,7 +673,7 @@ static const struct cli_command cli_commands[] = {
 	{ "sign", cli_sign, "sign a warning file into SignedWarning bytes", sign_usage },
 	{ "submit", cli_submit, "sign and POST a warning to a tocsin server", submit_usage },
 	{ "status", cli_status, "show a warning's delivery status", status_usage },
-	{ "load", cli_not_implemented, "load generator (not implemented yet)", NULL },
+	{ "load", cli_load_main, "import segments, households and terminals (CSV) into Redis", NULL },
 	{ "plan", cli_not_implemented, "delivery plan preview (not implemented yet)", NULL },
 	{ "help", cli_help, "this message; `tocsin CMD --help` for a command", NULL },
 	{ "verify", cli_verify, NULL, verify_usage },

@@ -1157,6 +1157,7 @@ static int write_households(struct load *L)
 	cmd_begin(L->cmd);
 	if (rc == 0 && csvin_next(&in) != 1)   /* header */
 		rc = -ESTALE;
+	in.rows = 0;
 	while (rc == 0 && (rc = csvin_next(&in)) == 1) {
 		rc = hh_write_row(L, &in, &cur);
 		csvin_progress(&in, "write");
