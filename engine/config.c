@@ -28,6 +28,20 @@ void config_defaults(struct config *c)
 	snprintf(c->redis, sizeof(c->redis), "127.0.0.1:6379");
 	snprintf(c->prefix, sizeof(c->prefix), "tocsin:");
 	snprintf(c->log_level, sizeof(c->log_level), "info");
+	c->dispatch = true;
+	snprintf(c->channels, sizeof(c->channels), "sms, app, terminal");
+	c->escalate_after_ms = 60000;
+	c->retry_base_ms = 1000;
+	c->max_attempts = 8;
+	snprintf(c->drill_prefix, sizeof(c->drill_prefix), "【演练】");
+}
+
+const char *config_lane_get(const struct config_lane *l, const char *key, const char *def)
+{
+	for (size_t i = 0; i < l->n_kv; i++)
+		if (!strcmp(l->kv[i].key, key))
+			return l->kv[i].value;
+	return def;
 }
 
 struct load_ctx {
@@ -78,6 +92,51 @@ static int set_path(struct load_ctx *x, char *dst, size_t cap, const char *v)
 
 #define KEY(s, n) (!strcmp(section, s) && !strcmp(name, n))
 
+static int parse_double(const char *v, double lo, double hi, double *out)
+{
+	char *end;
+	errno = 0;
+	double x = strtod(v, &end);
+	if (errno || end == v || *end || x < lo || x > hi)
+		return -1;
+	*out = x;
+	return 0;
+}
+
+/* A [lane NAME] key; a new NAME starts a new lane. */
+static int lane_key(struct config *c, const char *name_of_lane, const char *name, const char *v)
+{
+	struct config_lane *l = c->n_lanes ? &c->lanes[c->n_lanes - 1] : NULL;
+	if (!l || strcmp(l->name, name_of_lane)) {
+		if (c->n_lanes == CONFIG_MAX_LANES || strlen(name_of_lane) >= sizeof(l->name))
+			return -1;
+		l = &c->lanes[c->n_lanes++];
+		memset(l, 0, sizeof(*l));
+		snprintf(l->name, sizeof(l->name), "%s", name_of_lane);
+		l->window = 64;
+	}
+	long n;
+	if (!strcmp(name, "channel"))
+		return set_str(l->channel, sizeof(l->channel), v);
+	if (!strcmp(name, "platform"))
+		return set_str(l->platform, sizeof(l->platform), v);
+	if (!strcmp(name, "adapter"))
+		return set_str(l->adapter, sizeof(l->adapter), v);
+	if (!strcmp(name, "rate"))
+		return parse_double(v, 0, 1e9, &l->rate);
+	if (!strcmp(name, "burst"))
+		return parse_double(v, 0, 1e9, &l->burst);
+	if (!strcmp(name, "window"))
+		return parse_long(v, 1, 1000000, &n) || (l->window = (unsigned)n, 0);
+	if (l->n_kv == CONFIG_MAX_LANE_KEYS || strlen(name) >= sizeof(l->kv[0].key) ||
+	    strlen(v) >= sizeof(l->kv[0].value))
+		return -1;
+	snprintf(l->kv[l->n_kv].key, sizeof(l->kv[0].key), "%s", name);
+	snprintf(l->kv[l->n_kv].value, sizeof(l->kv[0].value), "%s", v);
+	l->n_kv++;
+	return 0;
+}
+
 /* Debian's inih passes no line number: ini_parse returns the first failing line. */
 static int handler(void *user, const char *section, const char *name, const char *v)
 {
@@ -114,6 +173,24 @@ static int handler(void *user, const char *section, const char *name, const char
 		bad = set_path(x, c->keyring, sizeof(c->keyring), v);
 	else if (KEY("log", "level"))
 		bad = set_str(c->log_level, sizeof(c->log_level), v);
+	else if (KEY("dispatch", "enabled"))
+		bad = parse_bool(v, &c->dispatch);
+	else if (KEY("dispatch", "channels"))
+		bad = set_str(c->channels, sizeof(c->channels), v);
+	else if (KEY("dispatch", "escalation"))
+		bad = set_str(c->escalation, sizeof(c->escalation), v);
+	else if (KEY("dispatch", "escalate_after_ms"))
+		bad = parse_long(v, 1, 86400000, &n) || (c->escalate_after_ms = (int)n, 0);
+	else if (KEY("dispatch", "retry_base_ms"))
+		bad = parse_long(v, 1, 3600000, &n) || (c->retry_base_ms = (int)n, 0);
+	else if (KEY("dispatch", "max_attempts"))
+		bad = parse_long(v, 1, 1000, &n) || (c->max_attempts = (int)n, 0);
+	else if (KEY("dispatch", "test_recipients"))
+		bad = set_str(c->test_recipients, sizeof(c->test_recipients), v);
+	else if (KEY("dispatch", "drill_prefix"))
+		bad = set_str(c->drill_prefix, sizeof(c->drill_prefix), v);
+	else if (!strncmp(section, "lane ", 5) && section[5])
+		bad = lane_key(c, section + 5, name, v);
 	else {
 		bad = 1;
 		why = "unknown key";
@@ -153,6 +230,24 @@ int config_check(const struct config *c, char *err, size_t errlen)
 	if (!c->keyring[0]) {
 		snprintf(err, errlen, "[keyring] file is required");
 		return -1;
+	}
+	for (size_t i = 0; i < c->n_lanes; i++) {
+		const struct config_lane *l = &c->lanes[i];
+		if (strcmp(l->channel, "sms") && strcmp(l->channel, "app") &&
+		    strcmp(l->channel, "terminal")) {
+			snprintf(err, errlen, "[lane %s] channel: must be sms, app or terminal", l->name);
+			return -1;
+		}
+		if (!l->adapter[0]) {
+			snprintf(err, errlen, "[lane %s] adapter is required", l->name);
+			return -1;
+		}
+		if (!strcmp(l->channel, "app") && strcmp(l->platform, "apns") &&
+		    strcmp(l->platform, "fcm") && strcmp(l->platform, "webhook")) {
+			snprintf(err, errlen, "[lane %s] platform: app lanes need apns, fcm or webhook",
+				 l->name);
+			return -1;
+		}
 	}
 	return 0;
 }

@@ -11,6 +11,28 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#define CONFIG_MAX_LANES 64
+#define CONFIG_MAX_LANE_KEYS 32
+
+/* One key = value of a [lane NAME] section, for the lane's adapter. */
+struct config_kv {
+	char key[48];
+	char value[464];
+};
+
+/* A [lane NAME] section: the generic lane keys, the rest goes to the adapter. */
+struct config_lane {
+	char name[64];
+	char channel[16];          /* sms, app, terminal */
+	char platform[16];         /* app lanes: apns, fcm or webhook */
+	char adapter[32];          /* smpp, push, terminal, sim */
+	double rate;               /* per second; 0 = unlimited */
+	double burst;              /* 0 = the rate (or 1) */
+	unsigned window;           /* in flight; default 64 */
+	struct config_kv kv[CONFIG_MAX_LANE_KEYS];
+	size_t n_kv;
+};
+
 struct config {
 	/* [server] */
 	char listen[256];          /* "HOST:PORT" */
@@ -31,7 +53,21 @@ struct config {
 	char keyring[512];
 	/* [log] */
 	char log_level[16];
+	/* [dispatch] */
+	bool dispatch;             /* run the dispatcher (default true when lanes exist) */
+	char channels[64];         /* channels sent at once: "sms, app, terminal" */
+	char escalation[64];       /* staged order, e.g. "app, sms, terminal"; "" = none */
+	int escalate_after_ms;     /* time between escalation stages */
+	int retry_base_ms;         /* first retry backoff (doubles, with jitter) */
+	int max_attempts;          /* per delivery, all bounded by expiry too */
+	char test_recipients[1024]; /* Test warnings go only here: "sms:+86..., app:fcm:tok, terminal:id" */
+	char drill_prefix[64];     /* prepended to every Exercise message */
+	struct config_lane lanes[CONFIG_MAX_LANES];
+	size_t n_lanes;
 };
+
+/* The value of an adapter key of a lane, or `def`. */
+const char *config_lane_get(const struct config_lane *l, const char *key, const char *def);
 
 /* Defaults for every key. */
 void config_defaults(struct config *c);
