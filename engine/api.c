@@ -1,9 +1,12 @@
 /*
  * engine/api.c: routing and the asynchronous halves of the API handlers.
  *
- * POST /v1/warnings: admit_check() decides synchronously; an admissible
- * warning is then journalled through the worker's Redis connection and
- * answered from the journal's callback. The number of admissions waiting
+ * POST /v1/warnings: admit_check() decides synchronously; then the
+ * targets' existence is checked in the population data (422 naming the
+ * unknown ids: a warning never silently reaches nobody), and only then is
+ * the warning journalled through the worker's Redis connection and
+ * answered from the journal's callback. Both asynchronous stages count in
+ * pending_admissions. The number of admissions waiting
  * for Redis is bounded per worker (429 beyond it), so a slow Redis turns
  * into clear refusals, not unbounded memory.
  */
@@ -19,13 +22,23 @@
 #include "admit.h"
 #include "journal.h"
 #include "log.h"
+#include "resolve.h"
 #include "server.h"
 
 struct admission {
 	struct worker *w;
-	struct http_request *req;
+	struct http_request *req; /* its body stays valid until answered */
 	char id[WARNING_MAX_ID_LEN + 1];
+	char digest_hex[65];
+	char *summary;            /* until journal_admit() copied it */
+	int64_t expires;
 };
+
+static void admission_free(struct admission *a)
+{
+	free(a->summary);
+	free(a);
+}
 
 static void respond_json(struct http_request *req, int status, json_t *o, const char *location)
 {
@@ -68,7 +81,7 @@ static void on_journalled(void *arg, enum journal_result r, int64_t admitted_at)
 		}
 		respond_json(a->req, 202, o, url);
 	}
-	free(a);
+	admission_free(a);
 }
 
 static bool is_protobuf(const char *ct)
@@ -79,31 +92,96 @@ static bool is_protobuf(const char *ct)
 	return n == 22 && !strncasecmp(ct, "application/x-protobuf", 22);
 }
 
-static void journal_admission(struct worker *w, struct http_request *req,
-			      const struct admit_result *res)
+/* Everything the later stages need, copied out of the request's arena. */
+static struct admission *admission_new(struct worker *w, struct http_request *req,
+				       const struct admit_result *res)
 {
-	char *summary = admit_summary_json(res->warning, res->key_id);
-	struct admission *a = malloc(sizeof(*a));
-	if (!summary || !a) {
-		free(summary);
+	struct admission *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->summary = admit_summary_json(res->warning, res->key_id);
+	if (!a->summary) {
 		free(a);
-		http_respond_error(req, 503, "overloaded", NULL, "out of memory");
-		return;
+		return NULL;
 	}
 	a->w = w;
 	a->req = req;
 	snprintf(a->id, sizeof(a->id), "%s", res->warning->identifier);
+	memcpy(a->digest_hex, res->digest_hex, sizeof(a->digest_hex));
+	a->expires = warning_expires(res->warning);
+	return a;
+}
+
+/* Journal an admission that passed every check; takes ownership of a. */
+static void journal_admission(struct admission *a)
+{
+	struct worker *w = a->w;
 	struct journal_entry e = {
-		.id = a->id, .digest_hex = res->digest_hex, .envelope = req->body,
-		.envelope_len = req->body_len, .summary = summary,
-		.expires = warning_expires(res->warning),
+		.id = a->id, .digest_hex = a->digest_hex, .envelope = a->req->body,
+		.envelope_len = a->req->body_len, .summary = a->summary, .expires = a->expires,
 	};
 	int ret = journal_admit(&w->redis, w->e->cfg.prefix, &e, on_journalled, a);
-	free(summary);
+	free(a->summary); /* journal_admit copied it into the command */
+	a->summary = NULL;
 	if (ret < 0) {
-		free(a);
-		http_respond_error(req, 503, "journal_unavailable", NULL,
+		http_respond_error(a->req, 503, "journal_unavailable", NULL,
 				   "the journal (Redis) is not reachable; nothing was admitted");
+		admission_free(a);
+		return;
+	}
+	w->pending_admissions++;
+}
+
+static void respond_unknown_targets(struct admission *a, const struct resolve_result *res)
+{
+	json_t *ids = json_array();
+	for (size_t i = 0; i < res->n_unknown; i++)
+		json_array_append_new(ids, json_string(res->unknown[i]));
+	json_t *o = json_object();
+	json_object_set_new(o, "error", json_string("unknown_targets"));
+	json_object_set_new(o, "field", json_string("targets"));
+	json_object_set_new(o, "reason", json_string(res->status == RESOLVE_NO_POPULATION
+							? "no population data loaded"
+							: res->reason));
+	json_object_set_new(o, "ids", ids);
+	a->w->stats.rejected++;
+	log_info("msg=\"warning rejected\" id=%s status=422 error=unknown_targets n=%zu",
+		 a->id, res->n_unknown);
+	respond_json(a->req, 422, o, NULL);
+}
+
+/* The existence check of the targets came back (resolve.h). */
+static void on_targets_checked(void *arg, const struct resolve_result *res)
+{
+	struct admission *a = arg;
+	a->w->pending_admissions--;
+	if (res->status == RESOLVE_OK)
+		return journal_admission(a);
+	if (res->status == RESOLVE_UNKNOWN_TARGETS || res->status == RESOLVE_NO_POPULATION)
+		respond_unknown_targets(a, res);
+	else
+		http_respond_error(a->req, 503, "population_unavailable", "targets",
+				   "the population data could not be read; nothing was admitted");
+	admission_free(a);
+}
+
+/* Unknown targets are refused (422) before anything is journalled. */
+static void admit_targets(struct worker *w, struct http_request *req,
+			  const struct admit_result *res)
+{
+	const Tocsin__Warning *wn = res->warning;
+	struct admission *a = admission_new(w, req, res);
+	if (!a)
+		return http_respond_error(req, 503, "overloaded", NULL, "out of memory");
+	if (wn->msg_type == TOCSIN__MSG_TYPE__CANCEL || wn->n_targets == 0)
+		return journal_admission(a);
+	int ret = resolver_check_targets(&w->redis, w->e->cfg.prefix,
+					 (const char *const *)wn->targets, wn->n_targets,
+					 on_targets_checked, a);
+	if (ret < 0) {
+		http_respond_error(req, 503, "journal_unavailable", NULL,
+				   "Redis is not reachable; nothing was admitted");
+		admission_free(a);
 		return;
 	}
 	w->pending_admissions++;
@@ -138,7 +216,7 @@ static void post_warning(struct worker *w, struct http_request *req)
 		http_respond_error(req, res.status, res.error, res.field[0] ? res.field : NULL,
 				   res.reason);
 	} else {
-		journal_admission(w, req, &res);
+		admit_targets(w, req, &res);
 	}
 	warning_arena_release(&arena);
 }

@@ -5,7 +5,8 @@
  *   tocsin sign     warning INI -> signed SignedWarning bytes
  *   tocsin submit   sign (or take --body) and POST to /v1/warnings
  *   tocsin status   GET /v1/warnings/ID
- *   tocsin load, tocsin plan   reserved (cli_load.c will provide them)
+ *   tocsin load     import population CSVs into Redis (cli_load.c)
+ *   tocsin plan     preview a warning's recipients (cli_plan.c)
  *   tocsin verify, tocsin sign-raw   hidden diagnostics for interop tests
  *
  * Exit codes, for every subcommand: 0 success; 1 the server answered but
@@ -653,11 +654,7 @@ static int cli_sign_raw(int argc, char **argv)
 
 /* ---- dispatch ---- */
 
-static int cli_not_implemented(int argc, char **argv)
-{
-	fprintf(stderr, "tocsin %s: not implemented yet\n", argv[0]);
-	return CLI_ERROR;
-}
+int cli_plan_main(int argc, char **argv);
 
 static int cli_help(int argc, char **argv);
 
@@ -674,7 +671,7 @@ static const struct cli_command cli_commands[] = {
 	{ "submit", cli_submit, "sign and POST a warning to a tocsin server", submit_usage },
 	{ "status", cli_status, "show a warning's delivery status", status_usage },
 	{ "load", cli_load_main, "import segments, households and terminals (CSV) into Redis", NULL },
-	{ "plan", cli_not_implemented, "delivery plan preview (not implemented yet)", NULL },
+	{ "plan", cli_plan_main, "preview a warning's recipients from the population data", NULL },
 	{ "help", cli_help, "this message; `tocsin CMD --help` for a command", NULL },
 	{ "verify", cli_verify, NULL, verify_usage },
 	{ "sign-raw", cli_sign_raw, NULL, verify_usage },

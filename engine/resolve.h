@@ -93,7 +93,7 @@ struct resolve_stats {
 	uint64_t households, persons, batches, commands;
 	uint64_t addrs[RESOLVE_NCHANNELS];
 	uint64_t duplicates;   /* addresses dropped as already emitted */
-	uint64_t first_batch_ms, total_ms; /* since resolver_start */
+	uint64_t first_batch_us, total_us; /* since resolver_start (CLOCK_MONOTONIC) */
 };
 
 /* Unknown ids (copied targets) are listed for RESOLVE_UNKNOWN_TARGETS. */

@@ -1,0 +1,18 @@
+/*
+ * adapters/adapters.h: the channel adapters tocsind knows, by name.
+ *
+ * Each adapter file exports one `const struct adapter_ops adapter_NAME`
+ * (engine/adapter.h is the contract) and adds one line to the table in
+ * registry.c. A lane's `adapter = NAME` key picks it.
+ */
+#ifndef TOCSIN_ADAPTERS_H
+#define TOCSIN_ADAPTERS_H
+
+#include "adapter.h"
+
+/* NULL when no adapter has that name. */
+const struct adapter_ops *adapter_find(const char *name);
+
+extern const struct adapter_ops adapter_sim;
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * engine/campaign.h: one admitted warning being delivered.
+ *
+ * A campaign owns the decoded Warning (in its own arena), the ledger of its
+ * households, and every delivery not yet final. Its priority orders its
+ * deliveries in every lane: Actual before Exercise/Test, then severity,
+ * urgency and colour (Extreme/Immediate/red first), then admission order.
+ *
+ * State table:
+ *
+ *   RESOLVING --resolution done--> SENDING --all deliveries final--> DONE
+ *       |                             |
+ *       +--------- expiry ------------+--> EXPIRED (non-final deliveries expire)
+ *       +--------- Cancel / Update ---+--> CANCELLED / SUPERSEDED (queued ones retracted)
+ *   Draft warnings go straight to DONE with nothing sent.
+ */
+#ifndef TOCSIN_CAMPAIGN_H
+#define TOCSIN_CAMPAIGN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ledger.h"
+#include "warning_codec.h"
+
+enum campaign_state {
+	CAMPAIGN_RESOLVING,
+	CAMPAIGN_SENDING,
+	CAMPAIGN_DONE,
+	CAMPAIGN_EXPIRED,
+	CAMPAIGN_CANCELLED,
+	CAMPAIGN_SUPERSEDED,
+};
+
+struct campaign {
+	char id[WARNING_MAX_ID_LEN + 1];
+	char stream_id[48];          /* the journal entry to acknowledge when finished */
+	struct warning_arena arena;
+	Tocsin__Warning *w;
+	uint32_t prio;
+	int64_t expires_s;           /* wall clock */
+	uint64_t expires_ms;         /* monotonic deadline */
+	uint64_t start_ms;           /* monotonic, admission as seen by the dispatcher */
+	int64_t admitted_at_ms;      /* wall clock, from the journal */
+	enum campaign_state state;
+	bool drill;                  /* Exercise: every message marked */
+	bool test;                   /* Test: only the configured test recipients */
+	bool resolved;
+	char *text[WARNING_MAX_INFOS]; /* rendered short text per info block, lazily */
+	const char *drill_prefix;
+	struct ledger ledger;
+	uint64_t open;               /* deliveries not final (queued, held, sent, accepted) */
+	uint64_t first_send_ms;      /* 0 until the first delivery left */
+	struct campaign *next;       /* the dispatcher's list */
+};
+
+/*
+ * Decode a journalled envelope into a new campaign (state RESOLVING).
+ * The signature was verified at admission; the journal is trusted.
+ * NULL with a reason in err when the bytes do not decode.
+ */
+struct campaign *campaign_new(const uint8_t *envelope, size_t len, uint64_t now_ms,
+			      int64_t now_wall_s, const char *drill_prefix, char *err,
+			      size_t errlen);
+void campaign_free(struct campaign *c);
+
+/* Lower is more urgent. */
+uint32_t campaign_priority(const Tocsin__Warning *w);
+
+const char *campaign_state_name(enum campaign_state s);
+
+#endif
