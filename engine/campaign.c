@@ -71,6 +71,7 @@ void campaign_free(struct campaign *c)
 		return;
 	for (size_t i = 0; i < WARNING_MAX_INFOS; i++)
 		free(c->text[i]);
+	free(c->held);
 	ledger_release(&c->ledger);
 	warning_arena_release(&c->arena);
 	free(c);

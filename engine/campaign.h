@@ -51,7 +51,20 @@ struct campaign {
 	const char *drill_prefix;
 	struct ledger ledger;
 	uint64_t open;               /* deliveries not final (queued, held, sent, accepted) */
+	uint64_t inflight;           /* deliveries an adapter holds right now */
 	uint64_t first_send_ms;      /* 0 until the first delivery left */
+	uint64_t by_state[7];        /* deliveries per enum delivery_state, for the status API */
+	struct delivery **held;      /* waiting for their escalation stage */
+	size_t n_held, cap_held;
+	unsigned next_stage;         /* the first escalation stage not released yet */
+	struct resolver *resolver;   /* while resolving */
+	struct resume_map *resume;   /* states persisted before a restart, while planning */
+	const char *error;           /* why planning failed (static text), or NULL */
+	long long pop_version;       /* the population version it was resolved against */
+	bool dirty;                  /* coverage changed since it was last published */
+	bool planning;               /* its persisted states are being read */
+	uint64_t plan_retry_ms;      /* when to try planning again after a Redis failure */
+	bool finished;               /* acknowledged in the journal */
 	struct campaign *next;       /* the dispatcher's list */
 };
 

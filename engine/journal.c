@@ -76,7 +76,7 @@ int journal_get(struct redis_client *rc, const char *prefix, const char *id, red
 {
 	char key[256];
 	snprintf(key, sizeof(key), "%sw:%s", prefix, id);
-	const char *argv[] = {"HMGET", key, "summary", "state", "admitted_at"};
-	size_t lens[] = {5, strlen(key), 7, 5, 11};
-	return redis_command(rc, cb, arg, 5, argv, lens);
+	const char *argv[] = {"HMGET", key, "summary", "state", "admitted_at", "coverage"};
+	size_t lens[] = {5, strlen(key), 7, 5, 11, 8};
+	return redis_command(rc, cb, arg, 6, argv, lens);
 }

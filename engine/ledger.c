@@ -103,6 +103,14 @@ uint32_t ledger_segment(struct ledger *l, const char *id, enum ledger_kind kind,
 	return l->n_seg++;
 }
 
+void ledger_set_census(struct ledger *l, uint32_t seg, uint64_t census)
+{
+	struct ledger_segment *sg = &l->seg[seg];
+	if (sg->kind == LEDGER_COMMUNITY)
+		l->census = l->census - sg->census + census;
+	sg->census = census;
+}
+
 static bool terminal_pending(const struct ledger *l, const struct ledger_household *h)
 {
 	return (h->building != LEDGER_NONE && l->seg[h->building].terminals_pending) ||

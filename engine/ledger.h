@@ -79,6 +79,8 @@ void ledger_release(struct ledger *l);
 uint32_t ledger_segment(struct ledger *l, const char *id, enum ledger_kind kind, uint64_t census,
 			uint32_t community);
 uint32_t ledger_find_segment(const struct ledger *l, const char *id);
+/* Set a community's census figure (the coverage denominator) once it is known. */
+void ledger_set_census(struct ledger *l, uint32_t seg, uint64_t census);
 
 /* Add a household; LEDGER_NONE when out of memory. */
 uint32_t ledger_household(struct ledger *l, uint32_t persons, uint32_t building,

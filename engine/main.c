@@ -16,7 +16,9 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "adapters.h"
 #include "config.h"
+#include "dispatch.h"
 #include "log.h"
 #include "server.h"
 
@@ -24,6 +26,15 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: tocsind --config FILE [--listen HOST:PORT] [--redis HOST:PORT|unix:PATH]\n"
 		   "               [--keyring FILE] [--threads N] [--log-level LEVEL]\n");
+}
+
+/* The --config argument, for error messages. */
+static const char *cfg_path(int argc, char **argv)
+{
+	for (int i = 1; i + 1 < argc; i++)
+		if (!strcmp(argv[i], "--config") || !strcmp(argv[i], "-c"))
+			return argv[i + 1];
+	return "config";
 }
 
 static void raise_fd_limit(void)
@@ -114,7 +125,18 @@ int main(int argc, char **argv)
 	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL); /* workers inherit the mask */
 	signal(SIGPIPE, SIG_IGN);
-	if (engine_init(&e, &cfg, err, sizeof(err)) < 0 || engine_start(&e, err, sizeof(err)) < 0) {
+	if (engine_init(&e, &cfg, err, sizeof(err)) < 0) {
+		fprintf(stderr, "tocsind: %s\n", err);
+		return 1;
+	}
+	if (cfg.dispatch && cfg.n_lanes) {
+		e.dispatcher = dispatch_new(&cfg, adapter_find, err, sizeof(err));
+		if (!e.dispatcher || dispatch_start(e.dispatcher, err, sizeof(err)) < 0) {
+			fprintf(stderr, "tocsind: %s: %s\n", cfg_path(argc, argv), err);
+			return 1;
+		}
+	}
+	if (engine_start(&e, err, sizeof(err)) < 0) {
 		fprintf(stderr, "tocsind: %s\n", err);
 		return 1;
 	}
@@ -131,6 +153,8 @@ int main(int argc, char **argv)
 		break;
 	}
 	engine_stop(&e);
+	dispatch_stop(e.dispatcher);
+	dispatch_free(e.dispatcher);
 	engine_release(&e);
 	log_info("msg=\"tocsind stopped\"");
 	return 0;

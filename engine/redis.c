@@ -207,7 +207,8 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 			return;
 		}
 		struct redis_pending p = fifo_pop(rc);
-		p.cb(p.arg, reply);
+		if (p.cb) /* NULL: fire and forget */
+			p.cb(p.arg, reply);
 		freeReplyObject(reply);
 		if (rc->state != REDIS_UP)
 			return; /* a callback stopped the client */
@@ -250,7 +251,8 @@ static void fail(struct redis_client *rc, const char *why, int err)
 	shutdown(rc->fd, SHUT_RDWR); /* completes the armed recv/send */
 	while (rc->fifo_len) {
 		struct redis_pending p = fifo_pop(rc);
-		p.cb(p.arg, NULL);
+		if (p.cb)
+			p.cb(p.arg, NULL);
 	}
 	if (was_up)
 		notify(rc);

@@ -9,7 +9,8 @@
  * Callback contract: each accepted command's callback runs exactly once:
  * with the reply (freed by the client after the callback returns), or with
  * NULL when the connection failed before the reply arrived. A command that
- * redis_command() refused (-ENOTCONN, -ENOBUFS) never calls back.
+ * redis_command() refused (-ENOTCONN, -ENOBUFS) never calls back. A NULL
+ * callback means fire and forget: the reply is read and dropped.
  *
  * The client reconnects by itself with backoff (100 ms doubling to 2 s).
  * Two-phase close: the socket is closed only after its recv and send ops

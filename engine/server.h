@@ -56,8 +56,11 @@ struct worker {
 	pthread_t thread;
 };
 
+struct dispatcher;
+
 struct engine {
 	struct config cfg;
+	struct dispatcher *dispatcher; /* NULL when dispatching is off */
 	SSL_CTX *ssl_ctx;            /* NULL without TLS */
 	pthread_mutex_t keyring_lock; /* guards the pointer swap only */
 	struct keyring *keyring;

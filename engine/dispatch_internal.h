@@ -1,0 +1,108 @@
+/*
+ * engine/dispatch_internal.h: the dispatcher's state, shared by its files:
+ *
+ *   dispatch.c          lifecycle, the journal stream, campaigns start to finish
+ *   dispatch_plan.c     resolution batches -> deliveries (and resumption)
+ *   dispatch_sched.c    lanes: assignment, scheduling, outcomes, retries, escalation
+ *   dispatch_publish.c  delivery states and coverage to Redis, metrics text
+ *
+ * Only the dispatcher's thread touches any of it, except `metrics`
+ * (guarded by metrics_lock).
+ */
+#ifndef TOCSIN_DISPATCH_INTERNAL_H
+#define TOCSIN_DISPATCH_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "adapter.h"
+#include "buf.h"
+#include "campaign.h"
+#include "config.h"
+#include "dispatch.h"
+#include "lane.h"
+#include "loop.h"
+#include "redis.h"
+
+/* A delivery waiting: for its retry time, or for its escalation stage. */
+struct waiting {
+	struct delivery **items;
+	size_t n, cap;
+};
+
+struct dispatcher {
+	struct config cfg;
+	struct loop loop;
+	struct redis_client redis;   /* commands */
+	struct redis_client stream;  /* XREADGROUP ... BLOCK */
+	pthread_t thread;
+	bool started;
+	atomic_bool stop;
+	int wake_fd;
+	struct op wake_op;
+	uint64_t wake_val;
+	bool wake_armed;
+
+	struct lane *lanes;
+	size_t n_lanes;
+	struct lane_host host;
+
+	struct campaign *campaigns;
+	uint64_t next_delivery_id, next_seq;
+	struct delivery **by_id;     /* open-addressing map of live deliveries */
+	size_t by_id_cap, by_id_n;
+	struct waiting retry;        /* min-heap on not_before_ms */
+
+	/* escalation: stage per channel (0 = at once), delay between stages */
+	unsigned stage[CHANNEL_COUNT];
+	bool channel_on[CHANNEL_COUNT];
+
+	struct timer sched_timer, flush_timer, tick_timer;
+	bool group_ready, reading;
+	bool pel_drained;            /* own pending entries re-read after a restart */
+	char pel_cursor[48];         /* the last pending entry re-read */
+
+	struct buf dirty;            /* "id\0field\0state\0" records to persist */
+	pthread_mutex_t metrics_lock;
+	char *metrics;
+	uint64_t started_ms;
+};
+
+/* dispatch_sched.c */
+void sched_init(struct dispatcher *dp);
+void kick(struct dispatcher *dp);
+void sched_enqueue(struct dispatcher *dp, struct delivery *d);
+void sched_hold(struct dispatcher *dp, struct delivery *d);
+void sched_release_held(struct dispatcher *dp, struct campaign *c, unsigned stage);
+void sched_retract(struct dispatcher *dp, struct campaign *c, enum delivery_state to);
+void sched_expire(struct dispatcher *dp, struct campaign *c);
+void sched_report(void *ctx, struct delivery *d, enum outcome o, const char *reason,
+		  uint32_t retry_after_ms);
+void sched_receipt(void *ctx, uint64_t id, enum outcome o, const char *reason);
+void sched_lane_up(void *ctx, struct lane *l, bool up, const char *why);
+struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum channel ch,
+			      const char *addr, size_t len);
+void delivery_finish(struct dispatcher *dp, struct delivery *d, enum delivery_state to,
+		     const char *reason);
+void sched_release(struct dispatcher *dp);
+
+/* dispatch_plan.c */
+void plan_campaign(struct dispatcher *dp, struct campaign *c);
+void plan_cancel_terminals(struct dispatcher *dp, struct campaign *cancel, struct campaign *ref);
+
+/* dispatch_publish.c */
+void publish_state(struct dispatcher *dp, struct campaign *c, const char *address, char state);
+void publish_flush(struct dispatcher *dp);
+void publish_metrics(struct dispatcher *dp);
+
+/* dispatch.c */
+void campaign_check_done(struct dispatcher *dp, struct campaign *c);
+struct campaign *campaign_find(struct dispatcher *dp, const char *id);
+
+/* One letter per delivery state, as persisted in {prefix}d:{id}. */
+char delivery_state_letter(enum delivery_state s);
+int delivery_state_from_letter(char c);
+
+#endif

@@ -1,0 +1,579 @@
+/*
+ * engine/dispatch_sched.c: lanes at work: which lane a delivery goes to,
+ * the scheduling step, what each outcome does, retries with backoff and
+ * jitter (never past the warning's expiry), escalation stages, failover
+ * and retraction.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch_internal.h"
+#include "log.h"
+
+/* --- the live-delivery map (id -> delivery), for receipts --- */
+
+static size_t slot_of(const struct dispatcher *dp, uint64_t id)
+{
+	return (size_t)(id * 0x9E3779B97F4A7C15ull) & (dp->by_id_cap - 1);
+}
+
+static void map_put(struct dispatcher *dp, struct delivery *d)
+{
+	if ((dp->by_id_n + 1) * 2 > dp->by_id_cap) {
+		size_t cap = dp->by_id_cap ? dp->by_id_cap * 2 : 4096;
+		struct delivery **old = dp->by_id, **n = calloc(cap, sizeof(*n));
+		if (!n)
+			abort(); /* out-of-memory policy: the dispatcher cannot lose deliveries */
+		size_t oldcap = dp->by_id_cap;
+		dp->by_id = n;
+		dp->by_id_cap = cap;
+		dp->by_id_n = 0;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i])
+				map_put(dp, old[i]);
+		free(old);
+	}
+	size_t i = slot_of(dp, d->id);
+	while (dp->by_id[i])
+		i = (i + 1) & (dp->by_id_cap - 1);
+	dp->by_id[i] = d;
+	dp->by_id_n++;
+}
+
+static struct delivery *map_get(struct dispatcher *dp, uint64_t id)
+{
+	if (!dp->by_id_cap)
+		return NULL;
+	for (size_t i = slot_of(dp, id); dp->by_id[i]; i = (i + 1) & (dp->by_id_cap - 1))
+		if (dp->by_id[i]->id == id)
+			return dp->by_id[i];
+	return NULL;
+}
+
+static void map_del(struct dispatcher *dp, struct delivery *d)
+{
+	size_t mask = dp->by_id_cap - 1, i = slot_of(dp, d->id);
+	while (dp->by_id[i] != d)
+		i = (i + 1) & mask;
+	dp->by_id[i] = NULL;
+	dp->by_id_n--;
+	/* Backward-shift the cluster after the hole (linear probing deletion). */
+	for (size_t j = (i + 1) & mask; dp->by_id[j]; j = (j + 1) & mask) {
+		struct delivery *e = dp->by_id[j];
+		size_t home = slot_of(dp, e->id);
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			dp->by_id[i] = e;
+			dp->by_id[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+/* --- deliveries --- */
+
+struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum channel ch,
+			      const char *addr, size_t len)
+{
+	struct delivery *d = calloc(1, sizeof(*d));
+	if (!d || !(d->address = strndup(addr, len)))
+		abort(); /* out-of-memory policy: see engine/README.md */
+	d->id = ++dp->next_delivery_id;
+	d->campaign = c;
+	d->channel = (uint8_t)ch;
+	d->household = LEDGER_NONE;
+	d->segment = LEDGER_NONE;
+	d->parts = 1;
+	d->prio = c->prio;
+	d->seq = ++dp->next_seq;
+	d->reason = "";
+	d->state = DELIVERY_QUEUED;
+	c->open++;
+	c->by_state[DELIVERY_QUEUED]++;
+	map_put(dp, d);
+	return d;
+}
+
+static void move(struct dispatcher *dp, struct delivery *d, enum delivery_state to)
+{
+	struct campaign *c = d->campaign;
+	enum delivery_state from = (enum delivery_state)d->state;
+	if (from == to)
+		return;
+	ledger_move(&c->ledger, d->household, d->segment, (enum channel)d->channel, from, to,
+		    loop_now_ms(&dp->loop));
+	c->by_state[from]--;
+	c->by_state[to]++;
+	d->state = (uint8_t)to;
+	c->dirty = true;
+	if (to != DELIVERY_QUEUED && to != DELIVERY_SENT)
+		publish_state(dp, c, d->address, delivery_state_letter(to));
+}
+
+void delivery_finish(struct dispatcher *dp, struct delivery *d, enum delivery_state to,
+		     const char *reason)
+{
+	struct campaign *c = d->campaign;
+	if (reason)
+		d->reason = reason;
+	move(dp, d, to);
+	struct lane_stats *st = d->lane ? &d->lane->stats : NULL;
+	if (st && to == DELIVERY_FAILED)
+		st->failed++;
+	if (st && to == DELIVERY_EXPIRED)
+		st->expired++;
+	if (st && to == DELIVERY_CANCELLED)
+		st->cancelled++;
+	if (to == DELIVERY_FAILED)
+		log_debug("msg=\"delivery failed\" warning=%s channel=%s reason=\"%s\"", c->id,
+			  channel_name((enum channel)d->channel), d->reason);
+	map_del(dp, d);
+	free(d->address);
+	free(d);
+	c->open--;
+	campaign_check_done(dp, c);
+}
+
+/* --- lanes --- */
+
+static bool lane_fits(const struct lane *l, const struct delivery *d)
+{
+	return l->channel == d->channel && (d->channel != CHANNEL_APP || l->platform == d->platform);
+}
+
+/* The least loaded lane that is up, else any lane that fits, else NULL. */
+static struct lane *pick_lane(struct dispatcher *dp, const struct delivery *d)
+{
+	struct lane *best = NULL, *any = NULL;
+	double best_load = 0;
+	for (size_t i = 0; i < dp->n_lanes; i++) {
+		struct lane *l = &dp->lanes[i];
+		if (!lane_fits(l, d))
+			continue;
+		any = any ? any : l;
+		if (l->down)
+			continue;
+		double load = (double)(lane_queued(l) + l->inflight) / (l->rate > 0 ? l->rate : 1e6);
+		if (!best || load < best_load) {
+			best = l;
+			best_load = load;
+		}
+	}
+	return best ? best : any;
+}
+
+void sched_enqueue(struct dispatcher *dp, struct delivery *d)
+{
+	struct lane *l = pick_lane(dp, d);
+	if (!l) {
+		delivery_finish(dp, d, DELIVERY_FAILED, "no lane for this channel");
+		return;
+	}
+	if (d->state != DELIVERY_QUEUED)
+		move(dp, d, DELIVERY_QUEUED);
+	if (lane_push(l, d) < 0)
+		abort();
+	kick(dp);
+}
+
+/* --- waiting deliveries: a min-heap on not_before_ms --- */
+
+static bool wait_before(const struct delivery *a, const struct delivery *b)
+{
+	return a->not_before_ms < b->not_before_ms;
+}
+
+static void wait_push(struct waiting *w, struct delivery *d)
+{
+	if (w->n == w->cap) {
+		size_t cap = w->cap ? w->cap * 2 : 256;
+		struct delivery **n = realloc(w->items, cap * sizeof(*n));
+		if (!n)
+			abort();
+		w->items = n;
+		w->cap = cap;
+	}
+	size_t i = w->n++;
+	while (i > 0 && wait_before(d, w->items[(i - 1) / 2])) {
+		w->items[i] = w->items[(i - 1) / 2];
+		i = (i - 1) / 2;
+	}
+	w->items[i] = d;
+}
+
+static void wait_sift(struct waiting *w, size_t i)
+{
+	struct delivery *d = w->items[i];
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= w->n)
+			break;
+		if (c + 1 < w->n && wait_before(w->items[c + 1], w->items[c]))
+			c++;
+		if (!wait_before(w->items[c], d))
+			break;
+		w->items[i] = w->items[c];
+		i = c;
+	}
+	w->items[i] = d;
+}
+
+static struct delivery *wait_pop(struct waiting *w)
+{
+	struct delivery *top = w->items[0];
+	w->items[0] = w->items[--w->n];
+	if (w->n)
+		wait_sift(w, 0);
+	return top;
+}
+
+/* --- the scheduling step --- */
+
+static void submit(struct dispatcher *dp, struct lane *l, struct delivery *d, uint64_t now)
+{
+	struct campaign *c = d->campaign;
+	if (now >= c->expires_ms || c->state == CAMPAIGN_EXPIRED) {
+		lane_done(l);
+		delivery_finish(dp, d, DELIVERY_EXPIRED, "expired before it could be sent");
+		return;
+	}
+	d->attempts++;
+	d->sent_ms = now;
+	move(dp, d, DELIVERY_SENT);
+	l->stats.sent++;
+	l->stats.parts_sent += d->parts;
+	if (d->attempts > 1)
+		l->stats.retries++;
+	if (!c->first_send_ms) {
+		c->first_send_ms = now;
+		log_info("msg=\"first delivery sent\" warning=%s after_ms=%llu", c->id,
+			 (unsigned long long)(now - c->start_ms));
+	}
+	if (d->attempts == 1)
+		lane_observe(l->stats.first_send_hist, &l->stats.first_send_sum_s,
+			     &l->stats.first_send_count, (double)(now - c->start_ms) / 1000.0);
+	c->inflight++;
+	l->adapter->submit(l, d);
+}
+
+static void release_due_retries(struct dispatcher *dp, uint64_t now)
+{
+	while (dp->retry.n && dp->retry.items[0]->not_before_ms <= now) {
+		struct delivery *d = wait_pop(&dp->retry);
+		sched_enqueue(dp, d);
+	}
+}
+
+static void schedule(struct timer *t)
+{
+	struct dispatcher *dp = (struct dispatcher *)((char *)t - offsetof(struct dispatcher, sched_timer));
+	uint64_t now = loop_now_ms(&dp->loop), next = UINT64_MAX;
+	release_due_retries(dp, now);
+	for (size_t i = 0; i < dp->n_lanes; i++) {
+		struct lane *l = &dp->lanes[i];
+		struct delivery *d;
+		while ((d = lane_take(l, now)))
+			submit(dp, l, d, now);
+		uint64_t r = lane_next_ready_ms(l, now);
+		if (r < next)
+			next = r;
+	}
+	if (dp->retry.n && dp->retry.items[0]->not_before_ms < next)
+		next = dp->retry.items[0]->not_before_ms;
+	if (next != UINT64_MAX && !loop_timer_armed(&dp->sched_timer))
+		loop_timer_set(&dp->loop, &dp->sched_timer, next > now ? next - now : 1, schedule);
+}
+
+void kick(struct dispatcher *dp)
+{
+	if (!loop_timer_armed(&dp->sched_timer) || dp->sched_timer.deadline_ms > loop_now_ms(&dp->loop))
+		loop_timer_set(&dp->loop, &dp->sched_timer, 0, schedule);
+}
+
+void sched_init(struct dispatcher *dp)
+{
+	dp->host.loop = &dp->loop;
+	dp->host.redis = dp->cfg.redis;
+	dp->host.prefix = dp->cfg.prefix;
+	dp->host.ctx = dp;
+	dp->host.report = sched_report;
+	dp->host.receipt = sched_receipt;
+	dp->host.up = sched_lane_up;
+}
+
+void sched_release(struct dispatcher *dp)
+{
+	free(dp->retry.items);
+	free(dp->by_id);
+}
+
+/* --- outcomes --- */
+
+static uint64_t backoff_ms(const struct dispatcher *dp, unsigned attempts)
+{
+	uint64_t base = (uint64_t)dp->cfg.retry_base_ms << (attempts > 10 ? 10 : attempts - 1);
+	return base / 2 + (uint64_t)rand() % (base / 2 + 1); /* "equal jitter" */
+}
+
+static void retry_later(struct dispatcher *dp, struct delivery *d, const char *reason,
+			uint64_t now)
+{
+	struct campaign *c = d->campaign;
+	uint64_t at = now + backoff_ms(dp, d->attempts);
+	if (at >= c->expires_ms || d->attempts >= (unsigned)dp->cfg.max_attempts ||
+	    c->state != CAMPAIGN_SENDING) {
+		delivery_finish(dp, d, at >= c->expires_ms ? DELIVERY_EXPIRED : DELIVERY_FAILED,
+				reason);
+		return;
+	}
+	d->reason = reason ? reason : "";
+	d->not_before_ms = at;
+	move(dp, d, DELIVERY_QUEUED);
+	wait_push(&dp->retry, d);
+	kick(dp);
+}
+
+static void observe_receipt(struct delivery *d, uint64_t now)
+{
+	if (d->lane && d->sent_ms)
+		lane_observe(d->lane->stats.receipt_hist, &d->lane->stats.receipt_sum_s,
+			     &d->lane->stats.receipt_count, (double)(now - d->sent_ms) / 1000.0);
+}
+
+void sched_report(void *ctx, struct delivery *d, enum outcome o, const char *reason,
+		  uint32_t retry_after_ms)
+{
+	struct dispatcher *dp = ctx;
+	struct lane *l = d->lane;
+	struct campaign *c = d->campaign;
+	uint64_t now = loop_now_ms(&dp->loop);
+	lane_done(l);
+	c->inflight--;
+	kick(dp);
+	if (c->state == CAMPAIGN_CANCELLED || c->state == CAMPAIGN_SUPERSEDED) {
+		delivery_finish(dp, d, DELIVERY_CANCELLED, "warning cancelled");
+		return;
+	}
+	switch (o) {
+	case OUTCOME_ACCEPTED:
+		l->stats.accepted++;
+		move(dp, d, DELIVERY_ACCEPTED);
+		if (now >= c->expires_ms)
+			delivery_finish(dp, d, DELIVERY_EXPIRED, "expired awaiting receipt");
+		break;
+	case OUTCOME_DELIVERED:
+		l->stats.delivered++;
+		observe_receipt(d, now);
+		delivery_finish(dp, d, DELIVERY_DELIVERED, NULL);
+		break;
+	case OUTCOME_PERMANENT:
+		delivery_finish(dp, d, DELIVERY_FAILED, reason);
+		break;
+	case OUTCOME_EXPIRED:
+		delivery_finish(dp, d, DELIVERY_EXPIRED, reason);
+		break;
+	case OUTCOME_THROTTLED:
+		lane_pause(l, now + (retry_after_ms ? retry_after_ms : 1000), reason ? reason : "throttled");
+		log_info("msg=\"lane paused\" lane=%s for_ms=%u reason=\"%s\"", l->name,
+			 retry_after_ms ? retry_after_ms : 1000, l->pause_reason);
+		d->attempts--; /* a throttled try does not count against the delivery */
+		move(dp, d, DELIVERY_QUEUED);
+		if (lane_push(l, d) < 0) /* same seq: it keeps its place in the order */
+			abort();
+		break;
+	case OUTCOME_TRANSIENT:
+		retry_later(dp, d, reason, now);
+		break;
+	}
+}
+
+void sched_receipt(void *ctx, uint64_t id, enum outcome o, const char *reason)
+{
+	struct dispatcher *dp = ctx;
+	struct delivery *d = map_get(dp, id);
+	if (!d || d->state != DELIVERY_ACCEPTED)
+		return; /* late, duplicate, or for a delivery already final */
+	uint64_t now = loop_now_ms(&dp->loop);
+	if (o == OUTCOME_DELIVERED) {
+		if (++d->parts_delivered < d->parts)
+			return; /* a multi-part SMS is delivered when all parts are */
+		if (d->lane)
+			d->lane->stats.delivered++;
+		observe_receipt(d, now);
+		delivery_finish(dp, d, DELIVERY_DELIVERED, NULL);
+	} else if (o == OUTCOME_EXPIRED) {
+		delivery_finish(dp, d, DELIVERY_EXPIRED, reason ? reason : "expired at the provider");
+	} else if (o == OUTCOME_PERMANENT) {
+		delivery_finish(dp, d, DELIVERY_FAILED, reason ? reason : "undeliverable");
+	}
+}
+
+/* --- failover --- */
+
+static bool on_lane(const struct delivery *d, void *arg)
+{
+	return true;
+}
+
+static void requeue(struct delivery *d, void *arg)
+{
+	struct dispatcher *dp = arg;
+	struct lane *l = pick_lane(dp, d);
+	if (!l || lane_push(l, d) < 0)
+		abort();
+}
+
+void sched_lane_up(void *ctx, struct lane *l, bool up, const char *why)
+{
+	struct dispatcher *dp = ctx;
+	if (l->down == !up)
+		return;
+	l->down = !up;
+	log_info("msg=\"lane %s\" lane=%s why=\"%s\"", up ? "up" : "down", l->name, why ? why : "");
+	if (!up && lane_queued(l)) {
+		/* Fail over: move the queue to sibling lanes (it stays here if none is up). */
+		struct lane *sibling = NULL;
+		for (size_t i = 0; i < dp->n_lanes && !sibling; i++)
+			if (&dp->lanes[i] != l && !dp->lanes[i].down && dp->lanes[i].channel == l->channel &&
+			    dp->lanes[i].platform == l->platform)
+				sibling = &dp->lanes[i];
+		if (sibling)
+			lane_retract(l, on_lane, NULL, requeue, dp);
+	}
+	kick(dp);
+}
+
+/* --- escalation: deliveries held until their stage --- */
+
+void sched_hold(struct dispatcher *dp, struct delivery *d)
+{
+	struct campaign *c = d->campaign;
+	if (c->n_held == c->cap_held) {
+		size_t cap = c->cap_held ? c->cap_held * 2 : 256;
+		struct delivery **n = realloc(c->held, cap * sizeof(*n));
+		if (!n)
+			abort();
+		c->held = n;
+		c->cap_held = cap;
+	}
+	c->held[c->n_held++] = d;
+}
+
+/* Release stage `stage`: send to households not reached yet, drop the rest. */
+void sched_release_held(struct dispatcher *dp, struct campaign *c, unsigned stage)
+{
+	size_t kept = 0;
+	for (size_t i = 0; i < c->n_held; i++) {
+		struct delivery *d = c->held[i];
+		if (dp->stage[d->channel] != stage) {
+			c->held[kept++] = d;
+			continue;
+		}
+		bool reached = d->household != LEDGER_NONE && ledger_hh_reached(&c->ledger, d->household);
+		if (reached) { /* not planned in the ledger: just forget it */
+			c->by_state[DELIVERY_QUEUED]--;
+			c->by_state[DELIVERY_CANCELLED]++;
+			map_del(dp, d);
+			free(d->address);
+			free(d);
+			c->open--;
+			continue;
+		}
+		if (d->household != LEDGER_NONE)
+			ledger_plan(&c->ledger, d->household, (enum channel)d->channel);
+		else if (d->segment != LEDGER_NONE)
+			ledger_plan_terminal(&c->ledger, d->segment);
+		sched_enqueue(dp, d);
+	}
+	c->n_held = kept;
+	c->dirty = true;
+	campaign_check_done(dp, c);
+}
+
+/* --- retraction and expiry --- */
+
+static bool of_campaign(const struct delivery *d, void *arg)
+{
+	return d->campaign == arg;
+}
+
+struct finish_ctx {
+	struct dispatcher *dp;
+	enum delivery_state to;
+	const char *reason;
+	struct delivery **list;
+	size_t n, cap;
+};
+
+static void collect(struct delivery *d, void *arg)
+{
+	struct finish_ctx *f = arg;
+	if (f->n == f->cap) {
+		f->cap = f->cap ? f->cap * 2 : 1024;
+		f->list = realloc(f->list, f->cap * sizeof(*f->list));
+		if (!f->list)
+			abort();
+	}
+	f->list[f->n++] = d;
+}
+
+static void finish_all(struct finish_ctx *f)
+{
+	for (size_t i = 0; i < f->n; i++)
+		delivery_finish(f->dp, f->list[i], f->to, f->reason);
+	free(f->list);
+}
+
+/* Every queued, waiting and held delivery of c ends in state `to`. */
+void sched_retract(struct dispatcher *dp, struct campaign *c, enum delivery_state to)
+{
+	struct finish_ctx f = {.dp = dp, .to = to,
+			       .reason = to == DELIVERY_EXPIRED ? "warning expired" : "warning cancelled"};
+	for (size_t i = 0; i < dp->n_lanes; i++)
+		lane_retract(&dp->lanes[i], of_campaign, c, collect, &f);
+	size_t kept = 0;
+	for (size_t i = 0; i < dp->retry.n; i++) {
+		if (dp->retry.items[i]->campaign == c)
+			collect(dp->retry.items[i], &f);
+		else
+			dp->retry.items[kept++] = dp->retry.items[i];
+	}
+	dp->retry.n = kept;
+	for (size_t i = kept / 2; i-- > 0;)
+		wait_sift(&dp->retry, i);
+	/* Held deliveries were never planned: drop them without touching the ledger. */
+	for (size_t i = 0; i < c->n_held; i++) {
+		struct delivery *d = c->held[i];
+		c->by_state[DELIVERY_QUEUED]--;
+		c->by_state[to]++;
+		map_del(dp, d);
+		free(d->address);
+		free(d);
+		c->open--;
+	}
+	c->n_held = 0;
+	finish_all(&f);
+	c->dirty = true;
+	kick(dp);
+}
+
+static bool accepted_of(struct dispatcher *dp, struct campaign *c, struct finish_ctx *f)
+{
+	for (size_t i = 0; i < dp->by_id_cap; i++) {
+		struct delivery *d = dp->by_id[i];
+		if (d && d->campaign == c && d->state == DELIVERY_ACCEPTED)
+			collect(d, f);
+	}
+	return f->n > 0;
+}
+
+/* The warning expired: nothing more is sent; accepted-but-unconfirmed ones expire too. */
+void sched_expire(struct dispatcher *dp, struct campaign *c)
+{
+	sched_retract(dp, c, DELIVERY_EXPIRED);
+	struct finish_ctx f = {.dp = dp, .to = DELIVERY_EXPIRED, .reason = "no receipt before expiry"};
+	if (accepted_of(dp, c, &f))
+		finish_all(&f);
+	else
+		free(f.list);
+}
