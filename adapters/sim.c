@@ -11,10 +11,13 @@
  *   direct = no          yes: report DELIVERED without ACCEPTED (terminals)
  *   permanent_pct = 0    share of addresses that fail permanently ("sim: unknown subscriber")
  *   transient_pct = 0    share of addresses whose first attempt fails transiently
+ *   transient_attempts = 0  every address fails transiently on its first N attempts
  *   throttle_every = 0   every Nth submit is answered THROTTLED ...
  *   throttle_ms = 1000   ... asking the lane to pause this long
  *   down = no            yes: the lane never comes up (failover tests)
- *   log = PATH           append "lane<TAB>address<TAB>attempt" per submit
+ *   log = PATH           append one line per submit:
+ *                        "ms<TAB>lane<TAB>warning<TAB>address<TAB>attempt<TAB>parts<TAB>text"
+ *                        (ms: monotonic clock; text: what the channel would show)
  *
  * Invariants: one report per submit, never from inside submit(); receipts
  * refer to delivery ids, since the delivery may be gone by then.
@@ -41,7 +44,7 @@ struct sim {
 	struct lane_host host;
 	struct lane *lane;
 	unsigned accept_ms, deliver_ms, throttle_ms;
-	unsigned permanent_pct, transient_pct, throttle_every;
+	unsigned permanent_pct, transient_pct, throttle_every, transient_attempts;
 	bool receipts, direct, down;
 	FILE *log;
 	uint64_t submits, seq;
@@ -109,7 +112,8 @@ static void verdict(struct sim *s, struct delivery *d)
 	uint32_t h = addr_hash(d->address) % 100;
 	if (h < s->permanent_pct) {
 		s->host.report(s->host.ctx, d, OUTCOME_PERMANENT, "sim: unknown subscriber", 0);
-	} else if (d->attempts <= 1 && (addr_hash(d->address) / 100) % 100 < s->transient_pct) {
+	} else if (d->attempts <= s->transient_attempts ||
+		   (d->attempts <= 1 && (addr_hash(d->address) / 100) % 100 < s->transient_pct)) {
 		s->host.report(s->host.ctx, d, OUTCOME_TRANSIENT, "sim: temporary failure", 0);
 	} else if (s->direct) {
 		s->host.report(s->host.ctx, d, OUTCOME_DELIVERED, NULL, 0);
@@ -157,7 +161,10 @@ static void sim_submit(struct lane *l, struct delivery *d)
 	struct sim *s = l->adapter_state;
 	s->submits++;
 	if (s->log) {
-		fprintf(s->log, "%s\t%s\t%u\n", l->name, d->address, d->attempts);
+		fprintf(s->log, "%llu\t%s\t%s\t%s\t%u\t%u\t%s\n",
+			(unsigned long long)loop_now_ms(s->host.loop), l->name,
+			campaign_id(d->campaign), d->address, d->attempts, d->parts,
+			campaign_text(d->campaign, d->lang));
 		fflush(s->log);
 	}
 	uint64_t now = loop_now_ms(s->host.loop);
@@ -190,6 +197,7 @@ static int sim_open(struct lane *l, const struct lane_host *host, const struct c
 	s->permanent_pct = (unsigned)atoi(config_lane_get(cfg, "permanent_pct", "0"));
 	s->transient_pct = (unsigned)atoi(config_lane_get(cfg, "transient_pct", "0"));
 	s->throttle_every = (unsigned)atoi(config_lane_get(cfg, "throttle_every", "0"));
+	s->transient_attempts = (unsigned)atoi(config_lane_get(cfg, "transient_attempts", "0"));
 	s->receipts = yes(config_lane_get(cfg, "receipts", "yes"));
 	s->direct = yes(config_lane_get(cfg, "direct", "no"));
 	s->down = yes(config_lane_get(cfg, "down", "no"));

@@ -33,7 +33,7 @@
 #include "log.h"
 #include "resolve.h"
 
-#define TICK_MS 250
+#define TICK_MS 100
 #define GROUP "tocsin-dispatch"
 #define CONSUMER "tocsind"
 
@@ -370,8 +370,7 @@ static int parse_channels(const char *list, bool on[CHANNEL_COUNT], unsigned sta
 		}
 		if (staged)
 			stage[ch] = n++;
-		else
-			on[ch] = true;
+		on[ch] = true;
 	}
 	return 0;
 }
@@ -424,8 +423,6 @@ struct dispatcher *dispatch_new(const struct config *cfg, adapter_lookup lookup,
 	if (parse_channels(cfg->channels, dp->channel_on, dp->stage, false, err, errlen) < 0 ||
 	    parse_channels(cfg->escalation, dp->channel_on, dp->stage, true, err, errlen) < 0)
 		goto out_loop;
-	for (int ch = 0; cfg->escalation[0] && ch < CHANNEL_COUNT; ch++)
-		dp->channel_on[ch] = true; /* every channel of the order is used, in stages */
 	if (redis_init(&dp->redis, &dp->loop, cfg->redis, err, errlen) < 0 ||
 	    redis_init(&dp->stream, &dp->loop, cfg->redis, err, errlen) < 0)
 		goto out_loop;

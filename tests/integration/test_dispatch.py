@@ -1,0 +1,337 @@
+#!/usr/bin/python3
+"""tests/integration/test_dispatch.py: dispatch, receipts and coverage end to end.
+
+A real redis-server holds a generated district (bench/gen_district, loaded
+with `tocsin load`); tocsind runs with lanes on the scripted `sim` adapter,
+which logs every send (time, lane, warning, address, attempt, parts, text).
+Expectations are computed independently from the CSV files, so the
+assertions check the engine's arithmetic rather than repeat it.
+
+usage: /usr/bin/python3 test_dispatch.py SOURCE_DIR BUILD_DIR
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+import urllib.request
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from harness import Redis, Tocsind  # noqa: E402
+from bureau import Bureau, load_pb  # noqa: E402
+
+SRC, BUILD = sys.argv[1], sys.argv[2]
+del sys.argv[1:3]
+TOCSIND = os.path.join(BUILD, "engine", "tocsind")
+TOCSIN = os.path.join(BUILD, "engine", "tocsin")
+GEN = os.path.join(BUILD, "bench", "gen_district")
+WORK = tempfile.mkdtemp(prefix="tocsin-dispatch-")
+pb = load_pb(SRC)
+
+DISTRICT = os.path.join(WORK, "district")
+subprocess.run([GEN, "--seed", "7", "--scale", "0.03", "--out", DISTRICT], check=True,
+               capture_output=True)
+
+
+def read_csv(name):
+    with open(os.path.join(DISTRICT, name), newline="", encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+HOUSEHOLDS = read_csv("households.csv")
+TERMINALS = read_csv("terminals.csv")
+SEGMENTS = read_csv("segments.csv")
+
+
+def expected(prefixes, households=()):
+    """Persons, phones, app tokens and terminals under the given segment prefixes."""
+    hh = [h for h in HOUSEHOLDS
+          if any(h["id"].startswith(p) for p in prefixes) or h["id"] in households]
+    phones = {p for h in hh for p in h["phones"].split(";") if p}
+    apps = {a for h in hh for a in h["apps"].split(";") if a}
+    terms = {t["id"] for t in TERMINALS if any(t["segment"].startswith(p) for p in prefixes)}
+    return {"persons": sum(int(h["persons"]) for h in hh), "phones": phones, "apps": apps,
+            "terminals": terms, "households": hh}
+
+
+def sends(log):
+    if not os.path.exists(log):
+        return []
+    with open(log, encoding="utf-8") as f:
+        return [dict(zip(("ms", "lane", "warning", "address", "attempt", "parts", "text"),
+                         line.rstrip("\n").split("\t"))) for line in f if line.strip()]
+
+
+def lane(name, channel, log, platform=None, **kw):
+    opts = {("lane " + name, "channel"): channel, ("lane " + name, "adapter"): "sim",
+            ("lane " + name, "log"): log, ("lane " + name, "window"): kw.pop("window", "200")}
+    if platform:
+        opts[("lane " + name, "platform")] = platform
+    for k, v in kw.items():
+        opts[("lane " + name, k)] = str(v)
+    return opts
+
+
+def all_lanes(log, sms=None, app=None, terminal=None):
+    o = {}
+    o.update(lane("sms-1", "sms", log, **(sms or {})))
+    for p in ("apns", "fcm", "webhook"):
+        o.update(lane(p + "-1", "app", log, platform=p, **(app or {})))
+    o.update(lane("term-1", "terminal", log, **(terminal or {"direct": "yes"})))
+    return o
+
+
+class Dispatch(unittest.TestCase):
+    def setUp(self):
+        self.dir = tempfile.mkdtemp(prefix="case-", dir=WORK)
+        self.log = os.path.join(self.dir, "sends.log")
+        self.redis = Redis(self.dir).start()
+        subprocess.run([TOCSIN, "load", "--redis", self.redis.address, "--dir", DISTRICT],
+                       check=True, capture_output=True)
+        self.bureau = Bureau(pb)
+        self.keyring = os.path.join(self.dir, "keyring.ini")
+        with open(self.keyring, "w") as f:
+            f.write(self.bureau.keyring)
+        self.d = None
+
+    def tearDown(self):
+        if self.d:
+            self.d.stop(signal.SIGKILL)
+        self.redis.stop()
+
+    def start(self, opts, **dispatch):
+        for k, v in dispatch.items():
+            opts[("dispatch", k)] = v
+        opts[("server", "threads")] = "1"
+        self.d = Tocsind(TOCSIND, self.dir, self.redis.address, self.keyring, opts).start()
+        return self.d
+
+    def submit(self, w):
+        req = urllib.request.Request(self.d.url + "/v1/warnings", data=self.bureau.sign(w),
+                                     headers={"Content-Type": "application/x-protobuf"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            self.assertEqual(r.status, 202)
+        return w.identifier
+
+    def status(self, ident):
+        with urllib.request.urlopen(self.d.url + "/v1/warnings/" + ident, timeout=10) as r:
+            return json.load(r)
+
+    def wait_state(self, ident, states, timeout=60):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            cov = self.status(ident).get("coverage")
+            if cov and cov["state"] in states:
+                return cov
+            time.sleep(0.1)
+        self.fail("%s not in %s after %ss: %s" % (ident, states, timeout, self.status(ident)))
+
+    def metrics(self):
+        with urllib.request.urlopen(self.d.url + "/metrics", timeout=10) as r:
+            return r.read().decode()
+
+    # --- coverage arithmetic ---
+
+    def test_overlapping_targets_counted_once(self):
+        self.start(all_lanes(self.log, sms={"deliver_ms": "20"}))
+        street = "350102001"
+        community = next(s["id"] for s in SEGMENTS if s["kind"] == "community"
+                         and s["parent"] == street)
+        building = next(s["id"] for s in SEGMENTS if s["kind"] == "building"
+                        and s["parent"] == community)
+        household = next(h["id"] for h in HOUSEHOLDS if h["building"] == building)
+        ident = self.submit(self.bureau.warning(targets=[street, community, building, household]))
+        cov = self.wait_state(ident, ["done"])
+        exp = expected([street])
+        self.assertEqual(cov["targeted"], exp["persons"])
+        self.assertEqual(cov["reached"], exp["persons"])
+        self.assertEqual(cov["reached"] + cov["accepted"] + cov["failed"] + cov["pending"],
+                         cov["targeted"])
+        log = [s for s in sends(self.log) if s["warning"] == ident]
+        sms = [s["address"] for s in log if s["lane"] == "sms-1"]
+        apps = [s["address"] for s in log if s["lane"].split("-")[0] in ("apns", "fcm", "webhook")]
+        terms = [s["address"] for s in log if s["lane"] == "term-1"]
+        self.assertEqual(sorted(sms), sorted(exp["phones"]))   # each number once
+        self.assertEqual(sorted(apps), sorted(exp["apps"]))     # each token once
+        self.assertEqual(sorted(terms), sorted(exp["terminals"]))
+        self.assertTrue(cov["t90_ms"] is not None and cov["t90_ms"] >= 0)
+        self.assertGreater(cov["census"], 0)
+        seg_targeted = sum(s["targeted"] for s in cov["segments"])
+        self.assertEqual(seg_targeted, exp["persons"])
+        self.assertEqual(cov["channels"]["sms"]["reached"],
+                         sum(int(h["persons"]) for h in exp["households"] if h["phones"]))
+
+    def test_accepted_is_not_reached_and_failures_are_named(self):
+        self.start(all_lanes(self.log, sms={"receipts": "no"}, app={"permanent_pct": "100"},
+                             terminal={"direct": "yes", "permanent_pct": "100"}))
+        ident = self.submit(self.bureau.warning(targets=["350102002"], expires_in=30))
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            cov = self.status(ident)["coverage"]
+            if cov and cov["deliveries"]["queued"] == 0 and cov["deliveries"]["sent"] == 0:
+                break
+            time.sleep(0.1)
+        exp = expected(["350102002"])
+        with_phone = sum(int(h["persons"]) for h in exp["households"] if h["phones"])
+        self.assertEqual(cov["reached"], 0)              # nothing was confirmed
+        self.assertEqual(cov["accepted"], with_phone)    # the SMSC only accepted
+        self.assertEqual(cov["failed"], exp["persons"] - with_phone)
+        self.assertEqual(cov["channels"]["app"]["failed"], cov["channels"]["app"]["targeted"])
+        self.assertEqual(cov["state"], "sending")        # receipts may still come until expiry
+
+    # --- lanes ---
+
+    def test_red_overtakes_queued_blue(self):
+        self.start(all_lanes(self.log, sms={"rate": "400", "burst": "20", "window": "10"}))
+        blue = self.submit(self.bureau.warning(targets=["350102"], severity=pb.MINOR,
+                                               urgency=pb.EXPECTED, colour=pb.BLUE))
+        time.sleep(1.0)
+        red = self.submit(self.bureau.warning(targets=["350102003"]))
+        self.wait_state(red, ["done"], timeout=60)
+        log = [s for s in sends(self.log) if s["lane"] == "sms-1"]
+        first_red = next(i for i, s in enumerate(log) if s["warning"] == red)
+        last_red = max(i for i, s in enumerate(log) if s["warning"] == red)
+        blue_between = sum(1 for s in log[first_red:last_red] if s["warning"] == blue)
+        self.assertEqual(blue_between, 0, "blue messages went out while red ones waited")
+        self.assertGreater(first_red, 0)
+        blue_left = self.status(blue)["coverage"]["deliveries"]["queued"]
+        self.assertGreater(blue_left, 0, "blue should still be queued behind red")
+
+    def test_throttling_pauses_the_lane_and_everything_arrives(self):
+        self.start(all_lanes(self.log, sms={"throttle_every": "50", "throttle_ms": "200"}))
+        ident = self.submit(self.bureau.warning(targets=["350102004"]))
+        cov = self.wait_state(ident, ["done"], timeout=60)
+        exp = expected(["350102004"])
+        self.assertEqual(cov["reached"], exp["persons"])
+        m = self.metrics()
+        throttled = [l for l in m.splitlines() if l.startswith('tocsin_lane_throttled_total{lane="sms-1"}')]
+        self.assertGreater(int(throttled[0].split()[-1]), 0)
+        sms = [s["address"] for s in sends(self.log) if s["lane"] == "sms-1"]
+        self.assertEqual(set(sms), exp["phones"])  # throttled ones were sent again
+
+    def test_failover_to_the_lane_that_is_up(self):
+        opts = all_lanes(self.log)
+        opts.update(lane("sms-2", "sms", self.log, down="yes"))
+        self.start(opts)
+        ident = self.submit(self.bureau.warning(targets=["350102005"]))
+        self.wait_state(ident, ["done"])
+        lanes = {s["lane"] for s in sends(self.log) if s["warning"] == ident}
+        self.assertIn("sms-1", lanes)
+        self.assertNotIn("sms-2", lanes)
+
+    def test_retries_never_outlive_expiry(self):
+        self.start(all_lanes(self.log, sms={"transient_attempts": "1000"}),
+                   retry_base_ms="200", max_attempts="1000")
+        w = self.bureau.warning(targets=["350102006"], expires_in=4)
+        ident = self.submit(w)
+        cov = self.wait_state(ident, ["expired", "done"], timeout=30)
+        expires_wall = w.info[0].expires
+        self.assertLessEqual(time.time() - 1, expires_wall + 5)
+        sms = [s for s in sends(self.log) if s["lane"] == "sms-1"]
+        self.assertGreater(max(int(s["attempt"]) for s in sms), 1)  # it did retry
+        self.assertEqual(cov["channels"]["sms"]["reached"], 0)
+        self.assertGreater(cov["deliveries"]["expired"], 0)
+        # No send after expiry: the last send is no later than the expiry (1 s slack for clocks).
+        last_ms = max(int(s["ms"]) for s in sms)
+        first_ms = min(int(s["ms"]) for s in sms)
+        self.assertLessEqual((last_ms - first_ms) / 1000.0, 4 + 1)
+
+    # --- cancel, update, statuses ---
+
+    def test_cancel_retracts_within_a_second(self):
+        self.start(all_lanes(self.log, sms={"rate": "200", "window": "10"}))
+        ident = self.submit(self.bureau.warning(targets=["350102"]))
+        time.sleep(0.7)
+        t0 = time.time()
+        self.submit(self.bureau.warning(msg_type=pb.CANCEL, references=[ident], targets=[]))
+        cov = self.wait_state(ident, ["cancelled"], timeout=1.0)
+        self.assertLess(time.time() - t0, 1.0)
+        self.assertGreater(cov["deliveries"]["cancelled"], 0)
+        n = len([s for s in sends(self.log) if s["warning"] == ident])
+        time.sleep(1.0)
+        self.assertEqual(len([s for s in sends(self.log) if s["warning"] == ident]), n)
+
+    def test_update_supersedes(self):
+        self.start(all_lanes(self.log, sms={"rate": "200", "window": "10"}))
+        old = self.submit(self.bureau.warning(targets=["350102"]))
+        time.sleep(0.5)
+        new = self.submit(self.bureau.warning(msg_type=pb.UPDATE, references=[old],
+                                              targets=["350102007"]))
+        self.wait_state(old, ["superseded"], timeout=2)
+        cov = self.wait_state(new, ["done"], timeout=60)
+        self.assertEqual(cov["targeted"], expected(["350102007"])["persons"])
+
+    def test_exercise_is_marked_as_a_drill(self):
+        self.start(all_lanes(self.log))
+        ident = self.submit(self.bureau.warning(targets=["350102008"], status=pb.EXERCISE))
+        cov = self.wait_state(ident, ["done"])
+        self.assertTrue(cov["drill"])
+        texts = [s["text"] for s in sends(self.log) if s["warning"] == ident]
+        self.assertTrue(texts)
+        self.assertTrue(all(t.startswith("【演练】") for t in texts), texts[:3])
+
+    def test_test_status_reaches_only_test_recipients(self):
+        self.start(all_lanes(self.log),
+                   test_recipients="sms:+8613800000000, app:fcm:test-token-1")
+        ident = self.submit(self.bureau.warning(targets=["350102"], status=pb.TEST))
+        cov = self.wait_state(ident, ["done"])
+        got = sorted(s["address"] for s in sends(self.log) if s["warning"] == ident)
+        self.assertEqual(got, ["+8613800000000", "fcm:test-token-1"])
+        self.assertEqual(cov["targeted"], 2)
+
+    def test_draft_is_never_sent(self):
+        self.start(all_lanes(self.log))
+        ident = self.submit(self.bureau.warning(targets=["350102"], status=pb.DRAFT))
+        cov = self.wait_state(ident, ["done"])
+        self.assertEqual(cov.get("error"), "draft: never sent")
+        self.assertEqual([s for s in sends(self.log) if s["warning"] == ident], [])
+
+    # --- escalation ---
+
+    def test_escalation_app_then_sms(self):
+        self.start(all_lanes(self.log), escalation="app, sms", channels="app, sms",
+                   escalate_after_ms="1500")
+        ident = self.submit(self.bureau.warning(targets=["350102009"]))
+        cov = self.wait_state(ident, ["done"], timeout=30)
+        exp = expected(["350102009"])
+        log = [s for s in sends(self.log) if s["warning"] == ident]
+        sms = {s["address"] for s in log if s["lane"] == "sms-1"}
+        apps_first = max(int(s["ms"]) for s in log if s["lane"] != "sms-1")
+        self.assertGreaterEqual(min(int(s["ms"]) for s in log if s["lane"] == "sms-1"),
+                                apps_first)
+        # Only households that the app did not reach get an SMS.
+        no_app = {p for h in exp["households"] if not h["apps"]
+                  for p in h["phones"].split(";") if p}
+        self.assertEqual(sms, no_app)
+        self.assertNotIn("terminal", {s["lane"][:4] for s in log})
+        self.assertEqual(cov["reached"], sum(int(h["persons"]) for h in exp["households"]
+                                             if h["apps"] or h["phones"]))
+
+    # --- resume ---
+
+    def test_resume_after_kill_9_without_resending(self):
+        self.start(all_lanes(self.log, sms={"rate": "1500", "window": "20"}))
+        ident = self.submit(self.bureau.warning(targets=["350102"]))
+        time.sleep(1.5)
+        before = sends(self.log)
+        self.d.stop(signal.SIGKILL)
+        self.d.start()
+        cov = self.wait_state(ident, ["done"], timeout=90)
+        exp = expected(["350102"])
+        self.assertEqual(cov["reached"], cov["targeted"])
+        self.assertEqual(cov["targeted"], exp["persons"])
+        log = [s for s in sends(self.log) if s["warning"] == ident and s["lane"] == "sms-1"]
+        self.assertEqual({s["address"] for s in log}, exp["phones"])
+        again = len(log) - len({s["address"] for s in log})
+        # Only what was in flight or settled in the last flush before the kill is sent twice.
+        allowance = 20 + 1500 * 0.3
+        self.assertLessEqual(again, allowance, "%d resent after restart" % again)
+        self.assertGreater(len(before), 0)
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
