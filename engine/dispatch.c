@@ -338,20 +338,22 @@ static void *dispatch_main(void *arg)
 	struct dispatcher *dp = arg;
 	redis_start(&dp->redis);
 	redis_start(&dp->stream);
+	redis_start(&dp->writer);
 	arm_wake(dp);
 	loop_timer_set(&dp->loop, &dp->tick_timer, TICK_MS, on_tick);
 	while (!atomic_load(&dp->stop))
 		loop_run_once(&dp->loop, 1000);
 	publish_flush(dp); /* what is settled is on its way to Redis */
-	for (int i = 0; i < 20 && redis_up(&dp->redis) && dp->redis.fifo_len; i++)
+	for (int i = 0; i < 20 && redis_up(&dp->writer) && dp->writer.fifo_len; i++)
 		loop_run_once(&dp->loop, 50);
 	for (size_t i = 0; i < dp->n_lanes; i++)
 		if (dp->lanes[i].adapter && dp->lanes[i].adapter->close)
 			dp->lanes[i].adapter->close(&dp->lanes[i]);
 	redis_stop(&dp->redis);
 	redis_stop(&dp->stream);
+	redis_stop(&dp->writer);
 	for (int i = 0; i < 100 && !(redis_idle(&dp->redis) && redis_idle(&dp->stream) &&
-				     !dp->wake_armed); i++)
+				     redis_idle(&dp->writer) && !dp->wake_armed); i++)
 		loop_run_once(&dp->loop, 20);
 	return NULL;
 }
@@ -411,7 +413,7 @@ struct dispatcher *dispatch_new(const struct config *cfg, adapter_lookup lookup,
 	}
 	dp->cfg = *cfg;
 	dp->wake_fd = -1;
-	dp->redis.fd = dp->stream.fd = -1;
+	dp->redis.fd = dp->stream.fd = dp->writer.fd = -1;
 	pthread_mutex_init(&dp->metrics_lock, NULL);
 	dp->wake_op.cb = on_wake;
 	int ret = loop_init(&dp->loop, 4096);
@@ -424,7 +426,8 @@ struct dispatcher *dispatch_new(const struct config *cfg, adapter_lookup lookup,
 	    parse_channels(cfg->escalation, dp->channel_on, dp->stage, true, err, errlen) < 0)
 		goto out_loop;
 	if (redis_init(&dp->redis, &dp->loop, cfg->redis, err, errlen) < 0 ||
-	    redis_init(&dp->stream, &dp->loop, cfg->redis, err, errlen) < 0)
+	    redis_init(&dp->stream, &dp->loop, cfg->redis, err, errlen) < 0 ||
+	    redis_init(&dp->writer, &dp->loop, cfg->redis, err, errlen) < 0)
 		goto out_loop;
 	dp->stream.on_state = on_stream_state;
 	dp->stream.on_state_arg = dp;
@@ -492,6 +495,7 @@ void dispatch_free(struct dispatcher *dp)
 	sched_release(dp);
 	redis_release(&dp->redis);
 	redis_release(&dp->stream);
+	redis_release(&dp->writer);
 	buf_release(&dp->dirty);
 	if (dp->wake_fd >= 0)
 		close(dp->wake_fd);

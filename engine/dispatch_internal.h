@@ -37,6 +37,8 @@ struct dispatcher {
 	struct loop loop;
 	struct redis_client redis;   /* commands */
 	struct redis_client stream;  /* XREADGROUP ... BLOCK */
+	struct redis_client writer;  /* delivery states and coverage: big fire-and-forget
+	                                writes that must not delay resolution replies */
 	pthread_t thread;
 	bool started;
 	atomic_bool stop;

@@ -47,7 +47,7 @@ static void flush_states(struct dispatcher *dp)
 	while (p < end) {
 		const char *id = p, *addr = id + strlen(id) + 1, *st = addr + strlen(addr) + 1;
 		if (argc && (strcmp(key + strlen(dp->cfg.prefix) + 2, id) || argc == 2 + 2 * PAIRS_PER_HSET)) {
-			redis_command(&dp->redis, NULL, NULL, argc, argv, lens);
+			redis_command(&dp->writer, NULL, NULL, argc, argv, lens);
 			argc = 0;
 		}
 		if (!argc) {
@@ -65,7 +65,7 @@ static void flush_states(struct dispatcher *dp)
 		p = st + 1;
 	}
 	if (argc)
-		redis_command(&dp->redis, NULL, NULL, argc, argv, lens);
+		redis_command(&dp->writer, NULL, NULL, argc, argv, lens);
 	dp->dirty.len = 0;
 }
 
@@ -157,14 +157,14 @@ static void flush_coverage(struct dispatcher *dp, struct campaign *c)
 	const char *state = campaign_state_name(c->state);
 	const char *argv[] = {"HSET", key, "state", state, "coverage", cov};
 	size_t lens[] = {4, strlen(key), 5, strlen(state), 8, strlen(cov)};
-	if (redis_command(&dp->redis, NULL, NULL, 6, argv, lens) == 0)
+	if (redis_command(&dp->writer, NULL, NULL, 6, argv, lens) == 0)
 		c->dirty = false;
 	free(cov);
 }
 
 void publish_flush(struct dispatcher *dp)
 {
-	if (!redis_up(&dp->redis))
+	if (!redis_up(&dp->writer))
 		return;
 	if (dp->dirty.len)
 		flush_states(dp);

@@ -311,6 +311,23 @@ class Dispatch(unittest.TestCase):
         self.assertEqual(cov["reached"], sum(int(h["persons"]) for h in exp["households"]
                                              if h["apps"] or h["phones"]))
 
+    def test_metrics_pass_promtool(self):
+        self.start(all_lanes(self.log))
+        ident = self.submit(self.bureau.warning(targets=["350102010"]))
+        self.wait_state(ident, ["done"])
+        time.sleep(0.3)  # the metrics snapshot is rebuilt every tick
+        text = self.metrics()
+        for name in ("tocsin_lane_deliveries_total", "tocsin_lane_first_send_seconds_bucket",
+                     "tocsin_lane_receipt_seconds_count", "tocsin_lane_queued",
+                     "tocsin_http_total", "tocsin_warning_persons"):
+            self.assertIn(name, text)
+        sent = [l for l in text.splitlines()
+                if l.startswith('tocsin_lane_deliveries_total{lane="sms-1",channel="sms",event="sent"}')]
+        self.assertEqual(int(sent[0].split()[-1]), len(expected(["350102010"])["phones"]))
+        r = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True,
+                           text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+
     # --- resume ---
 
     def test_resume_after_kill_9_without_resending(self):
