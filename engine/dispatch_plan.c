@@ -115,8 +115,12 @@ static void add_address(struct plan *p, const struct resolve_addr *a, enum chann
 	snprintf(addr, sizeof(addr), "%s%.*s", prefix, (int)(a->len < 1100 ? a->len : 1100), a->addr);
 	uint32_t hh = a->household >= 0 ? p->hh[a->household] : LEDGER_NONE;
 	uint32_t seg = LEDGER_NONE;
-	if (ch == CHANNEL_TERMINAL && a->segment)
+	if (ch == CHANNEL_TERMINAL && a->segment) {
+		/* A speaker covers its community; a display its building. */
 		seg = ledger_segment(&c->ledger, a->segment, LEDGER_COMMUNITY, 0, LEDGER_NONE);
+		if (a->term_segment && strcmp(a->term_segment, a->segment))
+			seg = ledger_segment(&c->ledger, a->term_segment, LEDGER_BUILDING, 0, seg);
+	}
 	char state = resume_get(c->resume, addr);
 	int st = state ? delivery_state_from_letter(state) : -1;
 	if (st > DELIVERY_SENT) { /* already done before the restart: count, don't send */

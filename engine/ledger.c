@@ -219,6 +219,16 @@ uint32_t ledger_household(struct ledger *l, uint32_t persons, uint32_t building,
 		h->next_in_community = l->seg[community].first_hh;
 		l->seg[community].first_hh = i;
 	}
+	/* A terminal planned (or done) before this household arrived covers it too. */
+	for (int k = 0; k < 2; k++) {
+		uint32_t s = k ? community : building;
+		if (s == LEDGER_NONE)
+			continue;
+		if (l->seg[s].terminal_planned)
+			h->has |= 1u << CHANNEL_TERMINAL;
+		if (l->seg[s].terminal_reached)
+			h->reached |= 1u << CHANNEL_TERMINAL;
+	}
 	struct snap none = {.all = CLS_NONE};
 	settle(l, h, &none, l->start_ms);
 	return i;
@@ -269,6 +279,8 @@ static void terminal_step(struct ledger *l, uint32_t s, int delta, bool reached,
 	}
 	if (delta > 0 || sg->terminals_pending)
 		sg->terminals_pending += delta;
+	sg->terminal_planned = true;
+	sg->terminal_reached |= reached;
 	k = 0;
 	for (uint32_t i = sg->first_hh; before && i != LEDGER_NONE; k++) {
 		struct ledger_household *h = &l->hh[i];

@@ -47,6 +47,8 @@ struct ledger_segment {
 	uint32_t community;         /* for buildings: their community's index */
 	uint32_t first_hh;          /* chain of households in it */
 	uint32_t terminals_pending; /* terminal deliveries not final yet */
+	bool terminal_planned;      /* a terminal covers it: its households have the channel */
+	bool terminal_reached;      /* a terminal covering it confirmed playing */
 	struct ledger_counts counts; /* communities only */
 };
 

@@ -616,7 +616,7 @@ static void on_term(void *arg, redisReply *reply)
 		r->ba[r->ba_n++] = (struct resolve_addr){
 			.channel = RESOLVE_TERMINAL, .addr = c->term_id, .len = strlen(c->term_id),
 			.persons = (unsigned)strtoul(reply->element[1]->str, NULL, 10),
-			.segment = c->community, .household = -1,
+			.segment = c->community, .term_segment = c->id, .household = -1,
 		};
 		r->stats.addrs[RESOLVE_TERMINAL]++;
 		batch_emit(r);

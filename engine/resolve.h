@@ -78,6 +78,7 @@ struct resolve_addr {
 	unsigned persons;
 	unsigned lang;
 	const char *segment;   /* community id */
+	const char *term_segment; /* terminals: the building or community it covers */
 	long household;        /* index into the batch's households; -1 for terminals */
 };
 

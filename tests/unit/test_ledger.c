@@ -114,12 +114,30 @@ static void test_many_segments_index(void **state)
 	ledger_release(&l);
 }
 
+static void test_terminal_before_households(void **state)
+{
+	struct ledger l;
+	ledger_init(&l, 0);
+	uint32_t c1 = ledger_segment(&l, "C1", LEDGER_COMMUNITY, 10, LEDGER_NONE);
+	uint32_t b1 = ledger_segment(&l, "C1B1", LEDGER_BUILDING, 0, c1);
+	ledger_plan_terminal(&l, b1); /* the display's list arrived before the households */
+	uint32_t h1 = ledger_household(&l, 3, b1, c1);
+	check(&l.total, 3, 0, 0, 0);
+	check(&l.channel[CHANNEL_TERMINAL], 3, 0, 0, 0);
+	ledger_move(&l, LEDGER_NONE, b1, CHANNEL_TERMINAL, Q, D, 5);
+	uint32_t h2 = ledger_household(&l, 2, b1, c1); /* arrives after it played */
+	check(&l.total, 5, 5, 0, 0);
+	assert_true(ledger_hh_reached(&l, h1) && ledger_hh_reached(&l, h2));
+	ledger_release(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_coverage),
 		cmocka_unit_test(test_terminal_failure_fails_uncovered),
 		cmocka_unit_test(test_many_segments_index),
+		cmocka_unit_test(test_terminal_before_households),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
