@@ -14,5 +14,8 @@
 const struct adapter_ops *adapter_find(const char *name);
 
 extern const struct adapter_ops adapter_sim;
+extern const struct adapter_ops adapter_smpp;
+extern const struct adapter_ops adapter_terminal;
+extern const struct adapter_ops adapter_push;
 
 #endif

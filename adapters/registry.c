@@ -7,6 +7,9 @@
 
 static const struct adapter_ops *const adapters[] = {
 	&adapter_sim,
+	&adapter_smpp,
+	&adapter_terminal,
+	&adapter_push,
 };
 
 const struct adapter_ops *adapter_find(const char *name)

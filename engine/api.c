@@ -20,6 +20,7 @@
 #include <jansson.h>
 
 #include "admit.h"
+#include "dispatch.h"
 #include "journal.h"
 #include "log.h"
 #include "resolve.h"
@@ -224,7 +225,7 @@ static void post_warning(struct worker *w, struct http_request *req)
 static void on_record(void *arg, redisReply *r)
 {
 	struct http_request *req = arg;
-	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 3)
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
 		return http_respond_error(req, 503, "journal_unavailable", NULL,
 					  "the journal (Redis) is not reachable");
 	if (r->element[0]->type != REDIS_REPLY_STRING)
@@ -238,7 +239,38 @@ static void on_record(void *arg, redisReply *r)
 		json_object_set_new(o, "admitted_at",
 				    json_integer(strtoll(r->element[2]->str, NULL, 10)));
 	json_object_set_new(o, "warning", warning ? warning : json_null());
+	json_t *cov = r->element[3]->type == REDIS_REPLY_STRING
+			      ? json_loadb(r->element[3]->str, r->element[3]->len, 0, NULL)
+			      : NULL;
+	json_object_set_new(o, "coverage", cov ? cov : json_null());
 	respond_json(req, 200, o, NULL);
+}
+
+/* Prometheus text: the workers' admission counters and the dispatcher's snapshot. */
+static void metrics(struct worker *w, struct http_request *req)
+{
+	struct buf b = {0};
+	char line[256];
+	static const char *names[] = {"accepted", "requests", "admitted", "replayed", "rejected"};
+	int n = snprintf(line, sizeof(line), "# HELP tocsin_http_total HTTP connections, requests "
+			 "and admission outcomes.\n# TYPE tocsin_http_total counter\n");
+	buf_append(&b, line, (size_t)n, 1u << 20);
+	for (int k = 0; k < 5; k++) {
+		uint64_t sum = 0;
+		for (int i = 0; i < w->e->n_workers; i++) {
+			const uint64_t *v = &w->e->workers[i].stats.accepted;
+			sum += __atomic_load_n(&v[k], __ATOMIC_RELAXED);
+		}
+		n = snprintf(line, sizeof(line), "tocsin_http_total{event=\"%s\"} %llu\n", names[k],
+			     (unsigned long long)sum);
+		buf_append(&b, line, (size_t)n, 1u << 20);
+	}
+	char *d = w->e->dispatcher ? dispatch_metrics(w->e->dispatcher) : NULL;
+	if (d)
+		buf_append(&b, d, strlen(d), 64u << 20);
+	free(d);
+	http_respond(req, 200, "text/plain; version=0.0.4", NULL, (const char *)b.data, b.len);
+	buf_release(&b);
 }
 
 static void get_warning(struct worker *w, struct http_request *req, const char *id)
@@ -274,6 +306,11 @@ void api_handle(struct worker *w, struct http_request *req)
 		if (!get)
 			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
 		return get_warning(w, req, path + 13);
+	}
+	if (!strcmp(path, "/metrics")) {
+		if (!get)
+			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
+		return metrics(w, req);
 	}
 	if (!strcmp(path, "/healthz")) {
 		if (!get)

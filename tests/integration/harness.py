@@ -102,6 +102,17 @@ class Tocsind:
         if self.proc:
             self.logf.close()
         self.proc = None
+        # After kill -9, the kernel tears the io_uring instance down asynchronously,
+        # and its in-flight accept keeps the listening socket alive for a moment:
+        # wait until the port refuses connections before anyone starts again.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    pass
+            except OSError:
+                break
+            time.sleep(0.05)
         return rc
 
     @property

@@ -43,6 +43,36 @@ import warning_pb2 as pb  # noqa: E402
 SENDER = "met.fuzhou.gov.cn"
 KEYS = {}
 
+# A tiny population holding every target the tests use (admission answers
+# 422 for targets that are neither segments nor households).
+POPULATION = {
+    "segments.csv": """id,kind,parent,name,population
+350102,district,,鼓楼区,12
+350102001,street,350102,鼓东街道,6
+350102002,street,350102,鼓西街道,6
+350102001001,community,350102001,东一社区,6
+350102002001,community,350102002,西一社区,6
+350102001001B0001,building,350102001001,1号楼,6
+350102002001B0001,building,350102002001,1号楼,6
+""",
+    "households.csv": """id,building,persons,lang,phones,apps
+350102001001B0001H001,350102001001B0001,2,zh-CN,+8613800000001,
+350102001001B0001H002,350102001001B0001,3,zh-CN,+8613800000002;+8613800000003,fcm:tok-a
+350102002001B0001H001,350102002001B0001,4,en-US,+8613800000004,apns:tok-b
+""",
+    "terminals.csv": "id,segment,kind,covers_persons,secret\n",
+}
+
+
+def load_population(redis):
+    d = os.path.join(WORK, "population")
+    os.makedirs(d, exist_ok=True)
+    for name, text in POPULATION.items():
+        with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+            f.write(text)
+    subprocess.run([TOCSIN, "load", "--redis", redis.address, "--dir", d], check=True,
+                   capture_output=True)
+
 
 def new_key(name):
     k = ed25519.Ed25519PrivateKey.generate()
@@ -166,6 +196,7 @@ class Ingest(unittest.TestCase):
                         "subjectAltName=DNS:localhost,IP:127.0.0.1"],
                        check=True, capture_output=True)
         cls.redis = Redis(WORK).start()
+        load_population(cls.redis)
         cls.d = Tocsind(TOCSIND, WORK, cls.redis.address, cls.keyring,
                         {("server", "tls_cert"): "tls.crt", ("server", "tls_key"): "tls.key"}
                         ).start()
@@ -316,6 +347,35 @@ class Ingest(unittest.TestCase):
         w = warning(status=pb.ACTUAL, targets=["350102001001"])
         self.assertRejected(signed(w, "py-narrow"), 403, "out_of_scope", "status", w.identifier)
 
+    def assertUnknownTargets(self, targets, unknown):
+        w = warning(targets=targets)
+        for via in ("http1", "h2c"):
+            code, j = self.post(signed(w), via)
+            self.assertEqual(code, 422, (via, j))
+            self.assertEqual(j["error"], "unknown_targets", j)
+            self.assertEqual(j["field"], "targets", j)
+            self.assertEqual(sorted(j["ids"]), sorted(unknown), j)
+            self.assertTrue(j["reason"], j)
+        self.assertEqual(self.status_of(w.identifier)[0], 404)  # nothing journalled
+        self.assertNotIn(w.identifier, self.redis.cli("XRANGE", "tocsin:journal", "-", "+"))
+
+    def test_422_unknown_street(self):
+        self.assertUnknownTargets(["350102001", "350102009", "350102002001"], ["350102009"])
+
+    def test_422_unknown_household(self):
+        self.assertUnknownTargets(["350102001001B0001H999", "350102002001B0001H001",
+                                   "350102001001B0009H001"],
+                                  ["350102001001B0001H999", "350102001001B0009H001"])
+
+    def test_household_and_building_targets_admitted(self):
+        w = warning(targets=["350102002001B0001H001", "350102001001B0001", "350102"])
+        self.assertEqual(self.post(signed(w))[0], 202)
+
+    def test_cancel_needs_no_targets(self):
+        w = warning(msg_type=pb.CANCEL, targets=[])
+        w.references.append("py-earlier")
+        self.assertEqual(self.post(signed(w))[0], 202)
+
     def test_413_too_large(self):
         body = b"\x0a" + b"\xff" * 70000
         for via in ("http1", "h2c", "tls-curl"):
@@ -361,6 +421,7 @@ class Faults(unittest.TestCase):
         with open(self.keyring, "w") as f:
             f.write(keyring_text())
         self.redis = Redis(self.dir).start()
+        load_population(self.redis)
         self.d = None
 
     def tearDown(self):
@@ -446,6 +507,16 @@ class Faults(unittest.TestCase):
         self.assertEqual(curl(d.url + "/v1/warnings", signed(warning(), "py-new"))[0], 202)
         conn.close()
 
+    def test_422_when_no_population_loaded(self):
+        d = self.start()
+        self.redis.cli("DEL", "tocsin:pop:current")
+        w = warning()
+        code, j = curl(d.url + "/v1/warnings", signed(w))
+        self.assertEqual((code, j["error"]), (422, "unknown_targets"), j)
+        self.assertEqual(j["reason"], "no population data loaded")
+        self.assertEqual(sorted(j["ids"]), ["350102001", "350102002001"])
+        self.assertEqual(curl(d.url + "/v1/warnings/" + w.identifier)[0], 404)
+
     def test_sigterm_stops_cleanly(self):
         d = self.start()
         self.assertEqual(curl(d.url + "/v1/warnings", signed(warning()))[0], 202)
@@ -492,6 +563,7 @@ class Sm2(unittest.TestCase):
                     "segments = 350102\nstatuses = Actual\n"
                     % (SENDER, base64.b64encode(read(pub)).decode()))
         redis = Redis(d).start()
+        load_population(redis)
         srv = Tocsind(TOCSIND, d, redis.address, keyring).start()
         try:
             w = warning()

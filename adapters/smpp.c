@@ -1,0 +1,1080 @@
+/*
+ * adapters/smpp.c: the SMS adapter, SMPP 3.4 over TCP on the engine's loop.
+ *
+ * One lane = one bind_transceiver. Each delivery becomes sms_text_parts()
+ * submit_sm PDUs (UCS-2 or GSM 7-bit, UDH-concatenated when long); it is
+ * reported ACCEPTED once every part got submit_sm_resp ESME_ROK, or with
+ * the worst failure (PERMANENT > THROTTLED > TRANSIENT) otherwise. Every
+ * accepted part's message id goes into the *account's* receipt map, shared
+ * by all lanes with the same `account` key, since an SMSC may send a
+ * receipt on any bind of the account; each receipt reports one part.
+ *
+ * Bind state table:
+ *
+ *   DOWN --open / retry timer--> CONNECTING --connected--> BINDING (bind_transceiver sent)
+ *   BINDING --bind_resp ROK--> BOUND (host->up true)
+ *   BINDING --bind_resp error / timeout--> FAILING
+ *   BOUND --EOF, error, enquire_link timeout, unbind from SMSC--> FAILING (host->up false)
+ *   BOUND --close()--> UNBINDING (unbind sent) --unbind_resp or 1 s--> FAILING
+ *   FAILING --last op back--> DOWN (retry timer, backoff 200 ms .. 30 s) | STOPPED (freed)
+ *
+ * Invariants:
+ *   - every SQE's user_data is one of the three ops embedded in struct smpp;
+ *     the struct is freed only in settle(), once no op is armed (two-phase
+ *     close: shutdown() completes the armed recv/send, then free);
+ *   - one report per submit, never from inside submit(): early verdicts go
+ *     through the `deferred` list and a 0 ms timer;
+ *   - an in-flight part lives in slots[seq & mask] until its response, its
+ *     response timeout (TRANSIENT) or the bind's loss (TRANSIENT);
+ *   - after close() nothing is reported; the socket says unbind and closes
+ *     on its own once the loop has run its ops back.
+ *
+ * Caveats: no TLS (plain TCP only). Account sharing finds sibling lanes
+ * through the dispatcher's lane list (lane->next); lanes not linked there
+ * keep their own receipt map. A multi-part message with some parts
+ * accepted and some failed is retried whole (the SMSC may then deliver the
+ * accepted parts twice). The hostname is resolved once, at open().
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "adapters.h"
+#include "buf.h"
+#include "campaign.h"
+#include "log.h"
+#include "smpp.h"
+#include "sms_text.h"
+
+#define RECV_BUF (SMPP_MAX_PDU + 16384)
+#define OUT_MAX (8u << 20)
+#define TICK_MS 100
+#define UNBIND_WAIT_MS 1000
+#define SWEEP_EVERY_MS 60000
+#define BACKOFF_MIN_MS 200
+#define BACKOFF_MAX_MS 30000
+
+enum bind_state { B_DOWN, B_CONNECTING, B_BINDING, B_BOUND, B_UNBINDING, B_FAILING, B_STOPPED };
+
+/* One submitted delivery, until its report. */
+struct smpp_msg {
+	struct delivery *d;
+	uint64_t delivery_id;
+	uint64_t receipt_expires_ms;
+	uint16_t parts, answered;
+	bool failed;
+	enum outcome verdict;
+	const char *reason;
+	uint32_t retry_after_ms;
+	struct smpp_msg *next; /* deferred list */
+};
+
+/* One submit_sm waiting for its response. */
+struct slot {
+	struct smpp_msg *m;   /* NULL: free */
+	uint32_t seq;
+	uint16_t part;
+	uint64_t deadline_ms;
+};
+
+/* One accepted part waiting for its receipt, under one reading of its id. */
+struct rcpt {
+	struct rcpt *next, *twin;
+	uint64_t delivery_id, expires_ms;
+	uint16_t part;
+	bool primary;
+	char key[SMPP_ID_MAX + 4];
+};
+
+struct smpp_account {
+	char name[320];
+	unsigned refs;
+	struct rcpt **bucket;
+	size_t nbuckets, n;
+	uint64_t next_sweep_ms;
+	struct smpp *members;
+};
+
+struct smpp {
+	struct lane_host host;
+	struct lane *lane;
+	struct smpp_account *acct;
+	struct smpp *acct_next;
+	char addr[300], system_id[16], password[9], system_type[13], source_addr[21];
+	uint8_t source_ton, source_npi;
+	unsigned enquire_ms, resp_timeout_ms, bind_timeout_ms, throttle_ms, receipt_grace_ms;
+	struct sockaddr_storage sa;
+	socklen_t salen;
+
+	enum bind_state state;
+	bool stopping, reported_up, dispatching;
+	int fd;
+	struct op connect_op, recv_op, send_op;
+	bool connect_armed, recv_armed, send_armed;
+	uint8_t *rbuf;
+	size_t rlen;
+	struct buf out, sending;
+	size_t sending_off;
+	uint32_t seq, bind_seq, enq_seq, unbind_seq;
+	uint64_t bind_deadline_ms, enq_deadline_ms, next_enq_ms, unbind_deadline_ms;
+	unsigned backoff_ms;
+	uint8_t ref;
+	struct timer tick, retry, deferred_timer;
+	struct slot *slots;
+	size_t nslots, inflight;
+	struct smpp_msg *deferred_head, *deferred_tail;
+};
+
+#define OWNER(ptr, field) ((struct smpp *)((char *)(ptr) - offsetof(struct smpp, field)))
+
+static void fail(struct smpp *s, const char *why);
+static void flush(struct smpp *s);
+static void on_connect(struct op *op, int res, uint32_t flags);
+static void on_recv(struct op *op, int res, uint32_t flags);
+static void on_send(struct op *op, int res, uint32_t flags);
+
+/* ------------------------------------------------------------------ */
+/* the account's receipt map                                            */
+
+static size_t key_hash(const char *k, size_t nbuckets)
+{
+	uint64_t h = 1469598103934665603ull;
+	while (*k)
+		h = (h ^ (uint8_t)*k++) * 1099511628211ull;
+	return (size_t)(h & (nbuckets - 1));
+}
+
+static void acct_rehash(struct smpp_account *a)
+{
+	size_t nb = a->nbuckets * 2;
+	struct rcpt **b = calloc(nb, sizeof(*b));
+	if (!b)
+		return; /* keep the longer chains */
+	for (size_t i = 0; i < a->nbuckets; i++) {
+		for (struct rcpt *r = a->bucket[i], *next; r; r = next) {
+			next = r->next;
+			size_t h = key_hash(r->key, nb);
+			r->next = b[h];
+			b[h] = r;
+		}
+	}
+	free(a->bucket);
+	a->bucket = b;
+	a->nbuckets = nb;
+}
+
+static void acct_unlink(struct smpp_account *a, struct rcpt *r)
+{
+	for (struct rcpt **pp = &a->bucket[key_hash(r->key, a->nbuckets)]; *pp; pp = &(*pp)->next) {
+		if (*pp == r) {
+			*pp = r->next;
+			a->n--;
+			return;
+		}
+	}
+}
+
+static void acct_remove(struct smpp_account *a, struct rcpt *r)
+{
+	struct rcpt *twin = r->twin;
+	acct_unlink(a, r);
+	free(r);
+	if (twin) {
+		acct_unlink(a, twin);
+		free(twin);
+	}
+}
+
+static struct rcpt *acct_insert(struct smpp_account *a, const char *key, uint64_t delivery_id,
+				uint16_t part, uint64_t expires_ms, bool primary)
+{
+	if (a->n >= a->nbuckets)
+		acct_rehash(a);
+	struct rcpt *r = calloc(1, sizeof(*r));
+	if (!r)
+		return NULL;
+	snprintf(r->key, sizeof(r->key), "%s", key);
+	r->delivery_id = delivery_id;
+	r->part = part;
+	r->expires_ms = expires_ms;
+	r->primary = primary;
+	size_t h = key_hash(key, a->nbuckets);
+	r->next = a->bucket[h];
+	a->bucket[h] = r;
+	a->n++;
+	return r;
+}
+
+/* Remember an accepted part under its id read as it looks, and as hex when it has no letters. */
+static void acct_remember(struct smpp_account *a, const char *id, uint64_t delivery_id,
+			  uint16_t part, uint64_t expires_ms)
+{
+	char k1[SMPP_ID_MAX + 4], k2[SMPP_ID_MAX + 4];
+	if (!smpp_id_canon(id, smpp_id_has_hex_letter(id), k1, sizeof(k1)))
+		return;
+	struct rcpt *r1 = acct_insert(a, k1, delivery_id, part, expires_ms, true);
+	if (!r1 || !smpp_id_canon(id, true, k2, sizeof(k2)) || !strcmp(k1, k2))
+		return;
+	struct rcpt *r2 = acct_insert(a, k2, delivery_id, part, expires_ms, false);
+	if (r2) {
+		r1->twin = r2;
+		r2->twin = r1;
+	}
+}
+
+static struct rcpt *acct_get(struct smpp_account *a, const char *key, bool want_primary)
+{
+	for (struct rcpt *r = a->bucket[key_hash(key, a->nbuckets)]; r; r = r->next)
+		if (!strcmp(r->key, key) && (!want_primary || r->primary))
+			return r;
+	return NULL;
+}
+
+/* The entry a receipt id refers to: same reading first, then the other one. */
+static struct rcpt *acct_find(struct smpp_account *a, const char *id)
+{
+	char k1[SMPP_ID_MAX + 4], k2[SMPP_ID_MAX + 4];
+	if (!smpp_id_canon(id, smpp_id_has_hex_letter(id), k1, sizeof(k1)))
+		return NULL;
+	struct rcpt *r = acct_get(a, k1, true);
+	if (!r)
+		r = acct_get(a, k1, false);
+	if (!r && smpp_id_canon(id, true, k2, sizeof(k2)))
+		r = acct_get(a, k2, false);
+	return r;
+}
+
+static void acct_sweep(struct smpp_account *a, uint64_t now)
+{
+	if (now < a->next_sweep_ms)
+		return;
+	a->next_sweep_ms = now + SWEEP_EVERY_MS;
+	for (size_t i = 0; i < a->nbuckets; i++) {
+		for (struct rcpt *r = a->bucket[i], *next; r; r = next) {
+			next = r->next;
+			/* a twin may be the next entry: restart the chain after removing a pair */
+			if (r->expires_ms <= now && r->primary) {
+				acct_remove(a, r);
+				next = a->bucket[i];
+			}
+		}
+	}
+}
+
+static void acct_free(struct smpp_account *a)
+{
+	for (size_t i = 0; i < a->nbuckets; i++)
+		for (struct rcpt *r = a->bucket[i], *next; r; r = next) {
+			next = r->next;
+			free(r);
+		}
+	free(a->bucket);
+	free(a);
+}
+
+static struct smpp_account *acct_new(const char *name)
+{
+	struct smpp_account *a = calloc(1, sizeof(*a));
+	if (!a)
+		return NULL;
+	a->nbuckets = 1024;
+	a->bucket = calloc(a->nbuckets, sizeof(*a->bucket));
+	if (!a->bucket) {
+		free(a);
+		return NULL;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", name);
+	return a;
+}
+
+/* Move everything of `from` into `into` (two lanes of one account met). */
+static void acct_merge(struct smpp_account *into, struct smpp_account *from)
+{
+	for (size_t i = 0; i < from->nbuckets; i++) {
+		for (struct rcpt *r = from->bucket[i], *next; r; r = next) {
+			next = r->next;
+			if (into->n >= into->nbuckets)
+				acct_rehash(into);
+			size_t h = key_hash(r->key, into->nbuckets);
+			r->next = into->bucket[h];
+			into->bucket[h] = r;
+			into->n++;
+		}
+		from->bucket[i] = NULL;
+	}
+	while (from->members) {
+		struct smpp *m = from->members;
+		from->members = m->acct_next;
+		m->acct = into;
+		m->acct_next = into->members;
+		into->members = m;
+		into->refs++;
+	}
+	acct_free(from);
+}
+
+static struct smpp *lane_smpp(struct lane *l)
+{
+	return l->adapter == &adapter_smpp ? l->adapter_state : NULL;
+}
+
+/* Join the accounts of reachable sibling lanes with the same account name. */
+static void acct_join_siblings(struct smpp *s)
+{
+	unsigned steps = 0;
+	for (struct lane *o = s->lane->next; o && o != s->lane && steps < 65536; o = o->next, steps++) {
+		struct smpp *os = lane_smpp(o);
+		if (os && os->acct && os->acct != s->acct && !strcmp(os->acct->name, s->acct->name))
+			acct_merge(s->acct, os->acct);
+	}
+}
+
+static void acct_leave(struct smpp *s)
+{
+	struct smpp_account *a = s->acct;
+	if (!a)
+		return;
+	for (struct smpp **pp = &a->members; *pp; pp = &(*pp)->acct_next) {
+		if (*pp == s) {
+			*pp = s->acct_next;
+			break;
+		}
+	}
+	s->acct = NULL;
+	if (--a->refs == 0)
+		acct_free(a);
+}
+
+/* ------------------------------------------------------------------ */
+/* reports                                                              */
+
+static void report_msg(struct smpp *s, struct smpp_msg *m)
+{
+	if (!s->stopping) {
+		if (m->failed)
+			s->host.report(s->host.ctx, m->d, m->verdict, m->reason, m->retry_after_ms);
+		else
+			s->host.report(s->host.ctx, m->d, OUTCOME_ACCEPTED, NULL, 0);
+	}
+	free(m);
+}
+
+static int outcome_rank(enum outcome o)
+{
+	return o == OUTCOME_PERMANENT ? 3 : o == OUTCOME_THROTTLED ? 2 : 1;
+}
+
+static void msg_fail(struct smpp_msg *m, enum outcome o, const char *reason, uint32_t retry_ms)
+{
+	if (m->failed && outcome_rank(m->verdict) >= outcome_rank(o))
+		return;
+	m->failed = true;
+	m->verdict = o;
+	m->reason = reason;
+	m->retry_after_ms = retry_ms;
+}
+
+/* One part was answered (or given up); the last answer reports the delivery. */
+static void part_done(struct smpp *s, struct slot *sl)
+{
+	struct smpp_msg *m = sl->m;
+	sl->m = NULL;
+	s->inflight--;
+	if (++m->answered == m->parts)
+		report_msg(s, m);
+}
+
+static void on_deferred(struct timer *t)
+{
+	struct smpp *s = OWNER(t, deferred_timer);
+	struct smpp_msg *m = s->deferred_head;
+	s->deferred_head = s->deferred_tail = NULL;
+	while (m) {
+		struct smpp_msg *next = m->next;
+		report_msg(s, m);
+		m = next;
+	}
+}
+
+/* A verdict reached inside submit(): reported from the loop, never from submit(). */
+static void defer(struct smpp *s, struct smpp_msg *m, enum outcome o, const char *reason)
+{
+	msg_fail(m, o, reason, 0);
+	m->next = NULL;
+	if (s->deferred_tail)
+		s->deferred_tail->next = m;
+	else
+		s->deferred_head = m;
+	s->deferred_tail = m;
+	if (!loop_timer_armed(&s->deferred_timer))
+		loop_timer_set(s->host.loop, &s->deferred_timer, 0, on_deferred);
+}
+
+static void set_up(struct smpp *s, bool up, const char *why)
+{
+	if (s->stopping || s->reported_up == up)
+		return;
+	s->reported_up = up;
+	s->host.up(s->host.ctx, s->lane, up, why);
+}
+
+/* ------------------------------------------------------------------ */
+/* connection                                                           */
+
+static uint32_t next_seq(struct smpp *s)
+{
+	s->seq = s->seq >= 0x7FFFFFFF ? 1 : s->seq + 1;
+	return s->seq;
+}
+
+static int emit_header(struct smpp *s, uint32_t id, uint32_t status, uint32_t seq)
+{
+	uint8_t pdu[SMPP_HEADER_LEN];
+	size_t n = smpp_encode_header(pdu, sizeof(pdu), id, status, seq);
+	int ret = buf_append(&s->out, pdu, n, OUT_MAX);
+	flush(s);
+	return ret;
+}
+
+static void on_retry(struct timer *t)
+{
+	struct smpp *s = OWNER(t, retry);
+	if (s->state != B_DOWN || s->stopping)
+		return;
+	s->fd = socket(s->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->fd < 0) {
+		loop_timer_set(s->host.loop, &s->retry, s->backoff_ms, on_retry);
+		return;
+	}
+	s->state = B_CONNECTING;
+	s->bind_deadline_ms = loop_now_ms(s->host.loop) + s->bind_timeout_ms;
+	struct io_uring_sqe *sqe = loop_sqe(s->host.loop, &s->connect_op);
+	io_uring_prep_connect(sqe, s->fd, (struct sockaddr *)&s->sa, s->salen);
+	s->connect_armed = true;
+}
+
+static void arm_recv(struct smpp *s)
+{
+	struct io_uring_sqe *sqe = loop_sqe(s->host.loop, &s->recv_op);
+	io_uring_prep_recv(sqe, s->fd, s->rbuf + s->rlen, RECV_BUF - s->rlen, 0);
+	s->recv_armed = true;
+}
+
+static void send_pending(struct smpp *s)
+{
+	struct io_uring_sqe *sqe = loop_sqe(s->host.loop, &s->send_op);
+	io_uring_prep_send(sqe, s->fd, s->sending.data + s->sending_off,
+			   s->sending.len - s->sending_off, MSG_NOSIGNAL);
+	s->send_armed = true;
+}
+
+static void flush(struct smpp *s)
+{
+	bool open = s->state == B_BINDING || s->state == B_BOUND || s->state == B_UNBINDING;
+	if (s->send_armed || s->out.len == 0 || !open)
+		return;
+	buf_swap(&s->out, &s->sending);
+	s->out.len = 0;
+	s->sending_off = 0;
+	send_pending(s);
+}
+
+static void on_connect(struct op *op, int res, uint32_t flags)
+{
+	struct smpp *s = OWNER(op, connect_op);
+	s->connect_armed = false;
+	if (res < 0 || s->state != B_CONNECTING) {
+		fail(s, "SMPP connect failed");
+		return;
+	}
+	s->state = B_BINDING;
+	struct smpp_bind b = {.system_id = s->system_id, .password = s->password,
+			      .system_type = s->system_type};
+	uint8_t pdu[128];
+	s->bind_seq = next_seq(s);
+	size_t n = smpp_encode_bind(pdu, sizeof(pdu), SMPP_BIND_TRANSCEIVER, s->bind_seq, &b);
+	arm_recv(s);
+	if (buf_append(&s->out, pdu, n, OUT_MAX) < 0)
+		fail(s, "out of memory");
+	else
+		flush(s);
+}
+
+static void on_send(struct op *op, int res, uint32_t flags)
+{
+	struct smpp *s = OWNER(op, send_op);
+	s->send_armed = false;
+	if (res <= 0 || s->state == B_FAILING) {
+		fail(s, "SMPP send failed");
+		return;
+	}
+	s->sending_off += (size_t)res;
+	if (s->sending_off < s->sending.len) {
+		send_pending(s); /* short send: the rest, from where the kernel stopped */
+		return;
+	}
+	s->sending.len = 0;
+	flush(s);
+}
+
+static void fail_inflight(struct smpp *s, const char *why)
+{
+	for (size_t i = 0; i < s->nslots && s->inflight; i++) {
+		struct slot *sl = &s->slots[i];
+		if (!sl->m)
+			continue;
+		msg_fail(sl->m, OUTCOME_TRANSIENT, why, 0);
+		part_done(s, sl);
+	}
+}
+
+static void free_state(struct smpp *s);
+
+/* Finish a close once every op is back: then retry later, or free. */
+static void settle(struct smpp *s)
+{
+	if (s->state != B_FAILING || s->connect_armed || s->recv_armed || s->send_armed ||
+	    s->dispatching)
+		return;
+	close(s->fd);
+	s->fd = -1;
+	s->rlen = 0;
+	s->out.len = s->sending.len = 0;
+	if (s->stopping) {
+		s->state = B_STOPPED;
+		free_state(s);
+		return;
+	}
+	s->state = B_DOWN;
+	loop_timer_set(s->host.loop, &s->retry, s->backoff_ms, on_retry);
+	s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+static void fail(struct smpp *s, const char *why)
+{
+	if (s->state == B_FAILING || s->state == B_DOWN || s->state == B_STOPPED) {
+		settle(s);
+		return;
+	}
+	if (!s->stopping)
+		log_warn("msg=\"smpp bind lost\" lane=%s addr=%s why=\"%s\"", s->lane->name, s->addr,
+			 why);
+	s->state = B_FAILING;
+	shutdown(s->fd, SHUT_RDWR); /* completes the armed recv and send */
+	if (s->connect_armed) {
+		struct io_uring_sqe *sqe = loop_sqe(s->host.loop, NULL);
+		io_uring_prep_cancel(sqe, &s->connect_op, 0);
+	}
+	fail_inflight(s, why);
+	set_up(s, false, why);
+	settle(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* incoming PDUs                                                        */
+
+static void on_bind_resp(struct smpp *s, const struct smpp_pdu *p)
+{
+	if (s->state != B_BINDING || p->seq != s->bind_seq) {
+		fail(s, "unexpected bind_transceiver_resp");
+		return;
+	}
+	if (p->status != ESME_ROK) {
+		log_warn("msg=\"smpp bind refused\" lane=%s status=%s", s->lane->name,
+			 smpp_status_name(p->status));
+		fail(s, "SMPP bind refused");
+		return;
+	}
+	s->state = B_BOUND;
+	s->backoff_ms = BACKOFF_MIN_MS;
+	s->next_enq_ms = loop_now_ms(s->host.loop) + s->enquire_ms;
+	s->enq_seq = 0;
+	log_info("msg=\"smpp bound\" lane=%s addr=%s system_id=%s", s->lane->name, s->addr,
+		 s->system_id);
+	acct_join_siblings(s);
+	set_up(s, true, "SMPP bound");
+}
+
+static void on_submit_resp(struct smpp *s, const struct smpp_pdu *p)
+{
+	struct slot *sl = &s->slots[p->seq & (s->nslots - 1)];
+	if (!sl->m || sl->seq != p->seq)
+		return; /* timed out already, or not ours */
+	struct smpp_msg *m = sl->m;
+	if (p->status == ESME_ROK && p->body_err == SMPP_OK && p->u.message_id && p->u.message_id[0]) {
+		acct_remember(s->acct, p->u.message_id, m->delivery_id, sl->part, m->receipt_expires_ms);
+	} else if (p->status == ESME_ROK) {
+		log_warn("msg=\"submit_sm_resp without message_id\" lane=%s", s->lane->name);
+	} else if (p->status == ESME_RTHROTTLED || p->status == ESME_RMSGQFUL) {
+		msg_fail(m, OUTCOME_THROTTLED, smpp_status_reason(p->status), s->throttle_ms);
+	} else {
+		bool tr = smpp_status_transient(p->status);
+		msg_fail(m, tr ? OUTCOME_TRANSIENT : OUTCOME_PERMANENT, smpp_status_reason(p->status), 0);
+	}
+	part_done(s, sl);
+}
+
+static enum outcome state_outcome(uint8_t st, const char **reason)
+{
+	switch (st) {
+	case SMPP_STATE_DELIVERED: *reason = NULL; return OUTCOME_DELIVERED;
+	case SMPP_STATE_EXPIRED: *reason = "SMSC receipt: EXPIRED"; return OUTCOME_EXPIRED;
+	case SMPP_STATE_DELETED: *reason = "SMSC receipt: DELETED"; return OUTCOME_PERMANENT;
+	case SMPP_STATE_UNDELIVERABLE: *reason = "SMSC receipt: UNDELIV"; return OUTCOME_PERMANENT;
+	case SMPP_STATE_REJECTED: *reason = "SMSC receipt: REJECTD"; return OUTCOME_PERMANENT;
+	case SMPP_STATE_UNKNOWN: *reason = "SMSC receipt: UNKNOWN"; return OUTCOME_PERMANENT;
+	}
+	*reason = NULL;
+	return OUTCOME_ACCEPTED; /* ENROUTE, ACCEPTD: not final */
+}
+
+static void on_receipt(struct smpp *s, const struct smpp_sm *sm)
+{
+	struct smpp_dlr dlr;
+	bool text_ok = smpp_dlr_parse(sm->short_message, sm->sm_length, &dlr) == 0;
+	const char *id = sm->receipted_message_id ? sm->receipted_message_id : text_ok ? dlr.id : NULL;
+	uint8_t st = sm->message_state ? sm->message_state : text_ok ? (uint8_t)dlr.state : 0;
+	if (!id || !st) {
+		log_warn("msg=\"smpp receipt not understood\" lane=%s", s->lane->name);
+		return;
+	}
+	const char *reason;
+	enum outcome o = state_outcome(st, &reason);
+	if (o == OUTCOME_ACCEPTED)
+		return;
+	struct rcpt *r = acct_find(s->acct, id);
+	if (!r) {
+		log_debug("msg=\"smpp receipt for unknown id\" lane=%s id=%s", s->lane->name, id);
+		return;
+	}
+	uint64_t delivery_id = r->delivery_id;
+	acct_remove(s->acct, r);
+	if (!s->stopping)
+		s->host.receipt(s->host.ctx, delivery_id, o, reason);
+}
+
+static void on_request(struct smpp *s, const struct smpp_pdu *p)
+{
+	switch (p->id) {
+	case SMPP_ENQUIRE_LINK:
+		emit_header(s, SMPP_ENQUIRE_LINK | SMPP_RESP, ESME_ROK, p->seq);
+		return;
+	case SMPP_DELIVER_SM: {
+		uint8_t pdu[32];
+		bool ok = p->body_err == SMPP_OK;
+		size_t n = smpp_encode_resp(pdu, sizeof(pdu), SMPP_DELIVER_SM | SMPP_RESP,
+					    ok ? ESME_ROK : ESME_RINVCMDLEN, p->seq, NULL);
+		buf_append(&s->out, pdu, n, OUT_MAX);
+		flush(s);
+		if (ok && (p->u.sm.esm_class & SMPP_ESM_RECEIPT) && s->acct)
+			on_receipt(s, &p->u.sm);
+		return;
+	}
+	case SMPP_UNBIND:
+		emit_header(s, SMPP_UNBIND | SMPP_RESP, ESME_ROK, p->seq);
+		fail(s, "SMSC unbound");
+		return;
+	}
+	emit_header(s, SMPP_GENERIC_NACK, ESME_RINVCMDID, p->seq);
+}
+
+static void on_pdu(struct smpp *s, const struct smpp_pdu *p)
+{
+	switch (p->id) {
+	case SMPP_BIND_TRANSCEIVER | SMPP_RESP:
+		on_bind_resp(s, p);
+		return;
+	case SMPP_SUBMIT_SM | SMPP_RESP:
+		on_submit_resp(s, p);
+		return;
+	case SMPP_ENQUIRE_LINK | SMPP_RESP:
+		if (p->seq == s->enq_seq)
+			s->enq_seq = 0;
+		return;
+	case SMPP_UNBIND | SMPP_RESP:
+		fail(s, "unbound");
+		return;
+	case SMPP_GENERIC_NACK:
+		if (p->seq == s->bind_seq && s->state == B_BINDING)
+			fail(s, "bind answered with generic_nack");
+		else
+			on_submit_resp(s, p); /* a nacked submit_sm fails its part */
+		return;
+	}
+	if (!(p->id & SMPP_RESP))
+		on_request(s, p);
+}
+
+/* Decode and handle every whole PDU in rbuf; false when the stream is broken. */
+static bool drain(struct smpp *s)
+{
+	size_t off = 0;
+	while (s->state != B_FAILING) {
+		struct smpp_pdu p;
+		ssize_t n = smpp_decode(s->rbuf + off, s->rlen - off, &p);
+		if (n < 0) {
+			fail(s, "SMPP framing error");
+			return false;
+		}
+		if (n == 0)
+			break;
+		off += (size_t)n;
+		on_pdu(s, &p);
+	}
+	memmove(s->rbuf, s->rbuf + off, s->rlen - off);
+	s->rlen -= off;
+	return s->state != B_FAILING;
+}
+
+static void on_recv(struct op *op, int res, uint32_t flags)
+{
+	struct smpp *s = OWNER(op, recv_op);
+	s->recv_armed = false;
+	if (res <= 0 || s->state == B_FAILING) {
+		fail(s, res == 0 ? "SMSC closed the connection" : "SMPP recv failed");
+		return;
+	}
+	s->rlen += (size_t)res;
+	s->dispatching = true; /* reports may re-enter submit(); nothing frees s meanwhile */
+	bool alive = drain(s);
+	s->dispatching = false;
+	if (alive)
+		arm_recv(s);
+	else
+		settle(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* timers                                                               */
+
+static void check_deadlines(struct smpp *s, uint64_t now)
+{
+	if ((s->state == B_CONNECTING || s->state == B_BINDING) && now >= s->bind_deadline_ms) {
+		fail(s, "SMPP bind timeout");
+		return;
+	}
+	if (s->state == B_UNBINDING && now >= s->unbind_deadline_ms) {
+		fail(s, "unbind timeout");
+		return;
+	}
+	if (s->state != B_BOUND)
+		return;
+	if (s->enq_seq && now >= s->enq_deadline_ms) {
+		fail(s, "enquire_link timeout");
+		return;
+	}
+	if (!s->enq_seq && now >= s->next_enq_ms) {
+		s->enq_seq = next_seq(s);
+		s->enq_deadline_ms = now + s->resp_timeout_ms;
+		s->next_enq_ms = now + s->enquire_ms;
+		emit_header(s, SMPP_ENQUIRE_LINK, ESME_ROK, s->enq_seq);
+	}
+}
+
+static void on_tick(struct timer *t)
+{
+	struct smpp *s = OWNER(t, tick);
+	uint64_t now = loop_now_ms(s->host.loop);
+	for (size_t i = 0; i < s->nslots && s->inflight; i++) {
+		struct slot *sl = &s->slots[i];
+		if (sl->m && sl->deadline_ms <= now) {
+			msg_fail(sl->m, OUTCOME_TRANSIENT, "SMPP submit_sm_resp timeout", 0);
+			part_done(s, sl);
+		}
+	}
+	if (s->acct)
+		acct_sweep(s->acct, now);
+	loop_timer_set(s->host.loop, &s->tick, TICK_MS, on_tick);
+	check_deadlines(s, now);
+}
+
+/* ------------------------------------------------------------------ */
+/* submit                                                               */
+
+static struct slot *slot_take(struct smpp *s)
+{
+	for (size_t tries = 0; tries < s->nslots; tries++) {
+		uint32_t seq = next_seq(s);
+		struct slot *sl = &s->slots[seq & (s->nslots - 1)];
+		if (!sl->m) {
+			sl->seq = seq;
+			return sl;
+		}
+	}
+	return NULL;
+}
+
+static void fill_sm(struct smpp *s, struct smpp_sm *sm, const char *dest, const char *validity)
+{
+	memset(sm, 0, sizeof(*sm));
+	sm->service_type = "";
+	sm->source_ton = s->source_ton;
+	sm->source_npi = s->source_npi;
+	sm->source_addr = s->source_addr;
+	sm->dest_ton = dest[0] == '+' ? 1 : 0;
+	sm->dest_npi = 1;
+	sm->dest_addr = dest[0] == '+' ? dest + 1 : dest;
+	sm->schedule_delivery_time = "";
+	sm->validity_period = validity;
+	sm->registered_delivery = 1;
+}
+
+/* Encode part i straight into the output buffer; its slot waits for the response. */
+static int queue_part(struct smpp *s, struct smpp_msg *m, struct smpp_sm *sm, const char *text,
+		      const struct sms_plan *plan, unsigned i)
+{
+	uint8_t body[SMS_PART_MAX];
+	sm->sm_length = (uint8_t)sms_text_part(text, plan, i, s->ref, body);
+	sm->short_message = body;
+	struct slot *sl = slot_take(s);
+	if (!sl)
+		return -EBUSY;
+	int ret = buf_reserve(&s->out, SMPP_HEADER_LEN + 128 + SMS_PART_MAX, OUT_MAX);
+	if (ret)
+		return ret;
+	size_t n = smpp_encode_sm(s->out.data + s->out.len, s->out.alloc - s->out.len,
+				  SMPP_SUBMIT_SM, sl->seq, sm);
+	if (!n)
+		return -EINVAL;
+	s->out.len += n;
+	sl->m = m;
+	sl->part = (uint16_t)i;
+	sl->deadline_ms = loop_now_ms(s->host.loop) + s->resp_timeout_ms;
+	s->inflight++;
+	return 0;
+}
+
+static uint64_t receipt_expiry(struct smpp *s, struct delivery *d, char validity[17])
+{
+	int64_t exp = d->campaign ? campaign_expires(d->campaign) : 0, wall = loop_wall_s();
+	uint64_t now = loop_now_ms(s->host.loop);
+	validity[0] = 0;
+	if (exp <= wall)
+		return now + s->receipt_grace_ms;
+	smpp_time_abs(exp, validity);
+	return now + (uint64_t)(exp - wall) * 1000 + s->receipt_grace_ms;
+}
+
+static void smpp_submit(struct lane *l, struct delivery *d)
+{
+	struct smpp *s = l->adapter_state;
+	struct smpp_msg *m = calloc(1, sizeof(*m));
+	if (!m)
+		abort(); /* out-of-memory policy: as the loop's timer heap */
+	m->d = d;
+	m->delivery_id = d->id;
+	if (s->state != B_BOUND) {
+		defer(s, m, OUTCOME_TRANSIENT, "SMPP not bound");
+		return;
+	}
+	const char *dest = d->address ? d->address : "";
+	if (strlen(dest[0] == '+' ? dest + 1 : dest) > 20 || !dest[0]) {
+		defer(s, m, OUTCOME_PERMANENT, "SMPP: destination address too long or empty");
+		return;
+	}
+	char validity[17];
+	m->receipt_expires_ms = receipt_expiry(s, d, validity);
+	const char *text = d->campaign ? campaign_text(d->campaign, d->lang) : "";
+	struct sms_plan plan;
+	sms_text_plan(text, &plan);
+	struct smpp_sm sm;
+	fill_sm(s, &sm, dest, validity);
+	sm.data_coding = plan.coding;
+	sm.esm_class = plan.parts > 1 ? SMPP_ESM_UDHI : 0;
+	s->ref++;
+	size_t mark = s->out.len;
+	for (unsigned i = 0; i < plan.parts; i++) {
+		if (queue_part(s, m, &sm, text, &plan, i) < 0) {
+			for (size_t k = 0; k < s->nslots; k++) /* undo the parts queued so far */
+				if (s->slots[k].m == m) {
+					s->slots[k].m = NULL;
+					s->inflight--;
+				}
+			s->out.len = mark;
+			defer(s, m, OUTCOME_TRANSIENT, "SMPP: too many outstanding parts");
+			return;
+		}
+	}
+	m->parts = (uint16_t)plan.parts;
+	flush(s);
+}
+
+/* ------------------------------------------------------------------ */
+/* open / close                                                         */
+
+static int resolve(struct smpp *s, const char *host, const char *port, char *err, size_t errlen)
+{
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
+	if (getaddrinfo(host, port, &hints, &ai) != 0) {
+		snprintf(err, errlen, "cannot resolve SMPP host %s:%s", host, port);
+		return -1;
+	}
+	memcpy(&s->sa, ai->ai_addr, ai->ai_addrlen);
+	s->salen = ai->ai_addrlen;
+	freeaddrinfo(ai);
+	snprintf(s->addr, sizeof(s->addr), "%s:%s", host, port);
+	return 0;
+}
+
+static int copy_key(const struct config_lane *cfg, const char *key, const char *def, char *dst,
+		    size_t cap, char *err, size_t errlen)
+{
+	const char *v = config_lane_get(cfg, key, def);
+	if (!v || strlen(v) >= cap) {
+		snprintf(err, errlen, "[lane %s] %s: %s (at most %zu characters)", cfg->name, key,
+			 v ? "too long" : "required", cap - 1);
+		return -1;
+	}
+	snprintf(dst, cap, "%s", v);
+	return 0;
+}
+
+static void source_type(struct smpp *s, const struct config_lane *cfg)
+{
+	const char *a = s->source_addr;
+	bool digits = a[0] != 0;
+	for (const char *p = a[0] == '+' ? a + 1 : a; *p; p++)
+		digits = digits && *p >= '0' && *p <= '9';
+	unsigned ton = a[0] == '+' ? 1 : digits ? 0 : 5, npi = digits ? 1 : 0;
+	if (a[0] == '+')
+		memmove(s->source_addr, a + 1, strlen(a));
+	s->source_ton = (uint8_t)atoi(config_lane_get(cfg, "source_ton", ton == 1 ? "1" : ton ? "5" : "0"));
+	s->source_npi = (uint8_t)atoi(config_lane_get(cfg, "source_npi", npi ? "1" : "0"));
+}
+
+static int parse_config(struct smpp *s, const struct config_lane *cfg, char *err, size_t errlen)
+{
+	if (copy_key(cfg, "system_id", NULL, s->system_id, sizeof(s->system_id), err, errlen) ||
+	    copy_key(cfg, "password", "", s->password, sizeof(s->password), err, errlen) ||
+	    copy_key(cfg, "system_type", "", s->system_type, sizeof(s->system_type), err, errlen) ||
+	    copy_key(cfg, "source_addr", "", s->source_addr, sizeof(s->source_addr), err, errlen))
+		return -1;
+	source_type(s, cfg);
+	s->enquire_ms = (unsigned)atoi(config_lane_get(cfg, "enquire_link_s", "30")) * 1000;
+	s->resp_timeout_ms = (unsigned)atoi(config_lane_get(cfg, "response_timeout_ms", "10000"));
+	s->bind_timeout_ms = (unsigned)atoi(config_lane_get(cfg, "bind_timeout_ms", "10000"));
+	s->throttle_ms = (unsigned)atoi(config_lane_get(cfg, "throttle_ms", "1000"));
+	s->receipt_grace_ms = (unsigned)atoi(config_lane_get(cfg, "receipt_grace_s", "3600")) * 1000;
+	if (!s->enquire_ms || !s->resp_timeout_ms || !s->bind_timeout_ms) {
+		snprintf(err, errlen, "[lane %s] enquire_link_s, response_timeout_ms and "
+			 "bind_timeout_ms must be positive", cfg->name);
+		return -1;
+	}
+	const char *host = config_lane_get(cfg, "host", NULL), *port = config_lane_get(cfg, "port", "2775");
+	if (!host) {
+		snprintf(err, errlen, "[lane %s] host: required", cfg->name);
+		return -1;
+	}
+	return resolve(s, host, port, err, errlen);
+}
+
+static int join_account(struct smpp *s, const struct config_lane *cfg)
+{
+	char def[sizeof(s->system_id) + sizeof(s->addr) + 2];
+	snprintf(def, sizeof(def), "%s@%s", s->system_id, s->addr);
+	s->acct = acct_new(config_lane_get(cfg, "account", def));
+	if (!s->acct)
+		return -1;
+	s->acct->refs = 1;
+	s->acct->members = s;
+	acct_join_siblings(s);
+	return 0;
+}
+
+static int alloc_bufs(struct smpp *s, unsigned window)
+{
+	s->nslots = 1024;
+	while (s->nslots < (size_t)window * 8)
+		s->nslots *= 2;
+	s->slots = calloc(s->nslots, sizeof(*s->slots));
+	s->rbuf = malloc(RECV_BUF);
+	return s->slots && s->rbuf ? 0 : -1;
+}
+
+static int smpp_open(struct lane *l, const struct lane_host *host, const struct config_lane *cfg,
+		     char *err, size_t errlen)
+{
+	struct smpp *s = calloc(1, sizeof(*s));
+	if (!s)
+		goto out_nomem;
+	s->host = *host;
+	s->lane = l;
+	s->fd = -1;
+	s->backoff_ms = BACKOFF_MIN_MS;
+	s->connect_op.cb = on_connect;
+	s->recv_op.cb = on_recv;
+	s->send_op.cb = on_send;
+	if (parse_config(s, cfg, err, errlen) < 0)
+		goto out_free_state;
+	if (alloc_bufs(s, l->window ? l->window : 64) < 0 || join_account(s, cfg) < 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out_free_bufs;
+	}
+	l->adapter_state = s;
+	s->reported_up = true; /* so that the first report (false) goes out */
+	set_up(s, false, "SMPP connecting");
+	loop_timer_set(s->host.loop, &s->tick, TICK_MS, on_tick);
+	loop_timer_set(s->host.loop, &s->retry, 0, on_retry);
+	return 0;
+
+out_free_bufs:
+	free(s->slots);
+	free(s->rbuf);
+out_free_state:
+	free(s);
+	return -1;
+out_nomem:
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+static void free_state(struct smpp *s)
+{
+	loop_timer_cancel(s->host.loop, &s->tick);
+	loop_timer_cancel(s->host.loop, &s->retry);
+	loop_timer_cancel(s->host.loop, &s->deferred_timer);
+	buf_release(&s->out);
+	buf_release(&s->sending);
+	free(s->slots);
+	free(s->rbuf);
+	free(s);
+}
+
+static void smpp_close(struct lane *l)
+{
+	struct smpp *s = l->adapter_state;
+	if (!s)
+		return;
+	l->adapter_state = NULL;
+	s->stopping = true;
+	struct loop *loop = s->host.loop;
+	loop_timer_cancel(loop, &s->retry);
+	loop_timer_cancel(loop, &s->deferred_timer);
+	on_deferred(&s->deferred_timer); /* frees them, reporting nothing */
+	fail_inflight(s, "closing");
+	acct_leave(s);
+	if (s->state == B_BOUND) {
+		s->state = B_UNBINDING;
+		s->unbind_seq = next_seq(s);
+		s->unbind_deadline_ms = loop_now_ms(loop) + UNBIND_WAIT_MS;
+		emit_header(s, SMPP_UNBIND, ESME_ROK, s->unbind_seq);
+		return; /* the tick timer finishes the close */
+	}
+	loop_timer_cancel(loop, &s->tick);
+	if (s->state == B_DOWN) {
+		free_state(s);
+		return;
+	}
+	fail(s, "closing");
+}
+
+const struct adapter_ops adapter_smpp = {
+	.name = "smpp",
+	.open = smpp_open,
+	.submit = smpp_submit,
+	.close = smpp_close,
+};

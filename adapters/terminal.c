@@ -1,0 +1,1253 @@
+/*
+ * adapters/terminal.c: the broadcast-terminal gateway (`adapter = terminal`).
+ *
+ * Terminals (speakers, displays) connect to us over TCP and stay connected;
+ * the protocol is proto/terminal.proto in length-prefixed frames
+ * (proto/terminal_frame.h, proto/README-terminal.md). Everything runs on the
+ * dispatcher's loop: a multishot accept, one multishot recv per connection
+ * over a provided-buffer ring shared by all connections, plain sends,
+ * user-space timers. Credentials come from Redis (the current population
+ * version), through the engine's async client on the same loop.
+ *
+ * Lane keys: listen = 0.0.0.0:7000, ack_timeout_ms = 5000,
+ * heartbeat_ms = 30000, max_connections = 200000, recv_buffers = 4096,
+ * recv_buffer_size = 2048, handshake_ms = 10000. Configure the lane's
+ * window as the number of terminals: a delivery for an offline terminal
+ * holds its slot until the terminal comes back or the warning expires.
+ *
+ * Connection states:
+ *
+ *   state       entered when                 leaves on
+ *   CHALLENGED  accepted; Challenge queued   Hello -> AUTHING; handshake_ms -> close
+ *   AUTHING     Hello parsed; Redis EVAL     reply: mac ok -> READY (Welcome)
+ *               in flight (holds a ref)      bad -> Reject, LINGER; Redis down -> Reject TRY_LATER
+ *   READY       Welcome queued; in the map   EOF/error/3 silent heartbeats -> CLOSING;
+ *                                            same id authenticates elsewhere -> Reject REPLACED
+ *   LINGER      a Reject is being sent       sent or 2 s -> CLOSING
+ *   CLOSING     shutdown + recv cancelled    last ref (recv, send, Redis reply) dropped -> freed
+ *
+ * Delivery states (struct tdel, one per submitted delivery):
+ *
+ *   HELD      terminal offline; timer at expiry       terminal authenticates -> SENT
+ *   SENT      Alert written; timer min(ack, expiry)   Ack RECEIVED -> report ACCEPTED -> ACCEPTED
+ *                                                     Ack PLAYED/DISPLAYED/PLAYING -> report DELIVERED
+ *                                                     Ack FAILED -> report PERMANENT (reason)
+ *                                                     ack timeout -> resend, same seq
+ *   ACCEPTED  delivery reported; only its id is kept  PLAYED... -> receipt DELIVERED, FAILED -> receipt PERMANENT
+ *   any       expiry passed                           report (or receipt) EXPIRED
+ *
+ * Invariants: one report per submit and never from inside submit() (a
+ * delivery for an expired warning gets a 0 ms timer); the struct delivery
+ * is touched only before its report; every SQE's user_data is an op
+ * embedded in its owner, and a connection is freed only when its last op
+ * came back (refs). After close() nothing is reported; the gateway frees
+ * itself once its ops and the Redis client are idle (reaper timer).
+ *
+ * Memory: an idle authenticated plaintext connection costs its struct tconn
+ * (TCONN_BYTES below, ~200 bytes), a timer-heap slot (8 bytes) and its
+ * struct term (~60 bytes + id); no receive or send buffer is kept while
+ * idle (partial frames and output are malloc'd on demand and freed when
+ * drained). The recv buffers are one shared ring (recv_buffers x
+ * recv_buffer_size, 8 MiB by default). Kernel socket memory is extra.
+ *
+ * Out of memory: a connection that cannot allocate is closed; a submit
+ * that cannot allocate its tdel aborts (like the loop's timer heap: losing
+ * a warning silently is worse).
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "adapters.h"
+#include "campaign.h"
+#include "log.h"
+#include "redis.h"
+#include "terminal.h"
+
+#define TCONN_OUTPUT_MAX (1u << 20)
+#define LINGER_MS 2000
+#define ACCEPT_RETRY_MS 100
+#define REAPER_MS 20
+#define MAX_REASONS 64
+
+enum tconn_state { TC_CHALLENGED, TC_AUTHING, TC_READY, TC_LINGER, TC_CLOSING };
+enum tdel_state { TD_HELD, TD_SENT, TD_ACCEPTED };
+
+struct tgw;
+struct term;
+
+struct tconn {
+	struct tgw *gw;
+	struct term *term;             /* READY only */
+	struct tconn *prev, *next;     /* gw->conns */
+	struct op recv_op, send_op;
+	struct timer timer;            /* handshake deadline, heartbeat tick, linger */
+	struct buf out, sending;       /* both empty (no memory) while idle */
+	uint8_t *rx;                   /* a partial frame, NULL when none */
+	uint32_t rx_len, rx_cap, sending_off;
+	uint64_t last_rx_ms, last_tx_ms;
+	int fd;
+	uint16_t refs;                 /* open + recv armed + send armed + auth in flight */
+	uint8_t state;
+	bool recv_armed, send_armed;
+	uint8_t nonce[TERMINAL_NONCE_LEN];
+};
+
+struct tdel {
+	struct tgw *gw;
+	struct term *t;
+	struct tdel *next;             /* t->dels, in submit order */
+	struct delivery *d;            /* until reported; NULL after ACCEPTED */
+	uint64_t delivery_id, seq;
+	int64_t expires_s;
+	struct timer timer;
+	const char *fail;              /* set: answered PERMANENT from a 0 ms timer */
+	uint8_t *frame;                /* the encoded Alert, resent as is */
+	uint32_t frame_len;
+	uint8_t state;
+};
+
+struct term {
+	struct term *hnext;
+	struct tconn *conn;            /* NULL when offline */
+	struct tdel *dels;
+	uint64_t persons;
+	int64_t last_seen_s;
+	uint8_t volume, faults;
+	char id[];
+};
+
+struct tauth { /* one Redis lookup in flight */
+	struct tconn *c;
+	uint8_t mac[TERMINAL_MAC_LEN];
+	char id[TERMINAL_ID_MAX + 1];
+};
+
+struct tgw {
+	struct lane_host host;
+	struct lane *lane;
+	unsigned ack_timeout_ms, heartbeat_ms, handshake_ms, max_conns;
+	int lfd;
+	struct op accept_op;
+	bool accept_armed, closing;
+	struct timer accept_retry, reaper;
+	struct redis_client rc;
+	char prefix[64];
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;
+	unsigned nbufs, bufsz;
+	uint16_t bgid;
+	struct tconn *conns;
+	struct term *nowhere;          /* holds deliveries that cannot be sent, for close() */
+	struct term **buckets;
+	size_t nbuckets, nterms;
+	uint64_t seq, online, persons_online;
+	struct terminal_stats st;
+	struct terminal_arena arena;
+	uint8_t *arena_mem;
+	char *reasons[MAX_REASONS];
+	size_t nreasons;
+};
+
+#define TCONN_BYTES sizeof(struct tconn)
+#define CONTAINER(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
+
+static void tconn_close(struct tconn *c);
+static void tconn_flush(struct tconn *c);
+static void arm_recv(struct tconn *c);
+static void arm_accept(struct tgw *gw);
+static void tdel_send(struct tgw *gw, struct tdel *td);
+
+/* --- the terminal map ------------------------------------------------- */
+
+static uint32_t id_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 16777619u;
+	return h;
+}
+
+static int map_grow(struct tgw *gw)
+{
+	size_t n = gw->nbuckets ? gw->nbuckets * 2 : 1024;
+	struct term **b = calloc(n, sizeof(*b));
+	if (!b)
+		return -ENOMEM;
+	for (size_t i = 0; i < gw->nbuckets; i++) {
+		struct term *t = gw->buckets[i], *next;
+		for (; t; t = next) {
+			next = t->hnext;
+			size_t j = id_hash(t->id) & (n - 1);
+			t->hnext = b[j];
+			b[j] = t;
+		}
+	}
+	free(gw->buckets);
+	gw->buckets = b;
+	gw->nbuckets = n;
+	return 0;
+}
+
+static struct term *term_find(const struct tgw *gw, const char *id)
+{
+	if (!gw->nbuckets)
+		return NULL;
+	struct term *t = gw->buckets[id_hash(id) & (gw->nbuckets - 1)];
+	while (t && strcmp(t->id, id))
+		t = t->hnext;
+	return t;
+}
+
+static struct term *term_get(struct tgw *gw, const char *id)
+{
+	struct term *t = term_find(gw, id);
+	if (t)
+		return t;
+	if (gw->nterms >= gw->nbuckets && map_grow(gw) < 0)
+		return NULL;
+	size_t len = strlen(id);
+	t = calloc(1, sizeof(*t) + len + 1);
+	if (!t)
+		return NULL;
+	memcpy(t->id, id, len + 1);
+	size_t j = id_hash(id) & (gw->nbuckets - 1);
+	t->hnext = gw->buckets[j];
+	gw->buckets[j] = t;
+	gw->nterms++;
+	return t;
+}
+
+/* --- reasons: the host may keep a reason pointer, so they live as long as the gateway */
+
+static const char *intern_reason(struct tgw *gw, const char *why)
+{
+	char text[TERMINAL_REASON_MAX + 16];
+	snprintf(text, sizeof(text), "terminal: %s", why && why[0] ? why : "failed");
+	for (char *p = text; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == '"')
+			*p = ' ';
+	for (size_t i = 0; i < gw->nreasons; i++)
+		if (!strcmp(gw->reasons[i], text))
+			return gw->reasons[i];
+	if (gw->nreasons == MAX_REASONS)
+		return "terminal: failed (reason not recorded)";
+	char *s = strdup(text);
+	if (!s)
+		return "terminal: failed";
+	gw->reasons[gw->nreasons++] = s;
+	return s;
+}
+
+/* --- output -------------------------------------------------------------- */
+
+static int tconn_write(struct tconn *c, const uint8_t *data, size_t len)
+{
+	if (c->state == TC_CLOSING)
+		return -EPIPE;
+	int ret = buf_append(&c->out, data, len, TCONN_OUTPUT_MAX);
+	if (ret)
+		return ret;
+	c->last_tx_ms = loop_now_ms(c->gw->host.loop);
+	tconn_flush(c);
+	return 0;
+}
+
+static int tconn_send_frame(struct tconn *c, const Tocsin__Terminal__Frame *f)
+{
+	uint8_t small[512];
+	size_t n = terminal_frame_size(f);
+	uint8_t *p = n <= sizeof(small) ? small : malloc(n);
+	if (!p)
+		return -ENOMEM;
+	int ret = terminal_frame_encode(f, p, n) < 0 ? -EMSGSIZE : tconn_write(c, p, n);
+	if (p != small)
+		free(p);
+	if (ret < 0 && c->state != TC_CLOSING)
+		tconn_close(c); /* a terminal that does not read is cut off */
+	return ret;
+}
+
+static void tconn_flush(struct tconn *c)
+{
+	if (c->send_armed || c->out.len == 0 || c->state == TC_CLOSING)
+		return;
+	buf_swap(&c->out, &c->sending);
+	c->out.len = 0;
+	c->sending_off = 0;
+	struct io_uring_sqe *sqe = loop_sqe(c->gw->host.loop, &c->send_op);
+	io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
+	c->send_armed = true;
+	c->refs++;
+}
+
+static void tconn_unref(struct tconn *c);
+
+static void on_send(struct op *op, int res, uint32_t flags)
+{
+	struct tconn *c = CONTAINER(op, struct tconn, send_op);
+	c->send_armed = false;
+	if (res < 0 || c->state == TC_CLOSING) {
+		tconn_close(c);
+		tconn_unref(c);
+		return;
+	}
+	c->sending_off += (uint32_t)res;
+	if (c->sending_off < c->sending.len) { /* short send: the rest, same buffer */
+		struct io_uring_sqe *sqe = loop_sqe(c->gw->host.loop, &c->send_op);
+		io_uring_prep_send(sqe, c->fd, c->sending.data + c->sending_off,
+				   c->sending.len - c->sending_off, MSG_NOSIGNAL);
+		c->send_armed = true;
+		return; /* keeps the reference */
+	}
+	buf_release(&c->sending); /* idle connections keep no output memory */
+	if (c->out.len)
+		tconn_flush(c);
+	else
+		buf_release(&c->out);
+	if (c->state == TC_LINGER && !c->send_armed)
+		tconn_close(c);
+	tconn_unref(c);
+}
+
+/* --- connection lifecycle -------------------------------------------------- */
+
+static void tconn_free(struct tconn *c)
+{
+	struct tgw *gw = c->gw;
+	loop_timer_cancel(gw->host.loop, &c->timer);
+	close(c->fd);
+	buf_release(&c->out);
+	buf_release(&c->sending);
+	free(c->rx);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		gw->conns = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	gw->st.conns--;
+	free(c);
+}
+
+static void tconn_unref(struct tconn *c)
+{
+	if (--c->refs == 0)
+		tconn_free(c);
+}
+
+static void term_offline(struct tgw *gw, struct term *t)
+{
+	t->conn = NULL;
+	t->last_seen_s = loop_wall_s();
+	gw->online--;
+	gw->persons_online -= t->persons;
+}
+
+static void tconn_close(struct tconn *c)
+{
+	struct tgw *gw = c->gw;
+	if (c->state == TC_CLOSING)
+		return;
+	c->state = TC_CLOSING;
+	if (c->term && c->term->conn == c)
+		term_offline(gw, c->term); /* SENT alerts are resent when it comes back */
+	c->term = NULL;
+	loop_timer_cancel(gw->host.loop, &c->timer);
+	shutdown(c->fd, SHUT_RDWR); /* completes the armed recv/send */
+	if (c->recv_armed) {
+		struct io_uring_sqe *sqe = loop_sqe(gw->host.loop, NULL);
+		io_uring_prep_cancel(sqe, &c->recv_op, 0);
+	}
+	tconn_unref(c); /* the "open" reference */
+}
+
+static void on_linger(struct timer *t)
+{
+	tconn_close(CONTAINER(t, struct tconn, timer));
+}
+
+/* Send a Reject, then close once it is out (or after LINGER_MS). */
+static void tconn_reject(struct tconn *c, Tocsin__Terminal__RejectReason why, const char *detail)
+{
+	Tocsin__Terminal__Reject rj = TOCSIN__TERMINAL__REJECT__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	if (c->state == TC_CLOSING || c->state == TC_LINGER)
+		return;
+	if (c->term && c->term->conn == c)
+		term_offline(c->gw, c->term);
+	c->term = NULL;
+	rj.has_reason = true;
+	rj.reason = why;
+	rj.detail = (char *)detail;
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_REJECT;
+	f.reject = &rj;
+	if (tconn_send_frame(c, &f) < 0)
+		return; /* closed */
+	c->state = TC_LINGER;
+	if (!c->send_armed) {
+		tconn_close(c);
+		return;
+	}
+	loop_timer_set(c->gw->host.loop, &c->timer, LINGER_MS, on_linger);
+}
+
+static void on_handshake_timeout(struct timer *t)
+{
+	struct tconn *c = CONTAINER(t, struct tconn, timer);
+	c->gw->st.timeouts++;
+	tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, "no Hello in time");
+}
+
+static void send_challenge(struct tconn *c)
+{
+	Tocsin__Terminal__Challenge ch = TOCSIN__TERMINAL__CHALLENGE__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	ch.has_nonce = ch.has_version = ch.has_min_version = true;
+	ch.nonce.data = c->nonce;
+	ch.nonce.len = sizeof(c->nonce);
+	ch.version = TERMINAL_PROTO_VERSION;
+	ch.min_version = TERMINAL_PROTO_MIN_VERSION;
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_CHALLENGE;
+	f.challenge = &ch;
+	tconn_send_frame(c, &f);
+}
+
+static void on_recv(struct op *op, int res, uint32_t flags);
+static void on_send(struct op *op, int res, uint32_t flags);
+
+static void tconn_new(struct tgw *gw, int fd)
+{
+	struct tconn *c = calloc(1, sizeof(*c));
+	if (!c || getrandom(c->nonce, sizeof(c->nonce), 0) != (ssize_t)sizeof(c->nonce)) {
+		free(c);
+		close(fd);
+		return;
+	}
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	c->gw = gw;
+	c->fd = fd;
+	c->refs = 1; /* "open", dropped by tconn_close */
+	c->state = TC_CHALLENGED;
+	c->recv_op.cb = on_recv;
+	c->send_op.cb = on_send;
+	c->last_rx_ms = loop_now_ms(gw->host.loop);
+	c->next = gw->conns;
+	if (gw->conns)
+		gw->conns->prev = c;
+	gw->conns = c;
+	gw->st.conns++;
+	gw->st.accepted_conns++;
+	loop_timer_set(gw->host.loop, &c->timer, gw->handshake_ms, on_handshake_timeout);
+	send_challenge(c);
+	arm_recv(c);
+}
+
+/* --- authentication ---------------------------------------------------------- */
+
+/* One round trip: the current population version, then the terminal's hash. */
+static const char auth_script[] =
+	"local v = redis.call('GET', ARGV[1] .. 'pop:current') "
+	"if not v then return false end "
+	"return redis.call('HMGET', ARGV[1] .. 'pop:v' .. v .. ':term:' .. ARGV[2], "
+	"'secret', 'covers_persons')";
+
+static void heartbeat_tick(struct timer *t);
+static void term_flush_held(struct tgw *gw, struct term *t);
+
+static void send_welcome(struct tconn *c)
+{
+	Tocsin__Terminal__Welcome w = TOCSIN__TERMINAL__WELCOME__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	w.has_version = w.has_heartbeat_ms = w.has_server_time = true;
+	w.version = TERMINAL_PROTO_VERSION;
+	w.heartbeat_ms = c->gw->heartbeat_ms;
+	w.server_time = loop_wall_s();
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_WELCOME;
+	f.welcome = &w;
+	tconn_send_frame(c, &f);
+}
+
+static void tconn_ready(struct tconn *c, const char *id, uint64_t persons)
+{
+	struct tgw *gw = c->gw;
+	struct term *t = term_get(gw, id);
+	if (!t) {
+		tconn_close(c);
+		return;
+	}
+	if (t->conn) { /* the newest connection wins: a rebooted terminal's old socket may linger */
+		gw->st.replaced++;
+		tconn_reject(t->conn, TOCSIN__TERMINAL__REJECT_REASON__REPLACED, "connected again");
+	}
+	gw->st.auth_ok++;
+	c->state = TC_READY;
+	c->term = t;
+	t->conn = c;
+	t->persons = persons;
+	t->last_seen_s = loop_wall_s();
+	gw->online++;
+	gw->persons_online += persons;
+	send_welcome(c);
+	if (c->state != TC_READY)
+		return;
+	loop_timer_set(gw->host.loop, &c->timer, gw->heartbeat_ms, heartbeat_tick);
+	term_flush_held(gw, t);
+}
+
+static bool reply_str(const redisReply *r, size_t i, const char **s, size_t *len)
+{
+	if (r->type != REDIS_REPLY_ARRAY || r->elements <= i ||
+	    r->element[i]->type != REDIS_REPLY_STRING)
+		return false;
+	*s = r->element[i]->str;
+	*len = r->element[i]->len;
+	return true;
+}
+
+static void on_auth_reply(void *arg, redisReply *r)
+{
+	struct tauth *a = arg;
+	struct tconn *c = a->c;
+	struct tgw *gw = c->gw;
+	const char *secret, *persons;
+	size_t slen, plen;
+	if (c->state != TC_AUTHING || gw->closing) {
+		/* closed meanwhile: nothing to answer */
+	} else if (!r || r->type == REDIS_REPLY_ERROR) {
+		gw->st.auth_unavailable++;
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TRY_LATER, "credentials unavailable");
+	} else if (!reply_str(r, 0, &secret, &slen) ||
+		   !terminal_auth_check(secret, slen, c->nonce, sizeof(c->nonce), a->id, a->mac,
+					sizeof(a->mac))) {
+		gw->st.auth_failed++;
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__BAD_CREDENTIALS, "bad credentials");
+	} else {
+		uint64_t n = reply_str(r, 1, &persons, &plen) ? strtoull(persons, NULL, 10) : 0;
+		tconn_ready(c, a->id, n);
+	}
+	free(a);
+	tconn_unref(c);
+}
+
+static int start_auth(struct tconn *c, const Tocsin__Terminal__Hello *h)
+{
+	struct tgw *gw = c->gw;
+	if (!h->has_version || h->version < TERMINAL_PROTO_MIN_VERSION ||
+	    h->version > TERMINAL_PROTO_VERSION) {
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__UNSUPPORTED_VERSION, "version 1 only");
+		return 0;
+	}
+	struct tauth *a = malloc(sizeof(*a));
+	if (!a)
+		return -ENOMEM;
+	a->c = c;
+	memcpy(a->mac, h->mac.data, sizeof(a->mac));
+	snprintf(a->id, sizeof(a->id), "%s", h->terminal_id);
+	const char *argv[] = {"EVAL", auth_script, "0", gw->prefix, a->id};
+	size_t argvlen[] = {4, sizeof(auth_script) - 1, 1, strlen(gw->prefix), strlen(a->id)};
+	if (redis_command(&gw->rc, on_auth_reply, a, 5, argv, argvlen) < 0) {
+		free(a);
+		gw->st.auth_unavailable++;
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TRY_LATER, "credentials unavailable");
+		return 0;
+	}
+	c->state = TC_AUTHING;
+	c->refs++; /* dropped by on_auth_reply */
+	return 0;
+}
+
+/* --- heartbeats ---------------------------------------------------------------- */
+
+static void heartbeat_tick(struct timer *t)
+{
+	struct tconn *c = CONTAINER(t, struct tconn, timer);
+	struct tgw *gw = c->gw;
+	uint64_t now = loop_now_ms(gw->host.loop);
+	if (now - c->last_rx_ms > 3 * (uint64_t)gw->heartbeat_ms) {
+		gw->st.timeouts++;
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, "heartbeats stopped");
+		return;
+	}
+	if (now - c->last_tx_ms + 50 >= gw->heartbeat_ms) {
+		Tocsin__Terminal__Heartbeat hb = TOCSIN__TERMINAL__HEARTBEAT__INIT;
+		Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+		hb.has_time_ms = true;
+		hb.time_ms = now;
+		f.body_case = TOCSIN__TERMINAL__FRAME__BODY_HEARTBEAT;
+		f.heartbeat = &hb;
+		if (tconn_send_frame(c, &f) < 0)
+			return;
+	}
+	loop_timer_set(gw->host.loop, &c->timer, gw->heartbeat_ms, heartbeat_tick);
+}
+
+/* --- deliveries ------------------------------------------------------------------ */
+
+static uint64_t ms_until(int64_t expires_s)
+{
+	int64_t left = expires_s - loop_wall_s();
+	return left > 0 ? (uint64_t)left * 1000 : 0;
+}
+
+static void tdel_unlink_free(struct tgw *gw, struct tdel *td)
+{
+	struct tdel **pp = td->t ? &td->t->dels : NULL;
+	while (pp && *pp && *pp != td)
+		pp = &(*pp)->next;
+	if (pp && *pp)
+		*pp = td->next;
+	loop_timer_cancel(gw->host.loop, &td->timer);
+	free(td->frame);
+	free(td);
+}
+
+/* The final word on a delivery: a report while we still hold it, else a receipt. */
+static void tdel_finish(struct tgw *gw, struct tdel *td, enum outcome o, const char *reason)
+{
+	struct delivery *d = td->d;
+	uint64_t id = td->delivery_id;
+	tdel_unlink_free(gw, td); /* before calling out: the host may submit again */
+	if (d)
+		gw->host.report(gw->host.ctx, d, o, reason, 0);
+	else
+		gw->host.receipt(gw->host.ctx, id, o, reason);
+}
+
+static void on_tdel_timer(struct timer *tm)
+{
+	struct tdel *td = CONTAINER(tm, struct tdel, timer);
+	struct tgw *gw = td->gw;
+	uint64_t left = ms_until(td->expires_s);
+	if (td->fail) {
+		tdel_finish(gw, td, OUTCOME_PERMANENT, td->fail);
+		return;
+	}
+	if (left == 0) {
+		gw->st.expired++;
+		tdel_finish(gw, td, OUTCOME_EXPIRED, "terminal: not confirmed before expiry");
+		return;
+	}
+	if (td->state == TD_SENT && td->t->conn && td->t->conn->state == TC_READY) {
+		gw->st.resends++;
+		tdel_send(gw, td);
+		return;
+	}
+	loop_timer_set(gw->host.loop, &td->timer, left, on_tdel_timer);
+}
+
+static void tdel_send(struct tgw *gw, struct tdel *td)
+{
+	uint64_t left = ms_until(td->expires_s);
+	td->state = TD_SENT;
+	gw->st.alerts_sent++;
+	tconn_write(td->t->conn, td->frame, td->frame_len);
+	loop_timer_set(gw->host.loop, &td->timer, left < gw->ack_timeout_ms ? left : gw->ack_timeout_ms,
+		       on_tdel_timer);
+}
+
+static void term_flush_held(struct tgw *gw, struct term *t)
+{
+	for (struct tdel *td = t->dels; td && t->conn && t->conn->state == TC_READY; td = td->next) {
+		if (td->state == TD_ACCEPTED)
+			continue; /* the terminal has it; it will report playback */
+		if (ms_until(td->expires_s) == 0) {
+			loop_timer_set(gw->host.loop, &td->timer, 0, on_tdel_timer); /* expires, unsent */
+			continue;
+		}
+		tdel_send(gw, td);
+	}
+}
+
+/* The Alert for d, encoded once: resends and late terminals get the same bytes. */
+static int encode_alert(struct delivery *d, uint64_t seq, uint8_t **out, uint32_t *len)
+{
+	struct campaign *c = d->campaign;
+	const Tocsin__Warning *w = campaign_warning(c);
+	const Tocsin__Info *in = campaign_info(c, d->lang);
+	Tocsin__Terminal__Alert a = TOCSIN__TERMINAL__ALERT__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	a.has_seq = a.has_msg_type = a.has_severity = a.has_colour = true;
+	a.has_expires = a.has_drill = a.has_stop = true;
+	a.seq = seq;
+	a.warning_id = (char *)campaign_id(c);
+	a.msg_type = w->msg_type;
+	a.severity = in->severity;
+	a.colour = w->colour;
+	a.headline = in->headline;
+	a.text = (char *)campaign_text(c, d->lang);
+	a.language = in->language;
+	a.event = in->event;
+	a.expires = campaign_expires(c);
+	a.drill = campaign_is_drill(c);
+	a.stop = w->msg_type == TOCSIN__MSG_TYPE__CANCEL;
+	a.n_references = w->n_references;
+	a.references = w->references;
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_ALERT;
+	f.alert = &a;
+	size_t n = terminal_frame_size(&f);
+	*out = malloc(n);
+	if (!*out)
+		return -ENOMEM;
+	if (terminal_frame_encode(&f, *out, n) < 0) {
+		free(*out);
+		return -EMSGSIZE;
+	}
+	*len = (uint32_t)n;
+	return 0;
+}
+
+static void terminal_submit(struct lane *l, struct delivery *d)
+{
+	struct tgw *gw = l->adapter_state;
+	struct tdel *td = calloc(1, sizeof(*td));
+	struct term *t = terminal_id_valid(d->address) ? term_get(gw, d->address) : NULL;
+	if (!td || (!t && terminal_id_valid(d->address))) {
+		log_error("msg=\"terminal gateway out of memory in submit\"");
+		abort(); /* see the out-of-memory policy at the top */
+	}
+	td->gw = gw;
+	td->d = d;
+	td->delivery_id = d->id;
+	td->seq = ++gw->seq;
+	td->expires_s = campaign_expires(d->campaign);
+	td->state = TD_HELD;
+	if (!t || encode_alert(d, td->seq, &td->frame, &td->frame_len) < 0) {
+		/* cannot be sent to anyone: answered from a 0 ms timer, never from inside submit */
+		td->fail = t ? "terminal: alert too large for a frame" : "terminal: invalid terminal id";
+		td->t = gw->nowhere;
+		td->next = gw->nowhere->dels;
+		gw->nowhere->dels = td;
+		loop_timer_set(gw->host.loop, &td->timer, 0, on_tdel_timer);
+		return;
+	}
+	td->t = t;
+	struct tdel **pp = &t->dels;
+	while (*pp)
+		pp = &(*pp)->next;
+	*pp = td;
+	if (t->conn && t->conn->state == TC_READY && ms_until(td->expires_s) > 0) {
+		tdel_send(gw, td);
+		return;
+	}
+	gw->st.held++;
+	loop_timer_set(gw->host.loop, &td->timer, ms_until(td->expires_s), on_tdel_timer);
+}
+
+/* --- inbound frames ---------------------------------------------------------------- */
+
+static void on_ack(struct tgw *gw, struct term *t, const Tocsin__Terminal__Ack *ack)
+{
+	struct tdel *td = t->dels;
+	while (td && td->seq != ack->seq)
+		td = td->next;
+	gw->st.acks++;
+	if (!td)
+		return; /* a late duplicate of something already final */
+	switch (ack->state) {
+	case TOCSIN__TERMINAL__ACK_STATE__RECEIVED:
+		if (td->state == TD_ACCEPTED)
+			return;
+		td->state = TD_ACCEPTED;
+		struct delivery *d = td->d;
+		td->d = NULL;
+		loop_timer_set(gw->host.loop, &td->timer, ms_until(td->expires_s), on_tdel_timer);
+		gw->host.report(gw->host.ctx, d, OUTCOME_ACCEPTED, NULL, 0);
+		return;
+	case TOCSIN__TERMINAL__ACK_STATE__PLAYING:
+	case TOCSIN__TERMINAL__ACK_STATE__DISPLAYED:
+	case TOCSIN__TERMINAL__ACK_STATE__PLAYED:
+		tdel_finish(gw, td, OUTCOME_DELIVERED, NULL);
+		return;
+	case TOCSIN__TERMINAL__ACK_STATE__FAILED:
+		tdel_finish(gw, td, OUTCOME_PERMANENT, intern_reason(gw, ack->reason));
+		return;
+	default:
+		return; /* a state from a newer protocol version: ignored */
+	}
+}
+
+/* 0, or -1 to close the connection. */
+static int handle_frame(struct tconn *c, const uint8_t *payload, size_t len)
+{
+	struct tgw *gw = c->gw;
+	enum terminal_decode_err err;
+	terminal_arena_reset(&gw->arena);
+	Tocsin__Terminal__Frame *f = terminal_frame_decode(&gw->arena, payload, len, &err);
+	if (!f && err == TERMINAL_DECODE_EMPTY && c->state == TC_READY)
+		return 0; /* a message kind from a newer protocol version: ignored */
+	if (!f) {
+		log_debug("msg=\"bad terminal frame\" err=\"%s\"", terminal_decode_strerror(err));
+		return -1;
+	}
+	switch (c->state) {
+	case TC_CHALLENGED:
+		if (f->body_case != TOCSIN__TERMINAL__FRAME__BODY_HELLO)
+			return -1;
+		return start_auth(c, f->hello);
+	case TC_AUTHING:
+		return f->body_case == TOCSIN__TERMINAL__FRAME__BODY_HEARTBEAT ? 0 : -1;
+	case TC_READY:
+		break;
+	default:
+		return 0; /* lingering: input is dropped */
+	}
+	switch (f->body_case) {
+	case TOCSIN__TERMINAL__FRAME__BODY_HEARTBEAT:
+		return 0;
+	case TOCSIN__TERMINAL__FRAME__BODY_ACK:
+		on_ack(gw, c->term, f->ack);
+		return 0;
+	case TOCSIN__TERMINAL__FRAME__BODY_STATUS:
+		c->term->volume = f->status->has_volume && f->status->volume <= 100
+					  ? (uint8_t)f->status->volume : c->term->volume;
+		c->term->faults = (uint8_t)f->status->n_faults;
+		return 0;
+	default:
+		return -1;
+	}
+}
+
+/* Keep the start of a frame that has not fully arrived. */
+static int rx_append(struct tconn *c, const uint8_t *p, size_t n)
+{
+	size_t need = c->rx_len + n;
+	if (need > TERMINAL_FRAME_HDR + TERMINAL_FRAME_MAX)
+		return -1;
+	if (need > c->rx_cap) {
+		size_t cap = need < 256 ? 256 : need;
+		uint8_t *r = realloc(c->rx, cap);
+		if (!r)
+			return -1;
+		c->rx = r;
+		c->rx_cap = (uint32_t)cap;
+	}
+	memcpy(c->rx + c->rx_len, p, n);
+	c->rx_len = (uint32_t)need;
+	return 0;
+}
+
+/* Bytes of the partial frame in rx still missing (the header counts). */
+static size_t rx_missing(const struct tconn *c)
+{
+	if (c->rx_len < TERMINAL_FRAME_HDR)
+		return TERMINAL_FRAME_HDR - c->rx_len;
+	size_t n = (size_t)c->rx[0] << 24 | (size_t)c->rx[1] << 16 | (size_t)c->rx[2] << 8 | c->rx[3];
+	return TERMINAL_FRAME_HDR + n - c->rx_len;
+}
+
+/* Frames straight from the ring buffer; only a trailing partial one is copied. 0 or -1. */
+static int consume(struct tconn *c, const uint8_t *p, size_t n)
+{
+	while (n > 0 && c->state != TC_CLOSING) {
+		const uint8_t *payload;
+		size_t plen;
+		if (c->rx_len) {
+			size_t take = rx_missing(c);
+			take = take < n ? take : n;
+			if (rx_append(c, p, take) < 0)
+				return -1;
+			p += take;
+			n -= take;
+			ssize_t r = terminal_frame_parse(c->rx, c->rx_len, &payload, &plen);
+			if (r == TERMINAL_FRAME_ERROR)
+				return -1;
+			if (r == TERMINAL_FRAME_NEED_MORE)
+				continue;
+			int ret = handle_frame(c, payload, plen);
+			free(c->rx);
+			c->rx = NULL;
+			c->rx_len = c->rx_cap = 0;
+			if (ret < 0)
+				return -1;
+			continue;
+		}
+		ssize_t r = terminal_frame_parse(p, n, &payload, &plen);
+		if (r == TERMINAL_FRAME_ERROR)
+			return -1;
+		if (r == TERMINAL_FRAME_NEED_MORE)
+			return rx_append(c, p, n);
+		if (handle_frame(c, payload, plen) < 0)
+			return -1;
+		p += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static void recycle_buf(struct tgw *gw, unsigned bid)
+{
+	io_uring_buf_ring_add(gw->br, gw->bufs + (size_t)bid * gw->bufsz, gw->bufsz, (uint16_t)bid,
+			      io_uring_buf_ring_mask(gw->nbufs), 0);
+	io_uring_buf_ring_advance(gw->br, 1);
+}
+
+static void arm_recv(struct tconn *c)
+{
+	if (c->recv_armed || c->state == TC_CLOSING)
+		return;
+	struct io_uring_sqe *sqe = loop_sqe(c->gw->host.loop, &c->recv_op);
+	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT; /* after prep: prep zeroes the SQE */
+	sqe->buf_group = c->gw->bgid;
+	c->recv_armed = true;
+	c->refs++;
+}
+
+static void on_recv(struct op *op, int res, uint32_t flags)
+{
+	struct tconn *c = CONTAINER(op, struct tconn, recv_op);
+	struct tgw *gw = c->gw;
+	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
+		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		c->last_rx_ms = loop_now_ms(gw->host.loop);
+		if (c->state != TC_CLOSING &&
+		    consume(c, gw->bufs + (size_t)bid * gw->bufsz, (size_t)res) < 0) {
+			gw->st.protocol_errors++;
+			tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__PROTOCOL_ERROR, "protocol error");
+		}
+		recycle_buf(gw, bid);
+	}
+	if (flags & IORING_CQE_F_MORE)
+		return; /* still armed: keeps its reference */
+	c->recv_armed = false;
+	if (res == -ENOBUFS) {
+		gw->st.enobufs++; /* the ring ran dry; buffers are back by now */
+		arm_recv(c);
+	} else if (res > 0) {
+		arm_recv(c); /* the kernel ended the multishot (CQ overflow): re-arm */
+	} else if (c->state != TC_LINGER) {
+		tconn_close(c); /* EOF, error or cancelled */
+	}
+	tconn_unref(c);
+}
+
+/* --- listener ---------------------------------------------------------------------------- */
+
+static void on_accept_retry(struct timer *t)
+{
+	arm_accept(CONTAINER(t, struct tgw, accept_retry));
+}
+
+static void on_accept(struct op *op, int res, uint32_t flags)
+{
+	struct tgw *gw = CONTAINER(op, struct tgw, accept_op);
+	bool more = flags & IORING_CQE_F_MORE;
+	if (!more)
+		gw->accept_armed = false;
+	if (res >= 0) {
+		if (gw->closing || gw->st.conns >= gw->max_conns) {
+			gw->st.refused_conns += !gw->closing;
+			close(res);
+		} else {
+			tconn_new(gw, res);
+		}
+	} else if (res != -ECANCELED) {
+		log_warn("msg=\"terminal accept failed\" lane=%s err=%d", gw->lane->name, res);
+	}
+	if (more || gw->closing)
+		return;
+	if (res == -EMFILE || res == -ENFILE || res == -ENOMEM || res == -ENOBUFS)
+		loop_timer_set(gw->host.loop, &gw->accept_retry, ACCEPT_RETRY_MS, on_accept_retry);
+	else
+		arm_accept(gw);
+}
+
+static void arm_accept(struct tgw *gw)
+{
+	if (gw->accept_armed || gw->closing)
+		return;
+	struct io_uring_sqe *sqe = loop_sqe(gw->host.loop, &gw->accept_op);
+	io_uring_prep_multishot_accept(sqe, gw->lfd, NULL, NULL, SOCK_CLOEXEC);
+	gw->accept_armed = true;
+}
+
+static int listen_on(struct tgw *gw, const char *addr, char *err, size_t errlen)
+{
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV | AI_PASSIVE};
+	struct addrinfo *ai = NULL;
+	if (!colon || (size_t)(colon - addr) >= sizeof(host))
+		goto bad;
+	snprintf(host, sizeof(host), "%.*s", (int)(colon - addr), addr);
+	if (getaddrinfo(host[0] ? host : NULL, colon + 1, &hints, &ai) != 0)
+		goto bad;
+	gw->lfd = socket(ai->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	if (gw->lfd < 0 || setsockopt(gw->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+	    bind(gw->lfd, ai->ai_addr, ai->ai_addrlen) < 0 || listen(gw->lfd, 4096) < 0) {
+		snprintf(err, errlen, "listen %s: %s", addr, strerror(errno));
+		freeaddrinfo(ai);
+		return -1;
+	}
+	struct sockaddr_in6 sa;
+	socklen_t salen = sizeof(sa);
+	getsockname(gw->lfd, (struct sockaddr *)&sa, &salen);
+	gw->bgid = ntohs(sa.sin6_port); /* one listener per port: a unique buffer group per loop */
+	freeaddrinfo(ai);
+	return 0;
+bad:
+	snprintf(err, errlen, "bad listen address '%s' (HOST:PORT)", addr);
+	return -1;
+}
+
+/* The provided-buffer ring (liburing 2.3 has no io_uring_setup_buf_ring). */
+static int setup_buf_ring(struct tgw *gw, char *err, size_t errlen)
+{
+	size_t ring_bytes = (size_t)gw->nbufs * sizeof(struct io_uring_buf);
+	void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
+	if (mem == MAP_FAILED)
+		goto fail;
+	gw->bufs = aligned_alloc(4096, (size_t)gw->nbufs * gw->bufsz);
+	if (!gw->bufs) {
+		munmap(mem, ring_bytes);
+		goto fail;
+	}
+	struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)mem,
+				       .ring_entries = gw->nbufs,
+				       .bgid = gw->bgid};
+	int ret = io_uring_register_buf_ring(&gw->host.loop->ring, &reg, 0);
+	if (ret < 0) {
+		snprintf(err, errlen, "io_uring_register_buf_ring: %s", strerror(-ret));
+		munmap(mem, ring_bytes);
+		free(gw->bufs);
+		gw->bufs = NULL;
+		return -1;
+	}
+	memset(gw->bufs, 0, (size_t)gw->nbufs * gw->bufsz); /* resident now, not page by page under load */
+	gw->br = mem;
+	io_uring_buf_ring_init(gw->br);
+	for (unsigned i = 0; i < gw->nbufs; i++)
+		io_uring_buf_ring_add(gw->br, gw->bufs + (size_t)i * gw->bufsz, gw->bufsz, (uint16_t)i,
+				      io_uring_buf_ring_mask(gw->nbufs), (int)i);
+	io_uring_buf_ring_advance(gw->br, (int)gw->nbufs);
+	return 0;
+fail:
+	snprintf(err, errlen, "out of memory for the receive buffer ring");
+	return -1;
+}
+
+/* --- open / close ------------------------------------------------------------------------ */
+
+static unsigned key_uint(const struct config_lane *cfg, const char *key, const char *def)
+{
+	return (unsigned)strtoul(config_lane_get(cfg, key, def), NULL, 10);
+}
+
+static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err, size_t errlen)
+{
+	gw->ack_timeout_ms = key_uint(cfg, "ack_timeout_ms", "5000");
+	gw->heartbeat_ms = key_uint(cfg, "heartbeat_ms", "30000");
+	gw->handshake_ms = key_uint(cfg, "handshake_ms", "10000");
+	gw->max_conns = key_uint(cfg, "max_connections", "200000");
+	gw->nbufs = key_uint(cfg, "recv_buffers", "4096");
+	gw->bufsz = key_uint(cfg, "recv_buffer_size", "2048");
+	if (!gw->ack_timeout_ms || gw->heartbeat_ms < 100 || !gw->handshake_ms || !gw->max_conns) {
+		snprintf(err, errlen, "[lane %s] ack_timeout_ms, heartbeat_ms (>= 100), handshake_ms "
+			 "and max_connections must be positive", cfg->name);
+		return -1;
+	}
+	if (gw->nbufs < 8 || gw->nbufs > 32768 || (gw->nbufs & (gw->nbufs - 1)) ||
+	    gw->bufsz < 64 || gw->bufsz > 65536) {
+		snprintf(err, errlen, "[lane %s] recv_buffers must be a power of two in 8..32768, "
+			 "recv_buffer_size in 64..65536", cfg->name);
+		return -1;
+	}
+	return 0;
+}
+
+static int gw_init(struct tgw *gw, const struct config_lane *cfg, char *err, size_t errlen)
+{
+	char why[256];
+	gw->lfd = -1;
+	gw->accept_op.cb = on_accept;
+	snprintf(gw->prefix, sizeof(gw->prefix), "%s", gw->host.prefix ? gw->host.prefix : "tocsin:");
+	if (read_config(gw, cfg, err, errlen) < 0)
+		return -1;
+	gw->arena_mem = malloc(TERMINAL_ARENA_CAP);
+	gw->nowhere = calloc(1, sizeof(struct term) + 1);
+	if (!gw->arena_mem || !gw->nowhere || map_grow(gw) < 0) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	terminal_arena_init(&gw->arena, gw->arena_mem, TERMINAL_ARENA_CAP);
+	if (listen_on(gw, config_lane_get(cfg, "listen", "0.0.0.0:7000"), err, errlen) < 0)
+		return -1;
+	if (setup_buf_ring(gw, err, errlen) < 0)
+		return -1;
+	if (redis_init(&gw->rc, gw->host.loop, gw->host.redis ? gw->host.redis : "127.0.0.1:6379",
+		       why, sizeof(why)) < 0) {
+		snprintf(err, errlen, "[lane %s] %s", cfg->name, why);
+		return -1;
+	}
+	gw->rc.fd = -1;
+	return 0;
+}
+
+static void gw_free(struct tgw *gw)
+{
+	if (gw->br) {
+		io_uring_unregister_buf_ring(&gw->host.loop->ring, gw->bgid);
+		munmap(gw->br, (size_t)gw->nbufs * sizeof(struct io_uring_buf));
+	}
+	free(gw->bufs);
+	if (gw->lfd >= 0)
+		close(gw->lfd);
+	if (gw->rc.loop)
+		redis_release(&gw->rc);
+	for (size_t i = 0; i < gw->nbuckets; i++) {
+		struct term *t = gw->buckets[i], *next;
+		for (; t; t = next) {
+			next = t->hnext;
+			free(t);
+		}
+	}
+	for (size_t i = 0; i < gw->nreasons; i++)
+		free(gw->reasons[i]);
+	free(gw->buckets);
+	free(gw->nowhere);
+	free(gw->arena_mem);
+	free(gw);
+}
+
+static int terminal_open(struct lane *l, const struct lane_host *host,
+			 const struct config_lane *cfg, char *err, size_t errlen)
+{
+	struct tgw *gw = calloc(1, sizeof(*gw));
+	if (!gw) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	gw->host = *host;
+	gw->lane = l;
+	if (gw_init(gw, cfg, err, errlen) < 0) {
+		gw_free(gw);
+		return -1;
+	}
+	redis_start(&gw->rc);
+	arm_accept(gw);
+	l->adapter_state = gw;
+	/* Up at once: deliveries for terminals not (yet) connected are held, not refused. */
+	host->up(host->ctx, l, true, "terminal gateway listening");
+	return 0;
+}
+
+static void on_reaper(struct timer *t)
+{
+	struct tgw *gw = CONTAINER(t, struct tgw, reaper);
+	if (gw->st.conns == 0 && !gw->accept_armed && redis_idle(&gw->rc)) {
+		gw_free(gw);
+		return;
+	}
+	loop_timer_set(gw->host.loop, &gw->reaper, REAPER_MS, on_reaper);
+}
+
+static void drop_deliveries(struct tgw *gw, struct term *t)
+{
+	while (t->dels) {
+		struct tdel *td = t->dels;
+		t->dels = td->next;
+		loop_timer_cancel(gw->host.loop, &td->timer);
+		free(td->frame);
+		free(td);
+	}
+}
+
+/* No reports after this; memory goes once every op has come back. */
+static void terminal_close(struct lane *l)
+{
+	struct tgw *gw = l->adapter_state;
+	if (!gw)
+		return;
+	l->adapter_state = NULL;
+	gw->closing = true;
+	for (size_t i = 0; i < gw->nbuckets; i++)
+		for (struct term *t = gw->buckets[i]; t; t = t->hnext)
+			drop_deliveries(gw, t);
+	drop_deliveries(gw, gw->nowhere);
+	loop_timer_cancel(gw->host.loop, &gw->accept_retry);
+	if (gw->accept_armed) {
+		struct io_uring_sqe *sqe = loop_sqe(gw->host.loop, NULL);
+		io_uring_prep_cancel(sqe, &gw->accept_op, 0);
+	}
+	for (struct tconn *c = gw->conns, *next; c; c = next) {
+		next = c->next; /* tconn_close may free c */
+		tconn_close(c);
+	}
+	redis_stop(&gw->rc);
+	loop_timer_set(gw->host.loop, &gw->reaper, 0, on_reaper);
+}
+
+/* --- readiness ----------------------------------------------------------------------------- */
+
+static const struct tgw *gw_of(const struct lane *l)
+{
+	return l && l->adapter == &adapter_terminal ? l->adapter_state : NULL;
+}
+
+void terminal_readiness(const struct lane *l, uint64_t *online, uint64_t *total_known,
+			uint64_t *persons_online)
+{
+	const struct tgw *gw = gw_of(l);
+	*online = gw ? gw->online : 0;
+	*total_known = gw ? gw->nterms : 0;
+	*persons_online = gw ? gw->persons_online : 0;
+}
+
+static void offline_insert(struct terminal_offline *out, size_t *k, size_t n, const struct term *t)
+{
+	size_t i = *k;
+	if (i == n && (n == 0 || out[n - 1].last_seen_s <= t->last_seen_s))
+		return;
+	if (i == n)
+		i--;
+	while (i > 0 && out[i - 1].last_seen_s > t->last_seen_s) {
+		out[i] = out[i - 1];
+		i--;
+	}
+	snprintf(out[i].id, sizeof(out[i].id), "%s", t->id);
+	out[i].last_seen_s = t->last_seen_s;
+	if (*k < n)
+		(*k)++;
+}
+
+size_t terminal_offline_oldest(const struct lane *l, struct terminal_offline *out, size_t n)
+{
+	const struct tgw *gw = gw_of(l);
+	size_t k = 0;
+	for (size_t i = 0; gw && i < gw->nbuckets; i++)
+		for (const struct term *t = gw->buckets[i]; t; t = t->hnext)
+			if (!t->conn)
+				offline_insert(out, &k, n, t);
+	return k;
+}
+
+void terminal_stats(const struct lane *l, struct terminal_stats *out)
+{
+	const struct tgw *gw = gw_of(l);
+	if (!gw) {
+		memset(out, 0, sizeof(*out));
+		return;
+	}
+	*out = gw->st;
+	out->conn_bytes = sizeof(struct tconn);
+	out->term_bytes = sizeof(struct term);
+	out->ring_bytes = (uint64_t)gw->nbufs * gw->bufsz;
+}
+
+const struct adapter_ops adapter_terminal = {
+	.name = "terminal",
+	.open = terminal_open,
+	.submit = terminal_submit,
+	.close = terminal_close,
+};

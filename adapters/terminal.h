@@ -1,0 +1,53 @@
+/*
+ * adapters/terminal.h: what the terminal gateway (adapters/terminal.c,
+ * `adapter = terminal`) offers beyond the adapter contract: broadcast
+ * readiness, the terminals offline longest, counters, and the HMAC used
+ * to authenticate terminals (shared with bench/terminal_swarm.c).
+ *
+ * All functions taking a lane run on the lane's loop thread; a lane whose
+ * adapter is not the terminal gateway (or is closed) reads as all zeros.
+ */
+#ifndef TOCSIN_ADAPTER_TERMINAL_H
+#define TOCSIN_ADAPTER_TERMINAL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "lane.h"
+#include "terminal_frame.h"
+
+/*
+ * online: authenticated connections; total_known: distinct terminal ids the
+ * gateway has seen (authenticated or addressed by a delivery);
+ * persons_online: sum of covers_persons of the online terminals.
+ */
+void terminal_readiness(const struct lane *l, uint64_t *online, uint64_t *total_known,
+			uint64_t *persons_online);
+
+struct terminal_offline {
+	char id[TERMINAL_ID_MAX + 1];
+	int64_t last_seen_s; /* wall clock; 0 = never connected since the gateway started */
+};
+
+/* The up-to-n offline terminals seen longest ago, oldest first. Returns how many. */
+size_t terminal_offline_oldest(const struct lane *l, struct terminal_offline *out, size_t n);
+
+struct terminal_stats {
+	uint64_t accepted_conns, refused_conns, auth_ok, auth_failed, auth_unavailable;
+	uint64_t protocol_errors, timeouts, replaced, alerts_sent, resends, acks;
+	uint64_t enobufs, held, expired;
+	uint64_t conns;  /* open connections, authenticated or not */
+	uint64_t conn_bytes, term_bytes; /* sizeof the per-connection and per-terminal structs */
+	uint64_t ring_bytes;             /* the shared receive-buffer ring (resident from open) */
+};
+void terminal_stats(const struct lane *l, struct terminal_stats *out);
+
+/* HMAC-SHA256(secret, nonce || id) into mac. 0, or -1 when OpenSSL fails. */
+int terminal_auth_mac(const void *secret, size_t secret_len, const uint8_t *nonce,
+		      size_t nonce_len, const char *id, uint8_t mac[TERMINAL_MAC_LEN]);
+/* Constant-time check of a terminal's mac. */
+bool terminal_auth_check(const void *secret, size_t secret_len, const uint8_t *nonce,
+			 size_t nonce_len, const char *id, const uint8_t *mac, size_t mac_len);
+
+#endif

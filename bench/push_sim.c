@@ -1,0 +1,738 @@
+/*
+ * bench/push_sim.c: an APNs / FCM / webhook simulator over HTTP/2, for the
+ * push adapter's tests and benchmarks (a tool, not part of tocsind).
+ *
+ * One thread per connection, blocking sockets with poll() for the
+ * response latency; nghttp2 server sessions driven by mem_recv/mem_send.
+ * h2c with prior knowledge, or TLS (ALPN h2) when --cert/--key are given.
+ *
+ *   --port N | --port-file F   listen on 127.0.0.1:N (0 = any; the port goes to F)
+ *   --latency-ms N             answer after N ms
+ *   --dead PATTERN             tokens containing it: 410 Unregistered / 404 UNREGISTERED
+ *   --bad PATTERN              tokens containing it: 400 BadDeviceToken / INVALID_ARGUMENT
+ *   --dead-pct P               also P% of tokens (by hash) are dead
+ *   --rate N                   above N requests/s (all connections): 429, Retry-After: 1
+ *   --goaway-after N           per connection: GOAWAY after the Nth stream
+ *   --max-streams N            SETTINGS_MAX_CONCURRENT_STREAMS (default 1000)
+ *   --jwt-pubkey PEM           validate APNs JWTs (ES256, iat not older than --jwt-max-age)
+ *   --bearer TOKEN             validate FCM "authorization: Bearer TOKEN"
+ *   --stats FILE               JSON counters, written on SIGUSR1 and at SIGTERM
+ *
+ * Counts: requests per kind (apns, fcm, other), per status, unique tokens,
+ * tokens accepted (200) and accepted more than once, collapse ids,
+ * JWT / bearer failures, connections, GOAWAYs.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <nghttp2/nghttp2.h>
+#include <openssl/bn.h>
+#include <openssl/ec.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+
+#include "push_payload.h"
+
+struct set {
+	char **slot;
+	size_t cap, n;
+};
+
+struct opts {
+	int port;
+	const char *port_file, *cert, *key, *dead, *bad, *bearer, *stats;
+	int latency_ms, dead_pct, rate, goaway_after, max_streams, jwt_max_age;
+	EVP_PKEY *jwt_key;
+	SSL_CTX *ssl_ctx;
+};
+
+struct sim {
+	struct opts o;
+	pthread_mutex_t mu;
+	uint64_t requests, kind[3], status[600], accepted_dup, jwt_bad, bearer_bad;
+	uint64_t connections, goaways, collapse_total;
+	struct set tokens, accepted, collapse;
+	double bucket;
+	uint64_t bucket_ms;
+};
+
+struct stream {
+	int32_t id;
+	char path[512], auth[1024], collapse[80];
+	char body[8192];
+	size_t blen;
+	int status;
+	char resp[512];
+	size_t rlen, roff;
+	char apns_id[40];
+	uint64_t due_ms;
+	bool ready;
+	struct stream *next;
+};
+
+struct sconn {
+	struct sim *s;
+	int fd;
+	SSL *ssl;
+	nghttp2_session *ng;
+	struct stream *streams;
+	int nstreams;
+	bool goaway_sent;
+	int32_t goaway_last;
+	char last_jwt[512];
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint32_t hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	while (*s)
+		h = (h ^ (uint8_t)*s++) * 16777619u;
+	return h;
+}
+
+/* Insert; true when it was new. */
+static bool set_add(struct set *st, const char *k)
+{
+	if (st->n * 2 >= st->cap) {
+		size_t cap = st->cap ? st->cap * 2 : 1024;
+		char **ns = calloc(cap, sizeof(*ns));
+		for (size_t i = 0; i < st->cap; i++)
+			if (st->slot[i]) {
+				size_t j = hash(st->slot[i]) & (cap - 1);
+				while (ns[j])
+					j = (j + 1) & (cap - 1);
+				ns[j] = st->slot[i];
+			}
+		free(st->slot);
+		st->slot = ns;
+		st->cap = cap;
+	}
+	size_t j = hash(k) & (st->cap - 1);
+	for (; st->slot[j]; j = (j + 1) & (st->cap - 1))
+		if (!strcmp(st->slot[j], k))
+			return false;
+	st->slot[j] = strdup(k);
+	st->n++;
+	return true;
+}
+
+/* --- JWT --- */
+
+static int b64url_dec(const char *in, size_t len, uint8_t *out, size_t cap)
+{
+	char tmp[1024] = "";
+	if (len + 4 >= sizeof(tmp))
+		return -1;
+	size_t n = 0;
+	for (size_t i = 0; i < len; i++)
+		tmp[n++] = in[i] == '-' ? '+' : in[i] == '_' ? '/' : in[i];
+	while (n % 4)
+		tmp[n++] = '=';
+	if (n / 4 * 3 > cap)
+		return -1;
+	int r = EVP_DecodeBlock(out, (unsigned char *)tmp, (int)n);
+	if (r < 0)
+		return -1;
+	return r - (int)(len % 4 == 2 ? 2 : len % 4 == 3 ? 1 : 0);
+}
+
+static bool verify_sig(EVP_PKEY *key, const char *jwt, size_t signed_len, const char *sig, size_t slen)
+{
+	uint8_t raw[80], der[80];
+	if (b64url_dec(sig, slen, raw, sizeof(raw)) != 64)
+		return false;
+	ECDSA_SIG *es = ECDSA_SIG_new();
+	ECDSA_SIG_set0(es, BN_bin2bn(raw, 32, NULL), BN_bin2bn(raw + 32, 32, NULL));
+	unsigned char *p = der;
+	int dlen = i2d_ECDSA_SIG(es, &p);
+	ECDSA_SIG_free(es);
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	bool ok = EVP_DigestVerifyInit(md, NULL, EVP_sha256(), NULL, key) == 1 &&
+		  EVP_DigestVerify(md, der, (size_t)dlen, (const unsigned char *)jwt, signed_len) == 1;
+	EVP_MD_CTX_free(md);
+	return ok;
+}
+
+/* NULL when good, else the APNs reason. */
+static const char *check_jwt(struct sconn *c, const char *auth)
+{
+	if (strncasecmp(auth, "bearer ", 7))
+		return "MissingProviderToken";
+	const char *jwt = auth + 7;
+	const char *d1 = strchr(jwt, '.'), *d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+	if (!d2)
+		return "InvalidProviderToken";
+	uint8_t claims[512];
+	int n = b64url_dec(d1 + 1, (size_t)(d2 - d1 - 1), claims, sizeof(claims) - 1);
+	if (n < 0)
+		return "InvalidProviderToken";
+	claims[n] = 0;
+	const char *iat = strstr((char *)claims, "\"iat\":");
+	if (!iat || !strstr((char *)claims, "\"iss\":"))
+		return "InvalidProviderToken";
+	if (time(NULL) - atoll(iat + 6) > c->s->o.jwt_max_age)
+		return "ExpiredProviderToken";
+	if (!strcmp(c->last_jwt, jwt))
+		return NULL; /* verified already on this connection */
+	if (!verify_sig(c->s->o.jwt_key, jwt, (size_t)(d2 - jwt), d2 + 1, strlen(d2 + 1)))
+		return "InvalidProviderToken";
+	snprintf(c->last_jwt, sizeof(c->last_jwt), "%s", jwt);
+	return NULL;
+}
+
+/* --- verdicts --- */
+
+static bool over_rate(struct sim *s)
+{
+	if (!s->o.rate)
+		return false;
+	uint64_t now = mono_ms();
+	s->bucket += (double)(now - s->bucket_ms) * s->o.rate / 1000.0;
+	if (s->bucket > s->o.rate)
+		s->bucket = s->o.rate;
+	s->bucket_ms = now;
+	if (s->bucket < 1)
+		return true;
+	s->bucket -= 1;
+	return false;
+}
+
+static void answer_apns(struct sconn *c, struct stream *st, const char *tok)
+{
+	struct opts *o = &c->s->o;
+	const char *why = o->jwt_key ? check_jwt(c, st->auth) : NULL;
+	if (why) {
+		st->status = 403;
+		if (strcmp(why, "ExpiredProviderToken") && strcmp(why, "MissingProviderToken"))
+			c->s->jwt_bad++;
+	} else if (o->dead && strstr(tok, o->dead)) {
+		why = "Unregistered";
+		st->status = 410;
+	} else if (o->bad && strstr(tok, o->bad)) {
+		why = "BadDeviceToken";
+		st->status = 400;
+	} else if (o->dead_pct && (int)(hash(tok) % 100) < o->dead_pct) {
+		why = "Unregistered";
+		st->status = 410;
+	} else if (over_rate(c->s)) {
+		why = "TooManyRequests";
+		st->status = 429;
+	} else {
+		st->status = 200;
+		return;
+	}
+	st->rlen = (size_t)snprintf(st->resp, sizeof(st->resp), "{\"reason\":\"%s\"%s}", why,
+				    st->status == 410 ? ",\"timestamp\":1700000000000" : "");
+}
+
+static void fcm_error(struct stream *st, int code, const char *status, const char *msg,
+		      const char *ec)
+{
+	st->status = code;
+	st->rlen = (size_t)snprintf(st->resp, sizeof(st->resp),
+		"{\"error\":{\"code\":%d,\"message\":\"%s\",\"status\":\"%s\",\"details\":[{\"@type\":"
+		"\"type.googleapis.com/google.firebase.fcm.v1.FcmError\",\"errorCode\":\"%s\"}]}}",
+		code, msg, status, ec);
+}
+
+static void answer_fcm(struct sconn *c, struct stream *st, const char *tok)
+{
+	struct opts *o = &c->s->o;
+	if (o->bearer && (strncmp(st->auth, "Bearer ", 7) || strcmp(st->auth + 7, o->bearer))) {
+		c->s->bearer_bad++;
+		fcm_error(st, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials.",
+			  "THIRD_PARTY_AUTH_ERROR");
+	} else if ((o->dead && strstr(tok, o->dead)) ||
+		   (o->dead_pct && (int)(hash(tok) % 100) < o->dead_pct)) {
+		fcm_error(st, 404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED");
+	} else if (o->bad && strstr(tok, o->bad)) {
+		fcm_error(st, 400, "INVALID_ARGUMENT",
+			  "The registration token is not a valid FCM registration token",
+			  "INVALID_ARGUMENT");
+	} else if (over_rate(c->s)) {
+		fcm_error(st, 429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED");
+	} else {
+		st->status = 200;
+		st->rlen = (size_t)snprintf(st->resp, sizeof(st->resp),
+					    "{\"name\":\"projects/p/messages/0:%d\"}", st->id);
+	}
+}
+
+/* Decide the answer and count it. */
+static void answer(struct sconn *c, struct stream *st)
+{
+	struct sim *s = c->s;
+	char tok[4200] = "";
+	int kind = 2;
+	pthread_mutex_lock(&s->mu);
+	if (!strncmp(st->path, "/3/device/", 10)) {
+		kind = 0;
+		snprintf(tok, sizeof(tok), "%s", st->path + 10);
+		answer_apns(c, st, tok);
+	} else if (strstr(st->path, "/messages:send")) {
+		kind = 1;
+		push_json_find_string(st->body, st->blen, "token", tok, sizeof(tok));
+		answer_fcm(c, st, tok);
+	} else {
+		push_json_find_string(st->body, st->blen, "token", tok, sizeof(tok));
+		st->status = over_rate(s) ? 429 : 200;
+	}
+	s->requests++;
+	s->kind[kind]++;
+	s->status[st->status]++;
+	set_add(&s->tokens, tok);
+	if (st->status == 200 && !set_add(&s->accepted, tok))
+		s->accepted_dup++;
+	if (st->collapse[0]) {
+		s->collapse_total++;
+		set_add(&s->collapse, st->collapse);
+	}
+	pthread_mutex_unlock(&s->mu);
+	snprintf(st->apns_id, sizeof(st->apns_id), "00000000-0000-4000-8000-%012x", (unsigned)st->id);
+	st->due_ms = mono_ms() + (uint64_t)s->o.latency_ms;
+	st->ready = true;
+}
+
+static void write_stats(struct sim *s)
+{
+	if (!s->o.stats)
+		return;
+	char tmp[600];
+	snprintf(tmp, sizeof(tmp), "%s.tmp", s->o.stats);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	pthread_mutex_lock(&s->mu);
+	fprintf(f, "{\"requests\":%lu,\"apns\":%lu,\"fcm\":%lu,\"other\":%lu,\"status\":{",
+		s->requests, s->kind[0], s->kind[1], s->kind[2]);
+	const char *sep = "";
+	for (int i = 0; i < 600; i++)
+		if (s->status[i]) {
+			fprintf(f, "%s\"%d\":%lu", sep, i, s->status[i]);
+			sep = ",";
+		}
+	fprintf(f, "},\"unique_tokens\":%zu,\"accepted_tokens\":%zu,\"accepted_duplicates\":%lu,"
+		"\"collapse_ids\":%zu,\"collapse_total\":%lu,\"jwt_bad\":%lu,\"bearer_bad\":%lu,"
+		"\"connections\":%lu,\"goaways\":%lu}\n",
+		s->tokens.n, s->accepted.n, s->accepted_dup, s->collapse.n, s->collapse_total,
+		s->jwt_bad, s->bearer_bad, s->connections, s->goaways);
+	pthread_mutex_unlock(&s->mu);
+	fclose(f);
+	rename(tmp, s->o.stats);
+}
+
+/* --- HTTP/2 server --- */
+
+static struct stream *find_stream(struct sconn *c, int32_t id)
+{
+	for (struct stream *st = c->streams; st; st = st->next)
+		if (st->id == id)
+			return st;
+	return NULL;
+}
+
+static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+	struct sconn *c = user;
+	if (f->hd.type != NGHTTP2_HEADERS || f->headers.cat != NGHTTP2_HCAT_REQUEST)
+		return 0;
+	if (c->goaway_sent && f->hd.stream_id > c->goaway_last) {
+		/* above last_stream_id: never processed (the GOAWAY may not have left yet) */
+		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
+		return 0;
+	}
+	struct stream *st = calloc(1, sizeof(*st));
+	st->id = f->hd.stream_id;
+	st->next = c->streams;
+	c->streams = st;
+	if (++c->nstreams == c->s->o.goaway_after && !c->goaway_sent) {
+		nghttp2_submit_goaway(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR, NULL, 0);
+		c->goaway_sent = true;
+		c->goaway_last = st->id;
+		pthread_mutex_lock(&c->s->mu);
+		c->s->goaways++;
+		pthread_mutex_unlock(&c->s->mu);
+	}
+	return 0;
+}
+
+static void copy(char *dst, size_t cap, const uint8_t *v, size_t n)
+{
+	n = n < cap - 1 ? n : cap - 1;
+	memcpy(dst, v, n);
+	dst[n] = 0;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
+		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *user)
+{
+	struct stream *st = find_stream(user, f->hd.stream_id);
+	if (!st)
+		return 0;
+	if (namelen == 5 && !memcmp(name, ":path", 5))
+		copy(st->path, sizeof(st->path), value, valuelen);
+	else if (namelen == 13 && !memcmp(name, "authorization", 13))
+		copy(st->auth, sizeof(st->auth), value, valuelen);
+	else if (namelen == 16 && !memcmp(name, "apns-collapse-id", 16))
+		copy(st->collapse, sizeof(st->collapse), value, valuelen);
+	return 0;
+}
+
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *data,
+		   size_t len, void *user)
+{
+	struct stream *st = find_stream(user, id);
+	if (!st)
+		return 0;
+	size_t n = len < sizeof(st->body) - 1 - st->blen ? len : sizeof(st->body) - 1 - st->blen;
+	memcpy(st->body + st->blen, data, n);
+	st->blen += n;
+	st->body[st->blen] = 0;
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		struct stream *st = find_stream(user, f->hd.stream_id);
+		if (st && !st->ready)
+			answer(user, st);
+	}
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *user)
+{
+	struct sconn *c = user;
+	for (struct stream **pp = &c->streams; *pp; pp = &(*pp)->next)
+		if ((*pp)->id == id) {
+			struct stream *st = *pp;
+			*pp = st->next;
+			free(st);
+			break;
+		}
+	return 0;
+}
+
+static ssize_t read_resp(nghttp2_session *ng, int32_t id, uint8_t *out, size_t len,
+			 uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+	struct stream *st = src->ptr;
+	size_t n = st->rlen - st->roff < len ? st->rlen - st->roff : len;
+	memcpy(out, st->resp + st->roff, n);
+	st->roff += n;
+	if (st->roff == st->rlen)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+static void respond(struct sconn *c, struct stream *st)
+{
+	char status[8], ra[] = "1";
+	snprintf(status, sizeof(status), "%d", st->status);
+	nghttp2_nv nv[4] = {
+		{(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), 0},
+		{(uint8_t *)"apns-id", (uint8_t *)st->apns_id, 7, strlen(st->apns_id), 0},
+		{(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16, 0},
+		{(uint8_t *)"retry-after", (uint8_t *)ra, 11, 1, 0},
+	};
+	nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_resp};
+	nghttp2_submit_response(c->ng, st->id, nv, st->status == 429 ? 4 : 3, st->rlen ? &dp : NULL);
+	st->ready = false;
+	st->due_ms = 0;
+}
+
+static int io_write(struct sconn *c, const uint8_t *d, size_t n)
+{
+	while (n) {
+		ssize_t w = c->ssl ? SSL_write(c->ssl, d, (int)n) : send(c->fd, d, n, MSG_NOSIGNAL);
+		if (w <= 0)
+			return -1;
+		d += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int flush_session(struct sconn *c)
+{
+	for (;;) {
+		const uint8_t *d;
+		ssize_t n = nghttp2_session_mem_send(c->ng, &d);
+		if (n < 0)
+			return -1;
+		if (n == 0)
+			return 0;
+		if (io_write(c, d, (size_t)n) < 0)
+			return -1;
+	}
+}
+
+/* Answer the streams that are due; the wait until the next one (ms, -1 = none). */
+static int respond_due(struct sconn *c)
+{
+	uint64_t now = mono_ms(), next = 0;
+	for (struct stream *st = c->streams; st; st = st->next) {
+		if (!st->ready)
+			continue;
+		if (st->due_ms <= now)
+			respond(c, st);
+		else if (!next || st->due_ms < next)
+			next = st->due_ms;
+	}
+	return next ? (int)(next - now) : -1;
+}
+
+static int session_new(struct sconn *c)
+{
+	nghttp2_session_callbacks *cbs;
+	nghttp2_session_callbacks_new(&cbs);
+	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	int r = nghttp2_session_server_new(&c->ng, cbs, c);
+	nghttp2_session_callbacks_del(cbs);
+	if (r)
+		return -1;
+	nghttp2_settings_entry iv[] = {
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->s->o.max_streams},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
+	};
+	nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 2);
+	return 0;
+}
+
+static int read_some(struct sconn *c, int wait_ms)
+{
+	uint8_t buf[16384];
+	if (!c->ssl || !SSL_pending(c->ssl)) {
+		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+		int r = poll(&pfd, 1, wait_ms);
+		if (r <= 0)
+			return r < 0 && errno != EINTR ? -1 : 0;
+	}
+	ssize_t n = c->ssl ? SSL_read(c->ssl, buf, sizeof(buf)) : recv(c->fd, buf, sizeof(buf), 0);
+	if (n <= 0)
+		return -1;
+	return nghttp2_session_mem_recv(c->ng, buf, (size_t)n) < 0 ? -1 : 0;
+}
+
+/*
+ * Close like a real server: FIN first, then read until the peer's EOF (1 s
+ * at most). Closing with unread input would send a RST, and the peer's
+ * kernel may then drop the GOAWAY and answers it had not read yet.
+ */
+static void linger_close(struct sconn *c)
+{
+	if (c->ssl) {
+		SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+	}
+	shutdown(c->fd, SHUT_WR);
+	uint64_t end = mono_ms() + 1000;
+	char buf[4096];
+	for (uint64_t now = mono_ms(); now < end; now = mono_ms()) {
+		struct pollfd pfd = {.fd = c->fd, .events = POLLIN};
+		if (poll(&pfd, 1, (int)(end - now)) <= 0 || recv(c->fd, buf, sizeof(buf), 0) <= 0)
+			break;
+	}
+	close(c->fd);
+}
+
+static void *conn_thread(void *arg)
+{
+	struct sconn *c = arg;
+	if (c->ssl) {
+		SSL_set_fd(c->ssl, c->fd);
+		if (SSL_accept(c->ssl) != 1)
+			goto out;
+	}
+	if (session_new(c) < 0)
+		goto out;
+	while (nghttp2_session_want_read(c->ng) || nghttp2_session_want_write(c->ng)) {
+		int wait = respond_due(c);
+		if (flush_session(c) < 0)
+			break;
+		if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng))
+			break;
+		if (read_some(c, wait < 0 ? 1000 : wait) < 0)
+			break;
+	}
+out:
+	if (c->ng)
+		nghttp2_session_del(c->ng);
+	while (c->streams) {
+		struct stream *st = c->streams;
+		c->streams = st->next;
+		free(st);
+	}
+	linger_close(c);
+	free(c);
+	return NULL;
+}
+
+static void accept_one(struct sim *s, int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	if (fd < 0)
+		return;
+	int one = 1;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	struct sconn *c = calloc(1, sizeof(*c));
+	c->s = s;
+	c->fd = fd;
+	if (s->o.ssl_ctx)
+		c->ssl = SSL_new(s->o.ssl_ctx);
+	pthread_mutex_lock(&s->mu);
+	s->connections++;
+	pthread_mutex_unlock(&s->mu);
+	pthread_t t;
+	pthread_attr_t at;
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	if (pthread_create(&t, &at, conn_thread, c) != 0) {
+		close(fd);
+		free(c);
+	}
+	pthread_attr_destroy(&at);
+}
+
+static int alpn_h2(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+		   const unsigned char *in, unsigned int inlen, void *arg)
+{
+	unsigned char *sel;
+	if (SSL_select_next_proto(&sel, outlen, (const unsigned char *)"\x02h2", 3, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
+static int listen_on(struct opts *o)
+{
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0), one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)o->port)};
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	socklen_t sl = sizeof(sa);
+	if (bind(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(fd, 512) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sa, &sl) < 0) {
+		perror("push_sim: listen");
+		exit(1);
+	}
+	if (o->port_file) {
+		char tmp[600];
+		snprintf(tmp, sizeof(tmp), "%s.tmp", o->port_file);
+		FILE *f = fopen(tmp, "w");
+		fprintf(f, "%d\n", ntohs(sa.sin_port));
+		fclose(f);
+		rename(tmp, o->port_file);
+	}
+	return fd;
+}
+
+static void parse_args(struct opts *o, int argc, char **argv)
+{
+	*o = (struct opts){.max_streams = 1000, .jwt_max_age = 3600};
+	for (int i = 1; i + 1 < argc; i += 2) {
+		const char *k = argv[i], *v = argv[i + 1];
+		if (!strcmp(k, "--port")) o->port = atoi(v);
+		else if (!strcmp(k, "--port-file")) o->port_file = v;
+		else if (!strcmp(k, "--cert")) o->cert = v;
+		else if (!strcmp(k, "--key")) o->key = v;
+		else if (!strcmp(k, "--latency-ms")) o->latency_ms = atoi(v);
+		else if (!strcmp(k, "--dead")) o->dead = v;
+		else if (!strcmp(k, "--bad")) o->bad = v;
+		else if (!strcmp(k, "--dead-pct")) o->dead_pct = atoi(v);
+		else if (!strcmp(k, "--rate")) o->rate = atoi(v);
+		else if (!strcmp(k, "--goaway-after")) o->goaway_after = atoi(v);
+		else if (!strcmp(k, "--max-streams")) o->max_streams = atoi(v);
+		else if (!strcmp(k, "--jwt-max-age")) o->jwt_max_age = atoi(v);
+		else if (!strcmp(k, "--bearer")) o->bearer = v;
+		else if (!strcmp(k, "--stats")) o->stats = v;
+		else if (!strcmp(k, "--jwt-pubkey")) {
+			FILE *f = fopen(v, "r");
+			o->jwt_key = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
+			if (f)
+				fclose(f);
+			if (!o->jwt_key) {
+				fprintf(stderr, "push_sim: cannot read public key %s\n", v);
+				exit(2);
+			}
+		} else {
+			fprintf(stderr, "push_sim: unknown option %s\n", k);
+			exit(2);
+		}
+	}
+}
+
+static void tls_init(struct opts *o)
+{
+	if (!o->cert)
+		return;
+	o->ssl_ctx = SSL_CTX_new(TLS_server_method());
+	if (SSL_CTX_use_certificate_chain_file(o->ssl_ctx, o->cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(o->ssl_ctx, o->key, SSL_FILETYPE_PEM) != 1) {
+		fprintf(stderr, "push_sim: cannot load %s / %s\n", o->cert, o->key);
+		exit(2);
+	}
+	SSL_CTX_set_alpn_select_cb(o->ssl_ctx, alpn_h2, NULL);
+}
+
+int main(int argc, char **argv)
+{
+	struct sim *s = calloc(1, sizeof(*s));
+	parse_args(&s->o, argc, argv);
+	tls_init(&s->o);
+	pthread_mutex_init(&s->mu, NULL);
+	s->bucket = s->o.rate;
+	s->bucket_ms = mono_ms();
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every connection thread */
+	signal(SIGPIPE, SIG_IGN);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	int lfd = listen_on(&s->o);
+	for (;;) {
+		struct pollfd pfd[2] = {{.fd = lfd, .events = POLLIN}, {.fd = sfd, .events = POLLIN}};
+		if (poll(pfd, 2, -1) < 0)
+			continue;
+		if (pfd[0].revents)
+			accept_one(s, lfd);
+		if (pfd[1].revents) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) != sizeof(si))
+				continue;
+			write_stats(s);
+			if (si.ssi_signo != SIGUSR1)
+				_exit(0); /* connection threads are still running: no teardown */
+		}
+	}
+}

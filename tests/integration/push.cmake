@@ -1,0 +1,7 @@
+# The push adapter end to end: bench/push_sim (h2c and TLS), a private
+# redis-server, and node's http2 module as an independent peer.
+add_executable(test_push ${CMAKE_CURRENT_LIST_DIR}/test_push.c)
+target_link_libraries(test_push PRIVATE tocsin_adapters)
+add_test(NAME integration_push
+  COMMAND test_push $<TARGET_FILE:push_sim> ${CMAKE_CURRENT_LIST_DIR}/test_push_node.js)
+set_tests_properties(integration_push PROPERTIES LABELS integration TIMEOUT 180 SKIP_RETURN_CODE 77)

@@ -1,0 +1,522 @@
+/*
+ * tests/integration/test_smpp.c: adapters/smpp.c against real SMSCs.
+ *
+ *   test_smpp sim SMSC_SIM WORKDIR       against bench/smsc_sim (forked here)
+ *   test_smpp npm NODE_SCRIPT WORKDIR    against node's `smpp` package server
+ *
+ * A fake dispatcher (the lane_host below) records every report, receipt and
+ * up/down; deliveries belong to campaigns built with campaign_new() from a
+ * protobuf-c envelope (dummy signature: campaign_new does not verify).
+ * The sim run checks acceptance, one receipt per part matched across two
+ * binds of one account, counts equal to the simulator's own, permanent
+ * failures named, throttling, reconnect after the SMSC dies, and unbind on
+ * close. Processes are started here and stopped by pid.
+ */
+#include <errno.h>
+#include <jansson.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "adapters.h"
+#include "campaign.h"
+#include "sms_text.h"
+#include "warning.pb-c.h"
+
+#define MAX_D 512
+
+struct driver {
+	struct loop loop;
+	struct lane lanes[4];
+	struct lane_host host;
+	struct delivery d[MAX_D];
+	int outcome[MAX_D];          /* -1 until reported */
+	const char *reason[MAX_D];
+	uint32_t retry_after[MAX_D];
+	unsigned rc_delivered, rc_permanent, rc_expired, rc_unknown_id;
+	unsigned parts_delivered[MAX_D];
+	unsigned ups[4], downs[4];
+	size_t n;
+};
+
+static int failures;
+
+#define CHECK(cond, ...)                                                                           \
+	do {                                                                                       \
+		if (!(cond)) {                                                                     \
+			printf("FAIL %s:%d: %s: ", __FILE__, __LINE__, #cond);                     \
+			printf(__VA_ARGS__);                                                       \
+			printf("\n");                                                              \
+			failures++;                                                                \
+		}                                                                                  \
+	} while (0)
+
+static void on_report(void *ctx, struct delivery *d, enum outcome o, const char *reason,
+		      uint32_t retry_after_ms)
+{
+	struct driver *dr = ctx;
+	size_t i = (size_t)(d - dr->d);
+	dr->outcome[i] = (int)o;
+	dr->reason[i] = reason;
+	dr->retry_after[i] = retry_after_ms;
+	d->lane->inflight--;
+}
+
+static void on_receipt(void *ctx, uint64_t id, enum outcome o, const char *reason)
+{
+	struct driver *dr = ctx;
+	if (id == 0 || id > dr->n) {
+		dr->rc_unknown_id++;
+		return;
+	}
+	if (o == OUTCOME_DELIVERED) {
+		dr->rc_delivered++;
+		dr->parts_delivered[id - 1]++;
+	} else if (o == OUTCOME_EXPIRED) {
+		dr->rc_expired++;
+	} else {
+		dr->rc_permanent++;
+	}
+}
+
+static void on_up(void *ctx, struct lane *l, bool up, const char *why)
+{
+	struct driver *dr = ctx;
+	size_t i = (size_t)(l - dr->lanes);
+	l->down = !up;
+	if (up)
+		dr->ups[i]++;
+	else
+		dr->downs[i]++;
+	printf("lane %s %s (%s)\n", l->name, up ? "up" : "down", why);
+}
+
+static struct campaign *make_campaign(const char *id, const char *lang, const char *headline,
+				      const char *instruction)
+{
+	Tocsin__Info info = TOCSIN__INFO__INIT;
+	Tocsin__Info *infos[1] = {&info};
+	info.language = (char *)lang;
+	info.headline = (char *)headline;
+	info.instruction = (char *)instruction;
+	info.has_expires = 1;
+	info.expires = loop_wall_s() + 3600;
+	Tocsin__Warning w = TOCSIN__WARNING__INIT;
+	w.identifier = (char *)id;
+	w.has_status = 1;
+	w.status = TOCSIN__STATUS__ACTUAL;
+	w.n_info = 1;
+	w.info = infos;
+	uint8_t payload[4096], sig[64] = {1}, env[4200];
+	size_t plen = tocsin__warning__pack(&w, payload);
+	Tocsin__SignedWarning sw = TOCSIN__SIGNED_WARNING__INIT;
+	sw.has_payload = sw.has_signature = 1;
+	sw.payload = (ProtobufCBinaryData){plen, payload};
+	sw.signature = (ProtobufCBinaryData){sizeof(sig), sig};
+	sw.key_id = "dummy";
+	size_t elen = tocsin__signed_warning__pack(&sw, env);
+	char err[256];
+	struct campaign *c = campaign_new(env, elen, 0, loop_wall_s(), "[DRILL]", err, sizeof(err));
+	if (!c) {
+		printf("campaign_new: %s\n", err);
+		exit(1);
+	}
+	return c;
+}
+
+static void add_delivery(struct driver *dr, struct campaign *c, const char *addr)
+{
+	struct delivery *d = &dr->d[dr->n];
+	memset(d, 0, sizeof(*d));
+	d->id = dr->n + 1;
+	d->campaign = c;
+	d->address = strdup(addr);
+	d->channel = CHANNEL_SMS;
+	d->parts = (uint16_t)sms_text_parts(campaign_text(c, 0));
+	d->attempts = 1;
+	dr->outcome[dr->n] = -1;
+	dr->n++;
+}
+
+static pid_t spawn(char *const argv[])
+{
+	pid_t pid = fork();
+	if (pid == 0) {
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+static void stop(pid_t pid)
+{
+	kill(pid, SIGTERM);
+	waitpid(pid, NULL, 0);
+}
+
+static void run_for(struct driver *dr, uint64_t ms)
+{
+	uint64_t end = loop_now_ms(&dr->loop) + ms;
+	while (loop_now_ms(&dr->loop) < end)
+		loop_run_once(&dr->loop, 10);
+}
+
+/* Run the loop until cond(dr) holds or timeout; false on timeout. */
+static bool run_until(struct driver *dr, bool (*cond)(struct driver *, void *), void *arg,
+		      uint64_t timeout_ms)
+{
+	uint64_t end = loop_now_ms(&dr->loop) + timeout_ms;
+	while (!cond(dr, arg)) {
+		if (loop_now_ms(&dr->loop) >= end)
+			return false;
+		loop_run_once(&dr->loop, 10);
+	}
+	return true;
+}
+
+static bool lanes_up(struct driver *dr, void *arg)
+{
+	size_t *which = arg;
+	for (size_t i = which[0]; i < which[1]; i++)
+		if (dr->lanes[i].down)
+			return false;
+	return true;
+}
+
+static bool lane_down(struct driver *dr, void *arg)
+{
+	return dr->lanes[*(size_t *)arg].down;
+}
+
+/* Hand deliveries [from, to) to lanes [l0, l1), window permitting, until all are answered. */
+static bool all_reported(struct driver *dr, void *arg)
+{
+	size_t *r = arg;
+	for (size_t i = r[0]; i < r[1]; i++) {
+		if (dr->outcome[i] >= 0 || dr->d[i].lane)
+			continue;
+		struct lane *best = NULL;
+		for (size_t k = r[2]; k < r[3]; k++)
+			if (!dr->lanes[k].down && dr->lanes[k].inflight < dr->lanes[k].window)
+				best = &dr->lanes[k];
+		if (!best)
+			break;
+		dr->d[i].lane = best;
+		best->inflight++;
+		best->adapter->submit(best, &dr->d[i]);
+	}
+	for (size_t i = r[0]; i < r[1]; i++)
+		if (dr->outcome[i] < 0)
+			return false;
+	return true;
+}
+
+static void open_lane(struct driver *dr, size_t i, const char *name, const char *port,
+		      const char *account, unsigned window)
+{
+	struct lane *l = &dr->lanes[i];
+	lane_init(l, name, CHANNEL_SMS, 0, 0, window, 0);
+	l->adapter = &adapter_smpp;
+	l->down = true;
+	struct config_lane cfg = {0};
+	snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+	const char *kv[][2] = {{"host", "127.0.0.1"}, {"port", port}, {"system_id", "tocsin"},
+			       {"password", "pw"}, {"source_addr", "10690000"}, {"account", account},
+			       {"enquire_link_s", "1"}, {"response_timeout_ms", "3000"},
+			       {"receipt_grace_s", "60"}};
+	for (size_t k = 0; k < sizeof(kv) / sizeof(kv[0]); k++) {
+		snprintf(cfg.kv[k].key, sizeof(cfg.kv[k].key), "%s", kv[k][0]);
+		snprintf(cfg.kv[k].value, sizeof(cfg.kv[k].value), "%s", kv[k][1]);
+		cfg.n_kv++;
+	}
+	char err[256] = "";
+	if (adapter_smpp.open(l, &dr->host, &cfg, err, sizeof(err)) < 0) {
+		printf("open %s: %s\n", name, err);
+		exit(1);
+	}
+}
+
+static json_t *read_stats(pid_t pid, const char *path)
+{
+	unlink(path);
+	kill(pid, SIGUSR1);
+	for (int i = 0; i < 200; i++) {
+		json_t *j = json_load_file(path, 0, NULL);
+		if (j)
+			return j;
+		usleep(10000);
+	}
+	printf("no stats from smsc_sim at %s\n", path);
+	exit(1);
+}
+
+static long long jget(json_t *j, const char *a, const char *b)
+{
+	json_t *v = json_object_get(j, a);
+	if (b)
+		v = json_object_get(v, b);
+	return json_integer_value(v);
+}
+
+static char *wait_port(const char *path)
+{
+	static char port[16];
+	for (int i = 0; i < 500; i++) {
+		FILE *f = fopen(path, "r");
+		if (f && fgets(port, sizeof(port), f)) {
+			fclose(f);
+			port[strcspn(port, "\n")] = 0;
+			if (port[0])
+				return port;
+		} else if (f) {
+			fclose(f);
+		}
+		usleep(10000);
+	}
+	printf("SMSC did not write its port to %s\n", path);
+	exit(1);
+}
+
+static const char LONG_HEAD[] = "福州市气象台发布台风红色预警信号";
+static const char LONG_INSTR[] =
+	"预计未来十二小时内本市将受台风严重影响，平均风力可达十二级以上，请立即停止户外作业，"
+	"人员撤离至安全地带，关好门窗，远离广告牌和临时搭建物，低洼地区居民注意防范内涝和山洪。"
+	"学校停课，船只回港避风，密切关注气象部门发布的最新信息，如遇险情请拨打一一零求助。";
+
+/* Phase A: two binds of one account, a mix of texts, receipts on either bind. */
+static void phase_counts(struct driver *dr, const char *sim, const char *dir)
+{
+	char port_file[512], stats[512];
+	snprintf(port_file, sizeof(port_file), "%s/sim1.port", dir);
+	snprintf(stats, sizeof(stats), "%s/sim1.json", dir);
+	unlink(port_file);
+	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--latency-ms", "5",
+			"--receipt-delay-ms", "30", "--mix", "delivrd=90,undeliv=5,expired=3,none=2",
+			"--id-format", "mixed", "--bad-prefix", "8699", "--stats", stats, NULL};
+	pid_t pid = spawn(argv);
+	const char *port = wait_port(port_file);
+	open_lane(dr, 0, "sms-a1", port, "acct-A", 32);
+	open_lane(dr, 1, "sms-a2", port, "acct-A", 32);
+	dr->lanes[0].next = &dr->lanes[1]; /* the dispatcher's list */
+	size_t up[2] = {0, 2};
+	CHECK(run_until(dr, lanes_up, up, 5000), "binds up");
+
+	struct campaign *zl = make_campaign("w-long", "zh-CN", LONG_HEAD, LONG_INSTR);
+	struct campaign *zs = make_campaign("w-short", "zh-CN", "台风红色预警", "请留在室内。");
+	struct campaign *en = make_campaign("w-en", "en-US", "Typhoon red warning", "Stay indoors.");
+	struct campaign *cs[4] = {zl, zs, en, zs};
+	unsigned zh_parts = 0, gsm_parts = 0, parts = 0, good_parts = 0;
+	size_t first = dr->n;
+	for (int i = 0; i < 204; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), i < 200 ? "+861380000%04d" : "+869900000%04d", i);
+		add_delivery(dr, i < 200 ? cs[i % 4] : zs, addr);
+		struct delivery *d = &dr->d[dr->n - 1];
+		parts += d->parts;
+		good_parts += i < 200 ? d->parts : 0;
+		*(d->campaign == en ? &gsm_parts : &zh_parts) += d->parts;
+	}
+	CHECK(sms_text_parts(campaign_text(zl, 0)) == 3, "long text is 3 parts, got %u",
+	      sms_text_parts(campaign_text(zl, 0)));
+	size_t r[4] = {first, dr->n, 0, 2};
+	CHECK(run_until(dr, all_reported, r, 20000), "all 204 reported");
+	unsigned accepted = 0, permanent = 0;
+	for (size_t i = first; i < dr->n; i++) {
+		accepted += dr->outcome[i] == OUTCOME_ACCEPTED;
+		if (dr->outcome[i] == OUTCOME_PERMANENT) {
+			permanent++;
+			CHECK(dr->reason[i] && !strcmp(dr->reason[i], "ESME_RINVDSTADR (0x0000000B)"),
+			      "reason %s", dr->reason[i] ? dr->reason[i] : "(null)");
+		}
+	}
+	CHECK(accepted == 200 && permanent == 4, "accepted %u permanent %u", accepted, permanent);
+	/* receipts: wait until they stop coming */
+	unsigned last = ~0u;
+	for (int quiet = 0; quiet < 5;) {
+		run_for(dr, 100);
+		unsigned now = dr->rc_delivered + dr->rc_permanent + dr->rc_expired;
+		quiet = now == last ? quiet + 1 : 0;
+		last = now;
+	}
+	json_t *j = read_stats(pid, stats);
+	printf("sim1: submit_sm %lld messages %lld accepted %lld DELIVRD %lld UNDELIV %lld "
+	       "EXPIRED %lld none %lld; ours: delivered %u permanent %u expired %u\n",
+	       jget(j, "submit_sm", NULL), jget(j, "messages", NULL), jget(j, "accepted", NULL),
+	       jget(j, "receipts", "DELIVRD"), jget(j, "receipts", "UNDELIV"),
+	       jget(j, "receipts", "EXPIRED"), jget(j, "receipts", "none"), dr->rc_delivered,
+	       dr->rc_permanent, dr->rc_expired);
+	CHECK(jget(j, "binds", NULL) == 2, "binds");
+	CHECK(jget(j, "submit_sm", NULL) == parts, "submit_sm %lld vs %u", jget(j, "submit_sm", NULL), parts);
+	CHECK(jget(j, "messages", NULL) == 204, "messages");
+	CHECK(jget(j, "unique_destinations", NULL) == 204, "destinations");
+	CHECK(jget(j, "accepted", NULL) == good_parts, "accepted parts");
+	CHECK(jget(j, "rejected", NULL) == 4, "rejected");
+	CHECK(jget(j, "dc_ucs2", NULL) == zh_parts && jget(j, "dc_gsm", NULL) == gsm_parts,
+	      "data_coding counts");
+	CHECK(jget(j, "parts_udh", NULL) == 50 * 3, "UDH parts");
+	CHECK(jget(j, "receipts", "DELIVRD") == dr->rc_delivered, "DELIVRD receipts matched");
+	CHECK(jget(j, "receipts", "UNDELIV") == dr->rc_permanent, "UNDELIV receipts matched");
+	CHECK(jget(j, "receipts", "EXPIRED") == dr->rc_expired, "EXPIRED receipts matched");
+	CHECK(jget(j, "receipts", "unsent") == 0, "unsent receipts");
+	CHECK(dr->rc_unknown_id == 0, "receipts for unknown ids");
+	CHECK(jget(j, "receipts", "DELIVRD") + jget(j, "receipts", "UNDELIV") +
+			      jget(j, "receipts", "EXPIRED") + jget(j, "receipts", "none") ==
+		      good_parts, "one receipt decision per part");
+	for (size_t i = first; i < dr->n; i++)
+		CHECK(dr->parts_delivered[i] <= dr->d[i].parts, "parts delivered <= parts");
+	json_decref(j);
+	adapter_smpp.close(&dr->lanes[0]);
+	adapter_smpp.close(&dr->lanes[1]);
+	run_for(dr, 300);
+	stop(pid);
+	j = json_load_file(stats, 0, NULL);
+	CHECK(j && jget(j, "unbinds", NULL) == 2, "unbind on close");
+	json_decref(j);
+	campaign_free(zl);
+	campaign_free(zs);
+	campaign_free(en);
+}
+
+/* Phase B: a low throttle rate gives THROTTLED outcomes with the status named. */
+static void phase_throttle(struct driver *dr, const char *sim, const char *dir)
+{
+	char port_file[512], stats[512];
+	snprintf(port_file, sizeof(port_file), "%s/sim2.port", dir);
+	snprintf(stats, sizeof(stats), "%s/sim2.json", dir);
+	unlink(port_file);
+	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--throttle-rate",
+			"20", "--mix", "none=1", "--stats", stats, NULL};
+	pid_t pid = spawn(argv);
+	open_lane(dr, 2, "sms-b", wait_port(port_file), "acct-B", 64);
+	size_t up[2] = {2, 3};
+	CHECK(run_until(dr, lanes_up, up, 5000), "bind up");
+	struct campaign *zs = make_campaign("w-t", "zh-CN", "暴雨橙色预警", "注意防范。");
+	size_t first = dr->n;
+	for (int i = 0; i < 100; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "+861390000%04d", i);
+		add_delivery(dr, zs, addr);
+	}
+	size_t r[4] = {first, dr->n, 2, 3};
+	CHECK(run_until(dr, all_reported, r, 10000), "all 100 reported");
+	unsigned acc = 0, thr = 0;
+	for (size_t i = first; i < dr->n; i++) {
+		acc += dr->outcome[i] == OUTCOME_ACCEPTED;
+		if (dr->outcome[i] == OUTCOME_THROTTLED) {
+			thr++;
+			CHECK(dr->retry_after[i] == 1000, "retry_after");
+			CHECK(dr->reason[i] && !strcmp(dr->reason[i], "ESME_RTHROTTLED (0x00000058)"),
+			      "throttle reason");
+		}
+	}
+	json_t *j = read_stats(pid, stats);
+	printf("sim2: throttled %lld accepted %lld; ours: accepted %u throttled %u\n",
+	       jget(j, "throttled", NULL), jget(j, "accepted", NULL), acc, thr);
+	CHECK(thr > 0 && acc + thr == 100, "accepted %u throttled %u", acc, thr);
+	CHECK(jget(j, "throttled", NULL) == thr && jget(j, "accepted", NULL) == acc, "sim agrees");
+	json_decref(j);
+	adapter_smpp.close(&dr->lanes[2]);
+	run_for(dr, 300);
+	stop(pid);
+	campaign_free(zs);
+}
+
+/* Phase C: the SMSC dies (lane down), comes back on the same port (lane up again). */
+static void phase_reconnect(struct driver *dr, const char *sim, const char *dir)
+{
+	char port_file[512];
+	snprintf(port_file, sizeof(port_file), "%s/sim3.port", dir);
+	unlink(port_file);
+	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, NULL};
+	pid_t pid = spawn(argv);
+	char port[16];
+	snprintf(port, sizeof(port), "%s", wait_port(port_file));
+	open_lane(dr, 3, "sms-c", port, "acct-C", 8);
+	size_t up[2] = {3, 4}, idx = 3;
+	CHECK(run_until(dr, lanes_up, up, 5000), "bind up");
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+	CHECK(run_until(dr, lane_down, &idx, 3000), "lane reported down after the SMSC died");
+	char *argv2[] = {(char *)sim, "--port", port, NULL};
+	pid = spawn(argv2);
+	CHECK(run_until(dr, lanes_up, up, 10000), "lane up again after reconnect");
+	CHECK(dr->ups[3] == 2 && dr->downs[3] >= 2, "ups %u downs %u", dr->ups[3], dr->downs[3]);
+	adapter_smpp.close(&dr->lanes[3]);
+	run_for(dr, 300);
+	stop(pid);
+}
+
+/* npm mode: node's smpp server checks data_coding 8 and the UDH of a long Chinese text. */
+static void phase_npm(struct driver *dr, const char *script, const char *dir)
+{
+	char port_file[512], out[512];
+	snprintf(port_file, sizeof(port_file), "%s/node.port", dir);
+	snprintf(out, sizeof(out), "%s/node.json", dir);
+	unlink(port_file);
+	unlink(out);
+	struct campaign *zl = make_campaign("w-node", "zh-CN", LONG_HEAD, LONG_INSTR);
+	char *argv[] = {"/usr/bin/node", (char *)script, port_file, out,
+			(char *)campaign_text(zl, 0), NULL};
+	pid_t pid = spawn(argv);
+	open_lane(dr, 0, "sms-node", wait_port(port_file), "acct-N", 8);
+	size_t up[2] = {0, 1};
+	CHECK(run_until(dr, lanes_up, up, 5000), "bind to node smpp");
+	add_delivery(dr, zl, "+8613800138000");
+	size_t r[4] = {0, 1, 0, 1};
+	CHECK(run_until(dr, all_reported, r, 5000), "reported");
+	CHECK(dr->outcome[0] == OUTCOME_ACCEPTED, "accepted by node: %d", dr->outcome[0]);
+	for (int i = 0; i < 300 && dr->rc_delivered < dr->d[0].parts; i++)
+		run_for(dr, 10);
+	CHECK(dr->rc_delivered == dr->d[0].parts, "receipts %u of %u parts", dr->rc_delivered,
+	      dr->d[0].parts);
+	adapter_smpp.close(&dr->lanes[0]);
+	run_for(dr, 300);
+	stop(pid);
+	json_t *j = json_load_file(out, 0, NULL);
+	CHECK(j != NULL, "node wrote %s", out);
+	if (j) {
+		printf("node saw: %s\n", json_dumps(j, JSON_COMPACT));
+		CHECK(json_integer_value(json_object_get(j, "parts")) == dr->d[0].parts, "node parts");
+		CHECK(json_is_true(json_object_get(j, "all_dc8")), "data_coding 8");
+		CHECK(json_is_true(json_object_get(j, "udh_ok")), "UDH 05 00 03 ref total seq");
+		CHECK(json_is_true(json_object_get(j, "text_ok")), "reassembled text");
+		CHECK(json_is_true(json_object_get(j, "unbound")), "unbind seen");
+		json_decref(j);
+	}
+	campaign_free(zl);
+}
+
+int main(int argc, char **argv)
+{
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (argc != 4) {
+		fprintf(stderr, "usage: test_smpp sim|npm SMSC_SIM|NODE_SCRIPT WORKDIR\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	static struct driver dr;
+	int ret = loop_init(&dr.loop, 256);
+	if (ret < 0) {
+		printf("SKIP: io_uring unavailable (%s)\n", strerror(-ret));
+		return 77;
+	}
+	dr.host = (struct lane_host){.loop = &dr.loop, .ctx = &dr, .report = on_report,
+				     .receipt = on_receipt, .up = on_up};
+	if (!strcmp(argv[1], "npm")) {
+		phase_npm(&dr, argv[2], argv[3]);
+	} else {
+		phase_counts(&dr, argv[2], argv[3]);
+		phase_throttle(&dr, argv[2], argv[3]);
+		phase_reconnect(&dr, argv[2], argv[3]);
+	}
+	for (size_t i = 0; i < dr.n; i++)
+		free(dr.d[i].address);
+	for (size_t i = 0; i < 4; i++)
+		lane_release(&dr.lanes[i]);
+	loop_release(&dr.loop);
+	printf("%s (%d failures)\n", failures ? "FAILED" : "PASSED", failures);
+	return failures ? 1 : 0;
+}
