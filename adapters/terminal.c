@@ -55,6 +55,7 @@
  * a warning silently is worse).
  */
 #include <errno.h>
+#include <jansson.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -1245,9 +1246,29 @@ void terminal_stats(const struct lane *l, struct terminal_stats *out)
 	out->ring_bytes = (uint64_t)gw->nbufs * gw->bufsz;
 }
 
+static void terminal_describe(struct lane *l, struct json_t *o)
+{
+	uint64_t online, known, persons;
+	struct terminal_offline off[10];
+	terminal_readiness(l, &online, &known, &persons);
+	json_object_set_new(o, "terminals_online", json_integer((json_int_t)online));
+	json_object_set_new(o, "terminals_known", json_integer((json_int_t)known));
+	json_object_set_new(o, "persons_online", json_integer((json_int_t)persons));
+	size_t n = terminal_offline_oldest(l, off, 10);
+	json_t *a = json_array();
+	for (size_t i = 0; i < n; i++) {
+		json_t *t = json_object();
+		json_object_set_new(t, "id", json_string(off[i].id));
+		json_object_set_new(t, "last_seen", json_integer(off[i].last_seen_s));
+		json_array_append_new(a, t);
+	}
+	json_object_set_new(o, "offline_longest", a);
+}
+
 const struct adapter_ops adapter_terminal = {
 	.name = "terminal",
 	.open = terminal_open,
 	.submit = terminal_submit,
 	.close = terminal_close,
+	.describe = terminal_describe,
 };

@@ -14,6 +14,7 @@
  *            through host->receipt() with the delivery id (the delivery may
  *            be gone by then: the host ignores unknown ids).
  *   close()  stop: no reports after it returns; free the adapter's state.
+ *   describe() optional: what the status page and /metrics show about it.
  *
  * Outcomes (delivery.h): ACCEPTED, DELIVERED (per SMS part), PERMANENT,
  * TRANSIENT (retried with backoff, bounded by the warning's expiry),
@@ -47,12 +48,20 @@ struct lane_host {
 	void (*up)(void *ctx, struct lane *l, bool up, const char *why);
 };
 
+struct json_t;
+
 struct adapter_ops {
 	const char *name;
 	int (*open)(struct lane *l, const struct lane_host *host, const struct config_lane *cfg,
 		    char *err, size_t errlen);
 	void (*submit)(struct lane *l, struct delivery *d);
 	void (*close)(struct lane *l);
+	/*
+	 * Optional: add what operators should see about the adapter to `o` (a
+	 * jansson object): connections, terminals online, ... Integer members
+	 * also become gauges tocsin_adapter_<member>{lane="..."} in /metrics.
+	 */
+	void (*describe)(struct lane *l, struct json_t *o);
 };
 
 /* What a campaign offers adapters about the warning a delivery belongs to. */

@@ -307,6 +307,17 @@ void api_handle(struct worker *w, struct http_request *req)
 			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
 		return get_warning(w, req, path + 13);
 	}
+	if (!strcmp(path, "/v1/status")) {
+		if (!get)
+			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
+		char *st = w->e->dispatcher ? dispatch_status(w->e->dispatcher) : NULL;
+		if (!st)
+			return http_respond_error(req, 503, "no_dispatcher", NULL,
+						  "dispatching is off or not ready yet");
+		http_respond(req, 200, "application/json", NULL, st, strlen(st));
+		free(st);
+		return;
+	}
 	if (!strcmp(path, "/metrics")) {
 		if (!get)
 			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");

@@ -72,6 +72,7 @@ void campaign_free(struct campaign *c)
 	for (size_t i = 0; i < WARNING_MAX_INFOS; i++)
 		free(c->text[i]);
 	free(c->held);
+	free(c->series);
 	ledger_release(&c->ledger);
 	warning_arena_release(&c->arena);
 	free(c);

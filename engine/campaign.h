@@ -65,6 +65,14 @@ struct campaign {
 	bool planning;               /* its persisted states are being read */
 	uint64_t plan_retry_ms;      /* when to try planning again after a Redis failure */
 	bool finished;               /* acknowledged in the journal */
+	/* coverage over time for the curves: one sample per second while sending */
+	struct coverage_sample {
+		uint32_t elapsed_ms;
+		uint32_t reached[CHANNEL_COUNT];
+		uint32_t total;
+	} *series;
+	size_t n_series, cap_series;
+	uint64_t next_sample_ms;
 	struct campaign *next;       /* the dispatcher's list */
 };
 

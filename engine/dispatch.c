@@ -301,6 +301,43 @@ static void sweep(struct dispatcher *dp)
 	}
 }
 
+/* --- the population figures behind broadcast readiness (every 10 s) --- */
+
+static void on_pop_meta(void *arg, redisReply *r)
+{
+	struct dispatcher *dp = arg;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
+		if (r->element[0]->type == REDIS_REPLY_STRING)
+			dp->population = strtoull(r->element[0]->str, NULL, 10);
+		if (r->element[1]->type == REDIS_REPLY_STRING)
+			dp->terminals_total = strtoull(r->element[1]->str, NULL, 10);
+	}
+}
+
+static void on_pop_current(void *arg, redisReply *r)
+{
+	struct dispatcher *dp = arg;
+	if (!r || r->type != REDIS_REPLY_STRING)
+		return;
+	char key[256];
+	snprintf(key, sizeof(key), "%spop:v%s:meta", dp->cfg.prefix, r->str);
+	const char *argv[] = {"HMGET", key, "persons", "terminals"};
+	size_t lens[] = {5, strlen(key), 7, 9};
+	redis_command(&dp->redis, on_pop_meta, dp, 4, argv, lens);
+}
+
+static void refresh_population(struct dispatcher *dp, uint64_t now)
+{
+	if (now < dp->population_at_ms || !redis_up(&dp->redis))
+		return;
+	dp->population_at_ms = now + 10000;
+	char key[128];
+	snprintf(key, sizeof(key), "%spop:current", dp->cfg.prefix);
+	const char *argv[] = {"GET", key};
+	size_t lens[] = {3, strlen(key)};
+	redis_command(&dp->redis, on_pop_current, dp, 2, argv, lens);
+}
+
 static void on_tick(struct timer *t)
 {
 	struct dispatcher *dp = (struct dispatcher *)((char *)t - offsetof(struct dispatcher, tick_timer));
@@ -309,6 +346,8 @@ static void on_tick(struct timer *t)
 		tick_campaign(dp, c, now);
 	publish_flush(dp);
 	publish_metrics(dp);
+	publish_status(dp);
+	refresh_population(dp, now);
 	sweep(dp);
 	read_journal(dp);
 	loop_timer_set(&dp->loop, &dp->tick_timer, TICK_MS, on_tick);
@@ -501,8 +540,17 @@ void dispatch_free(struct dispatcher *dp)
 		close(dp->wake_fd);
 	loop_release(&dp->loop);
 	free(dp->metrics);
+	free(dp->status);
 	pthread_mutex_destroy(&dp->metrics_lock);
 	free(dp);
+}
+
+char *dispatch_status(struct dispatcher *dp)
+{
+	pthread_mutex_lock(&dp->metrics_lock);
+	char *m = dp->status ? strdup(dp->status) : NULL;
+	pthread_mutex_unlock(&dp->metrics_lock);
+	return m;
 }
 
 char *dispatch_metrics(struct dispatcher *dp)

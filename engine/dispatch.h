@@ -48,4 +48,16 @@ void dispatch_free(struct dispatcher *dp);
 /* The latest Prometheus text (malloc'd copy), or NULL. Thread-safe. */
 char *dispatch_metrics(struct dispatcher *dp);
 
+/*
+ * The latest operator view as JSON (malloc'd copy), or NULL. Thread-safe.
+ * {"lanes": [{name, channel, platform, rate, burst, window, queued, inflight,
+ *             up, paused, pause_reason, paused_for_ms, counters{...}, adapter{...}}],
+ *  "warnings": [{id, state, status, colour, severity, headline, drill, elapsed_ms,
+ *                targeted, reached, accepted, failed, census, t90_ms,
+ *                series: [[elapsed_ms, reached_sms, reached_app, reached_terminal], ...]}],
+ *  "readiness": {population, persons_online, share, terminals_online,
+ *                terminals_total, offline_longest: [{id, last_seen}]}}
+ */
+char *dispatch_status(struct dispatcher *dp);
+
 #endif

@@ -67,8 +67,11 @@ struct dispatcher {
 	char pel_cursor[48];         /* the last pending entry re-read */
 
 	struct buf dirty;            /* "id\0field\0state\0" records to persist */
-	pthread_mutex_t metrics_lock;
+	pthread_mutex_t metrics_lock; /* guards metrics and status */
 	char *metrics;
+	char *status;
+	uint64_t population, terminals_total; /* from the population meta, refreshed */
+	uint64_t population_at_ms;
 	uint64_t started_ms;
 };
 
@@ -98,6 +101,7 @@ void plan_cancel_terminals(struct dispatcher *dp, struct campaign *cancel, struc
 void publish_state(struct dispatcher *dp, struct campaign *c, const char *address, char state);
 void publish_flush(struct dispatcher *dp);
 void publish_metrics(struct dispatcher *dp);
+void publish_status(struct dispatcher *dp);
 
 /* dispatch.c */
 void campaign_check_done(struct dispatcher *dp, struct campaign *c);

@@ -293,6 +293,8 @@ static void warning_gauges(struct buf *b, const struct dispatcher *dp)
 	}
 }
 
+static void adapter_gauges(struct buf *b, const struct dispatcher *dp);
+
 void publish_metrics(struct dispatcher *dp)
 {
 	struct buf b = {0};
@@ -300,6 +302,7 @@ void publish_metrics(struct dispatcher *dp)
 	lane_gauges(&b, dp, loop_now_ms(&dp->loop));
 	lane_histograms(&b, dp);
 	warning_gauges(&b, dp);
+	adapter_gauges(&b, dp);
 	if (buf_append(&b, "", 1, 64u << 20) < 0) {
 		buf_release(&b);
 		return;
@@ -307,5 +310,161 @@ void publish_metrics(struct dispatcher *dp)
 	pthread_mutex_lock(&dp->metrics_lock);
 	free(dp->metrics);
 	dp->metrics = (char *)b.data;
+	pthread_mutex_unlock(&dp->metrics_lock);
+}
+
+/* --- the operator view (status JSON) --- */
+
+static void sample(struct dispatcher *dp, struct campaign *c, uint64_t now)
+{
+	if (c->finished || now < c->next_sample_ms)
+		return;
+	c->next_sample_ms = now + 1000;
+	if (c->n_series == c->cap_series) {
+		size_t cap = c->cap_series ? c->cap_series * 2 : 64;
+		if (cap > 86400)
+			return; /* a day of samples is plenty */
+		struct coverage_sample *n = realloc(c->series, cap * sizeof(*n));
+		if (!n)
+			return;
+		c->series = n;
+		c->cap_series = cap;
+	}
+	struct coverage_sample *s = &c->series[c->n_series++];
+	s->elapsed_ms = (uint32_t)(now - c->start_ms);
+	for (int k = 0; k < CHANNEL_COUNT; k++)
+		s->reached[k] = (uint32_t)c->ledger.channel[k].reached;
+	s->total = (uint32_t)c->ledger.total.reached;
+}
+
+static json_t *lane_json(const struct lane *l, uint64_t now)
+{
+	static const char *plat[] = {"", "apns", "fcm", "webhook"};
+	json_t *o = json_object();
+	json_object_set_new(o, "name", json_string(l->name));
+	json_object_set_new(o, "channel", json_string(channel_name(l->channel)));
+	json_object_set_new(o, "platform", json_string(plat[l->platform & 3]));
+	json_object_set_new(o, "rate", json_real(l->rate));
+	json_object_set_new(o, "burst", json_real(l->burst));
+	json_object_set_new(o, "window", json_integer(l->window));
+	json_object_set_new(o, "queued", json_integer((json_int_t)lane_queued(l)));
+	json_object_set_new(o, "inflight", json_integer(l->inflight));
+	json_object_set_new(o, "up", json_boolean(!l->down));
+	bool paused = lane_paused(l, now);
+	json_object_set_new(o, "paused", json_boolean(paused));
+	json_object_set_new(o, "pause_reason", json_string(l->stats.throttled ? l->pause_reason : ""));
+	json_object_set_new(o, "paused_for_ms", json_integer(paused ? (json_int_t)(l->paused_until_ms - now) : 0));
+	const struct lane_stats *s = &l->stats;
+	json_t *k = json_object();
+	json_object_set_new(k, "sent", json_integer((json_int_t)s->sent));
+	json_object_set_new(k, "accepted", json_integer((json_int_t)s->accepted));
+	json_object_set_new(k, "delivered", json_integer((json_int_t)s->delivered));
+	json_object_set_new(k, "failed", json_integer((json_int_t)s->failed));
+	json_object_set_new(k, "expired", json_integer((json_int_t)s->expired));
+	json_object_set_new(k, "throttled", json_integer((json_int_t)s->throttled));
+	json_object_set_new(k, "retries", json_integer((json_int_t)s->retries));
+	json_object_set_new(o, "counters", k);
+	json_t *a = json_object();
+	if (l->adapter && l->adapter->describe)
+		l->adapter->describe((struct lane *)l, a);
+	json_object_set_new(o, "adapter", a);
+	return o;
+}
+
+static json_t *warning_json(const struct campaign *c, uint64_t now)
+{
+	const struct ledger *l = &c->ledger;
+	const Tocsin__Info *in = c->w->info[0];
+	json_t *o = json_object();
+	json_object_set_new(o, "id", json_string(c->id));
+	json_object_set_new(o, "state", json_string(campaign_state_name(c->state)));
+	json_object_set_new(o, "status", json_string(warning_status_name(c->w->status)));
+	json_object_set_new(o, "colour", json_string(warning_colour_name(c->w->colour)));
+	json_object_set_new(o, "severity", json_string(warning_severity_name(in->severity)));
+	json_object_set_new(o, "headline", json_string(in->headline));
+	json_object_set_new(o, "drill", json_boolean(c->drill));
+	json_object_set_new(o, "elapsed_ms", json_integer((json_int_t)(now - c->start_ms)));
+	json_object_set_new(o, "targeted", json_integer((json_int_t)l->total.targeted));
+	json_object_set_new(o, "reached", json_integer((json_int_t)l->total.reached));
+	json_object_set_new(o, "accepted", json_integer((json_int_t)l->total.accepted));
+	json_object_set_new(o, "failed", json_integer((json_int_t)l->total.failed));
+	json_object_set_new(o, "census", json_integer((json_int_t)l->census));
+	json_object_set_new(o, "t90_ms", l->t90_ms ? json_integer((json_int_t)l->t90_ms) : json_null());
+	json_t *series = json_array();
+	for (size_t i = 0; i < c->n_series; i++) {
+		const struct coverage_sample *s = &c->series[i];
+		json_array_append_new(series, json_pack("[I,I,I,I,I]", (json_int_t)s->elapsed_ms,
+							(json_int_t)s->reached[CHANNEL_SMS],
+							(json_int_t)s->reached[CHANNEL_APP],
+							(json_int_t)s->reached[CHANNEL_TERMINAL],
+							(json_int_t)s->total));
+	}
+	json_object_set_new(o, "series", series);
+	return o;
+}
+
+static json_t *readiness_json(struct dispatcher *dp)
+{
+	json_int_t online = 0, persons = 0;
+	json_t *offline = json_array();
+	for (size_t i = 0; i < dp->n_lanes; i++) {
+		struct lane *l = &dp->lanes[i];
+		if (l->channel != CHANNEL_TERMINAL || !l->adapter || !l->adapter->describe)
+			continue;
+		json_t *a = json_object();
+		l->adapter->describe(l, a);
+		online += json_integer_value(json_object_get(a, "terminals_online"));
+		persons += json_integer_value(json_object_get(a, "persons_online"));
+		json_array_extend(offline, json_object_get(a, "offline_longest") ?: json_array());
+		json_decref(a);
+	}
+	json_t *o = json_object();
+	json_object_set_new(o, "population", json_integer((json_int_t)dp->population));
+	json_object_set_new(o, "persons_online", json_integer(persons));
+	json_object_set_new(o, "share", json_real(dp->population ? (double)persons / (double)dp->population : 0));
+	json_object_set_new(o, "terminals_online", json_integer(online));
+	json_object_set_new(o, "terminals_total", json_integer((json_int_t)dp->terminals_total));
+	json_object_set_new(o, "offline_longest", offline);
+	return o;
+}
+
+/* Adapter numbers as gauges: tocsin_adapter_<member>{lane="..."}. */
+static void adapter_gauges(struct buf *b, const struct dispatcher *dp)
+{
+	for (size_t i = 0; i < dp->n_lanes; i++) {
+		struct lane *l = &dp->lanes[i];
+		if (!l->adapter || !l->adapter->describe)
+			continue;
+		json_t *a = json_object();
+		l->adapter->describe(l, a);
+		const char *key;
+		json_t *v;
+		json_object_foreach(a, key, v) if (json_is_integer(v))
+			put(b, "tocsin_adapter_%s{lane=\"%s\"} %lld\n", key, l->name,
+			    (long long)json_integer_value(v));
+		json_decref(a);
+	}
+}
+
+void publish_status(struct dispatcher *dp)
+{
+	uint64_t now = loop_now_ms(&dp->loop);
+	json_t *o = json_object(), *lanes = json_array(), *ws = json_array();
+	for (size_t i = 0; i < dp->n_lanes; i++)
+		json_array_append_new(lanes, lane_json(&dp->lanes[i], now));
+	for (struct campaign *c = dp->campaigns; c; c = c->next) {
+		sample(dp, c, now);
+		json_array_append_new(ws, warning_json(c, now));
+	}
+	json_object_set_new(o, "lanes", lanes);
+	json_object_set_new(o, "warnings", ws);
+	json_object_set_new(o, "readiness", readiness_json(dp));
+	char *s = json_dumps(o, JSON_COMPACT);
+	json_decref(o);
+	if (!s)
+		return;
+	pthread_mutex_lock(&dp->metrics_lock);
+	free(dp->status);
+	dp->status = s;
 	pthread_mutex_unlock(&dp->metrics_lock);
 }
