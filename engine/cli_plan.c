@@ -358,7 +358,8 @@ out_release_loop:
 static int plan_report(struct plan *p, const Tocsin__Warning *w, bool as_json)
 {
 	if (p->status == RESOLVE_OK) {
-		qsort(p->rows, p->cap, sizeof(*p->rows), row_cmp);
+		if (p->rows && p->cap > 1)
+			qsort(p->rows, p->cap, sizeof(*p->rows), row_cmp);
 		plan_print(p, w, as_json);
 		return PLAN_OK;
 	}

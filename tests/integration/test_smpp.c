@@ -478,7 +478,9 @@ static void phase_npm(struct driver *dr, const char *script, const char *dir)
 	json_t *j = json_load_file(out, 0, NULL);
 	CHECK(j != NULL, "node wrote %s", out);
 	if (j) {
-		printf("node saw: %s\n", json_dumps(j, JSON_COMPACT));
+		char *seen = json_dumps(j, JSON_COMPACT);
+		printf("node saw: %s\n", seen ? seen : "?");
+		free(seen);
 		CHECK(json_integer_value(json_object_get(j, "parts")) == dr->d[0].parts, "node parts");
 		CHECK(json_is_true(json_object_get(j, "all_dc8")), "data_coding 8");
 		CHECK(json_is_true(json_object_get(j, "udh_ok")), "UDH 05 00 03 ref total seq");
