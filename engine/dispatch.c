@@ -422,11 +422,14 @@ static int open_lanes(struct dispatcher *dp, adapter_lookup lookup, char *err, s
 	dp->lanes = calloc(dp->n_lanes ? dp->n_lanes : 1, sizeof(*dp->lanes));
 	if (!dp->lanes)
 		return -1;
+	/* All lanes exist and are linked before any opens: adapters may look for
+	 * sibling lanes (the SMPP binds of one account share a receipt map). */
 	for (size_t i = 0; i < dp->n_lanes; i++) {
 		const struct config_lane *cl = &dp->cfg.lanes[i];
 		struct lane *l = &dp->lanes[i];
 		lane_init(l, cl->name, (enum channel)channel_parse(cl->channel), cl->rate, cl->burst,
 			  cl->window, loop_now_ms(&dp->loop));
+		l->next = i + 1 < dp->n_lanes ? &dp->lanes[i + 1] : NULL;
 		l->platform = !strcmp(cl->platform, "apns") ? PLATFORM_APNS
 			    : !strcmp(cl->platform, "fcm") ? PLATFORM_FCM
 			    : !strcmp(cl->platform, "webhook") ? PLATFORM_WEBHOOK : PLATFORM_NONE;
@@ -436,9 +439,11 @@ static int open_lanes(struct dispatcher *dp, adapter_lookup lookup, char *err, s
 				 cl->adapter);
 			return -1;
 		}
-		if (l->adapter->open(l, &dp->host, cl, err, errlen) < 0)
-			return -1;
 	}
+	for (size_t i = 0; i < dp->n_lanes; i++)
+		if (dp->lanes[i].adapter->open(&dp->lanes[i], &dp->host, &dp->cfg.lanes[i], err,
+					       errlen) < 0)
+			return -1;
 	return 0;
 }
 

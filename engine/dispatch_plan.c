@@ -47,8 +47,31 @@ static struct resume_map *resume_new(size_t n)
 	return m;
 }
 
+static void resume_grow(struct resume_map *m)
+{
+	struct resume_map big = {.cap = m->cap * 2};
+	if (!(big.keys = calloc(big.cap, sizeof(char *))) || !(big.vals = calloc(big.cap, 1)))
+		abort();
+	for (size_t i = 0; i < m->cap; i++) {
+		if (!m->keys[i])
+			continue;
+		size_t j = str_hash(m->keys[i], strlen(m->keys[i])) & (big.cap - 1);
+		while (big.keys[j])
+			j = (j + 1) & (big.cap - 1);
+		big.keys[j] = m->keys[i];
+		big.vals[j] = m->vals[i];
+	}
+	free(m->keys);
+	free(m->vals);
+	m->keys = big.keys;
+	m->vals = big.vals;
+	m->cap = big.cap;
+}
+
 static void resume_put(struct resume_map *m, const char *k, size_t len, char v)
 {
+	if ((m->n + 1) * 2 > m->cap)
+		resume_grow(m);
 	size_t i = str_hash(k, len) & (m->cap - 1);
 	while (m->keys[i])
 		i = (i + 1) & (m->cap - 1);
@@ -122,6 +145,8 @@ static void add_address(struct plan *p, const struct resolve_addr *a, enum chann
 			seg = ledger_segment(&c->ledger, a->term_segment, LEDGER_BUILDING, 0, seg);
 	}
 	char state = resume_get(c->resume, addr);
+	if (state == 'x')
+		return; /* a push token the provider declared dead: never used again */
 	int st = state ? delivery_state_from_letter(state) : -1;
 	if (st > DELIVERY_SENT) { /* already done before the restart: count, don't send */
 		if (hh != LEDGER_NONE)
@@ -334,6 +359,8 @@ static void start_resolution(struct dispatcher *dp, struct campaign *c, bool ter
 	c->state = CAMPAIGN_SENDING;
 }
 
+static void fetch_dead_tokens(struct dispatcher *dp, struct campaign *c);
+
 struct resume_call {
 	struct dispatcher *dp;
 	char id[WARNING_MAX_ID_LEN + 1];
@@ -362,11 +389,61 @@ static void on_resume_states(void *arg, redisReply *r)
 		log_info("msg=\"resuming warning\" warning=%s settled_deliveries=%zu", c->id,
 			 c->resume->n);
 	}
+	fetch_dead_tokens(dp, c);
+}
+
+struct dead_call {
+	struct dispatcher *dp;
+	char id[WARNING_MAX_ID_LEN + 1];
+};
+
+static void on_dead_tokens(void *arg, redisReply *r)
+{
+	struct dead_call *dc = arg;
+	struct dispatcher *dp = dc->dp;
+	struct campaign *c = campaign_find(dp, dc->id);
+	free(dc);
+	if (!c)
+		return;
+	c->planning = false;
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		c->error = "could not read dead push tokens; will retry";
+		resume_free(c->resume);
+		c->resume = NULL;
+		return; /* stays RESOLVING; retried by the tick */
+	}
+	if (r->elements && !c->resume)
+		c->resume = resume_new(r->elements);
+	for (size_t i = 0; i < r->elements; i++)
+		if (r->element[i]->type == REDIS_REPLY_STRING)
+			resume_put(c->resume, r->element[i]->str, r->element[i]->len, 'x');
 	c->error = NULL;
 	if (c->test)
 		plan_test_recipients(dp, c);
 	else
 		start_resolution(dp, c, false, c->w);
+}
+
+/* Push tokens marked dead by the push adapter ({prefix}dead:tokens) are skipped. */
+static void fetch_dead_tokens(struct dispatcher *dp, struct campaign *c)
+{
+	struct dead_call *dc = malloc(sizeof(*dc));
+	if (!dc)
+		abort();
+	dc->dp = dp;
+	snprintf(dc->id, sizeof(dc->id), "%s", c->id);
+	char key[128];
+	snprintf(key, sizeof(key), "%sdead:tokens", dp->cfg.prefix);
+	const char *argv[] = {"SMEMBERS", key};
+	size_t lens[] = {8, strlen(key)};
+	if (redis_command(&dp->redis, on_dead_tokens, dc, 2, argv, lens) < 0) {
+		free(dc);
+		c->error = "Redis not reachable; will retry";
+		resume_free(c->resume);
+		c->resume = NULL;
+		return;
+	}
+	c->planning = true;
 }
 
 /* Start (or retry) planning c: read what was already settled, then resolve. */

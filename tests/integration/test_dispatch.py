@@ -165,6 +165,17 @@ class Dispatch(unittest.TestCase):
         self.assertEqual(cov["channels"]["sms"]["reached"],
                          sum(int(h["persons"]) for h in exp["households"] if h["phones"]))
 
+    def test_dead_push_tokens_are_not_used_again(self):
+        exp = expected(["350102003"])
+        dead = sorted(exp["apps"])[:3]
+        self.redis.cli("SADD", "tocsin:dead:tokens", *dead)
+        self.start(all_lanes(self.log))
+        ident = self.submit(self.bureau.warning(targets=["350102003"]))
+        self.wait_state(ident, ["done"])
+        apps = {s["address"] for s in sends(self.log)
+                if s["warning"] == ident and s["lane"].split("-")[0] in ("apns", "fcm", "webhook")}
+        self.assertEqual(apps, exp["apps"] - set(dead))
+
     def test_accepted_is_not_reached_and_failures_are_named(self):
         self.start(all_lanes(self.log, sms={"receipts": "no"}, app={"permanent_pct": "100"},
                              terminal={"direct": "yes", "permanent_pct": "100"}))
