@@ -9,6 +9,10 @@
  * pending_admissions. The number of admissions waiting
  * for Redis is bounded per worker (429 beyond it), so a slow Redis turns
  * into clear refusals, not unbounded memory.
+ *
+ * Operator views sit behind dashboard_authorize() (dashboard.h); every
+ * admission (alert, update, cancel) and every rejection is also written
+ * to the audit log (audit.h), which never blocks this thread.
  */
 #include "api.h"
 
@@ -20,7 +24,10 @@
 #include <jansson.h>
 
 #include "admit.h"
+#include "audit.h"
+#include "dashboard.h"
 #include "dispatch.h"
+#include "events.h"
 #include "journal.h"
 #include "log.h"
 #include "resolve.h"
@@ -33,12 +40,27 @@ struct admission {
 	char digest_hex[65];
 	char *summary;            /* until journal_admit() copied it */
 	int64_t expires;
+	const char *event;        /* audit event: admit, update or cancel */
+	json_t *audit;            /* audit detail, owned */
 };
 
 static void admission_free(struct admission *a)
 {
 	free(a->summary);
+	json_decref(a->audit);
 	free(a);
+}
+
+static void audit_reject(struct worker *w, const char *id, int status, const char *error,
+			 const char *field, const char *reason)
+{
+	json_t *d = json_pack("{s:i,s:s,s:s}", "status", status, "error", error, "reason",
+			      reason ? reason : "");
+	if (id && id[0])
+		json_object_set_new(d, "id", json_string(id));
+	if (field && field[0])
+		json_object_set_new(d, "field", json_string(field));
+	audit_log(w->e->audit, "reject", d);
 }
 
 static void respond_json(struct http_request *req, int status, json_t *o, const char *location)
@@ -64,6 +86,7 @@ static void on_journalled(void *arg, enum journal_result r, int64_t admitted_at)
 	} else if (r == JOURNAL_CONFLICT) {
 		w->stats.rejected++;
 		log_info("msg=\"warning rejected\" id=%s status=409 error=conflict", a->id);
+		audit_reject(w, a->id, 409, "conflict", "identifier", "identifier already admitted");
 		http_respond_error(a->req, 409, "conflict", "identifier",
 				   "a different warning with this identifier was already admitted");
 	} else {
@@ -77,6 +100,8 @@ static void on_journalled(void *arg, enum journal_result r, int64_t admitted_at)
 		if (r == JOURNAL_NEW) {
 			w->stats.admitted++;
 			log_info("msg=\"warning admitted\" id=%s", a->id);
+			json_object_set_new(a->audit, "admitted_at", json_integer(admitted_at));
+			audit_log(w->e->audit, a->event, json_incref(a->audit));
 		} else {
 			w->stats.replayed++;
 		}
@@ -110,6 +135,14 @@ static struct admission *admission_new(struct worker *w, struct http_request *re
 	snprintf(a->id, sizeof(a->id), "%s", res->warning->identifier);
 	memcpy(a->digest_hex, res->digest_hex, sizeof(a->digest_hex));
 	a->expires = warning_expires(res->warning);
+	const Tocsin__Warning *wn = res->warning;
+	a->event = wn->msg_type == TOCSIN__MSG_TYPE__CANCEL ? "cancel"
+		   : wn->msg_type == TOCSIN__MSG_TYPE__UPDATE ? "update" : "admit";
+	json_t *refs = json_array();
+	for (size_t i = 0; i < wn->n_references; i++)
+		json_array_append_new(refs, json_string(wn->references[i]));
+	a->audit = json_pack("{s:s,s:s,s:s,s:o}", "id", a->id, "key_id", res->key_id, "digest",
+			     a->digest_hex, "references", refs);
 	return a;
 }
 
@@ -148,6 +181,7 @@ static void respond_unknown_targets(struct admission *a, const struct resolve_re
 	a->w->stats.rejected++;
 	log_info("msg=\"warning rejected\" id=%s status=422 error=unknown_targets n=%zu",
 		 a->id, res->n_unknown);
+	audit_reject(a->w, a->id, 422, "unknown_targets", "targets", "unknown target ids");
 	respond_json(a->req, 422, o, NULL);
 }
 
@@ -214,6 +248,7 @@ static void post_warning(struct worker *w, struct http_request *req)
 		w->stats.rejected++;
 		log_info("msg=\"warning rejected\" status=%d error=%s field=%s reason=\"%s\"",
 			 res.status, res.error, res.field, res.reason);
+		audit_reject(w, NULL, res.status, res.error, res.field, res.reason);
 		http_respond_error(req, res.status, res.error, res.field[0] ? res.field : NULL,
 				   res.reason);
 	} else {
@@ -263,8 +298,20 @@ static void metrics(struct worker *w, struct http_request *req)
 		}
 		n = snprintf(line, sizeof(line), "tocsin_http_total{event=\"%s\"} %llu\n", names[k],
 			     (unsigned long long)sum);
-		buf_append(&b, line, (size_t)n, 1u << 20);
+		if (n > 0 && (size_t)n < sizeof(line))
+			buf_append(&b, line, (size_t)n, 1u << 20);
 	}
+	uint64_t subs = 0, dropped = 0;
+	for (int i = 0; i < w->e->n_workers; i++) {
+		subs += __atomic_load_n(&w->e->workers[i].stats.sse_subscribers, __ATOMIC_RELAXED);
+		dropped += __atomic_load_n(&w->e->workers[i].stats.sse_dropped, __ATOMIC_RELAXED);
+	}
+	n = snprintf(line, sizeof(line), "# HELP tocsin_events_subscribers Open event streams.\n"
+		     "# TYPE tocsin_events_subscribers gauge\ntocsin_events_subscribers %llu\n"
+		     "# HELP tocsin_events_dropped_total Event streams cut off for not reading.\n"
+		     "# TYPE tocsin_events_dropped_total counter\ntocsin_events_dropped_total %llu\n",
+		     (unsigned long long)subs, (unsigned long long)dropped);
+	buf_append(&b, line, (size_t)n, 1u << 20);
 	char *d = w->e->dispatcher ? dispatch_metrics(w->e->dispatcher) : NULL;
 	if (d)
 		buf_append(&b, d, strlen(d), 64u << 20);
@@ -292,41 +339,76 @@ static void healthz(struct worker *w, struct http_request *req)
 	respond_json(req, up ? 200 : 503, o, NULL);
 }
 
+/* An operator credential never submits a warning (dashboard.h: separation of duties). */
+static void post_warning_guarded(struct worker *w, struct http_request *req)
+{
+	if (dashboard_operator_credential(w, req)) {
+		w->stats.rejected++;
+		audit_reject(w, NULL, 403, "operator_credential", "authorization",
+			     "operator credential on a submission");
+		return http_respond_error(req, 403, "operator_credential", "authorization",
+					  "operator credentials cannot submit warnings; a warning "
+					  "needs a bureau's signature (separation of duties)");
+	}
+	post_warning(w, req);
+}
+
+static void status(struct worker *w, struct http_request *req)
+{
+	char *st = w->e->dispatcher ? dispatch_status(w->e->dispatcher) : NULL;
+	if (!st)
+		return http_respond_error(req, 503, "no_dispatcher", NULL,
+					  "dispatching is off or not ready yet");
+	http_respond(req, 200, "application/json", NULL, st, strlen(st));
+	free(st);
+}
+
+typedef void (*route_fn)(struct worker *w, struct http_request *req);
+
+/* GET-only operator views, behind the operator guard. */
+static void operator_view(struct worker *w, struct http_request *req, route_fn fn)
+{
+	if (strcmp(req->method, "GET"))
+		return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
+	if (dashboard_authorize(w, req))
+		fn(w, req);
+}
+
+static void get_warning_route(struct worker *w, struct http_request *req)
+{
+	char path[sizeof(req->path)];
+	snprintf(path, sizeof(path), "%.*s", (int)strcspn(req->path, "?"), req->path);
+	get_warning(w, req, path + 13);
+}
+
+static void events_route(struct worker *w, struct http_request *req)
+{
+	events_subscribe(w->events, req);
+}
+
 void api_handle(struct worker *w, struct http_request *req)
 {
 	char path[sizeof(req->path)];
 	snprintf(path, sizeof(path), "%.*s", (int)strcspn(req->path, "?"), req->path);
-	bool get = !strcmp(req->method, "GET"), post = !strcmp(req->method, "POST");
 	if (!strcmp(path, "/v1/warnings")) {
-		if (!post)
+		if (strcmp(req->method, "POST"))
 			return http_respond_error(req, 405, "method_not_allowed", NULL, "use POST");
-		return post_warning(w, req);
+		return post_warning_guarded(w, req);
 	}
-	if (!strncmp(path, "/v1/warnings/", 13)) {
-		if (!get)
-			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
-		return get_warning(w, req, path + 13);
-	}
-	if (!strcmp(path, "/v1/status")) {
-		if (!get)
-			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
-		char *st = w->e->dispatcher ? dispatch_status(w->e->dispatcher) : NULL;
-		if (!st)
-			return http_respond_error(req, 503, "no_dispatcher", NULL,
-						  "dispatching is off or not ready yet");
-		http_respond(req, 200, "application/json", NULL, st, strlen(st));
-		free(st);
-		return;
-	}
-	if (!strcmp(path, "/metrics")) {
-		if (!get)
-			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
-		return metrics(w, req);
-	}
+	if (!strncmp(path, "/v1/warnings/", 13))
+		return operator_view(w, req, get_warning_route);
+	if (!strcmp(path, "/v1/status"))
+		return operator_view(w, req, status);
+	if (!strcmp(path, "/v1/events"))
+		return operator_view(w, req, events_route);
+	if (!strcmp(path, "/metrics"))
+		return operator_view(w, req, metrics);
 	if (!strcmp(path, "/healthz")) {
-		if (!get)
+		if (strcmp(req->method, "GET"))
 			return http_respond_error(req, 405, "method_not_allowed", NULL, "use GET");
 		return healthz(w, req);
 	}
+	if (dashboard_serve(w, req, path))
+		return;
 	http_respond_error(req, 404, "not_found", NULL, "no such resource");
 }

@@ -3,9 +3,12 @@
  */
 #include "journal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 /*
  * KEYS: record, journal stream, active set.
@@ -29,12 +32,38 @@ static const char admit_lua[] =
 struct admit_call {
 	journal_cb cb;
 	void *arg;
+	struct redis_client *rc;
 };
+
+/* The script's SHA-1, computed once: EVALSHA spares Redis re-hashing it per admission. */
+static char admit_sha[41];
+static pthread_once_t admit_sha_once = PTHREAD_ONCE_INIT;
+
+static void compute_sha(void)
+{
+	unsigned char md[20];
+	unsigned int n = 0;
+	EVP_MD *sha1 = EVP_MD_fetch(NULL, "SHA1", NULL);
+	EVP_Digest(admit_lua, sizeof(admit_lua) - 1, md, &n, sha1, NULL);
+	EVP_MD_free(sha1);
+	for (unsigned i = 0; i < 20; i++)
+		snprintf(admit_sha + 2 * i, 3, "%02x", md[i]);
+}
+
+void journal_prepare(struct redis_client *rc)
+{
+	const char *argv[] = {"SCRIPT", "LOAD", admit_lua};
+	size_t lens[] = {6, 4, sizeof(admit_lua) - 1};
+	pthread_once(&admit_sha_once, compute_sha);
+	redis_command(rc, NULL, NULL, 3, argv, lens);
+}
 
 static void on_admit_reply(void *arg, redisReply *r)
 {
 	struct admit_call call = *(struct admit_call *)arg;
 	free(arg);
+	if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
+		journal_prepare(call.rc); /* the script cache was flushed: load it for the next ones */
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER) {
 		call.cb(call.arg, JOURNAL_UNAVAILABLE, 0);
@@ -55,9 +84,10 @@ int journal_admit(struct redis_client *rc, const char *prefix, const struct jour
 	snprintf(stream, sizeof(stream), "%sjournal", prefix);
 	snprintf(active, sizeof(active), "%sactive", prefix);
 	snprintf(expires, sizeof(expires), "%lld", (long long)e->expires);
-	const char *argv[] = {"EVAL", admit_lua, "3", key, stream, active,
+	pthread_once(&admit_sha_once, compute_sha);
+	const char *argv[] = {"EVALSHA", admit_sha, "3", key, stream, active,
 			      e->digest_hex, (const char *)e->envelope, e->summary, expires, e->id};
-	size_t lens[] = {4, sizeof(admit_lua) - 1, 1, strlen(key), strlen(stream), strlen(active),
+	size_t lens[] = {7, 40, 1, strlen(key), strlen(stream), strlen(active),
 			 strlen(e->digest_hex), e->envelope_len, strlen(e->summary), strlen(expires),
 			 strlen(e->id)};
 	struct admit_call *call = malloc(sizeof(*call));
@@ -65,6 +95,7 @@ int journal_admit(struct redis_client *rc, const char *prefix, const struct jour
 		return -12; /* -ENOMEM */
 	call->cb = cb;
 	call->arg = arg;
+	call->rc = rc;
 	int ret = redis_command(rc, on_admit_reply, call, 11, argv, lens);
 	if (ret < 0)
 		free(call);

@@ -37,6 +37,13 @@ struct journal_entry {
 	int64_t expires;
 };
 
+/*
+ * Load the admission script into Redis (SCRIPT LOAD); call on every new
+ * connection before journal_admit(), which uses EVALSHA. A NOSCRIPT answer
+ * (the cache was flushed) reloads it and reports JOURNAL_UNAVAILABLE once.
+ */
+void journal_prepare(struct redis_client *rc);
+
 /* admitted_at: ms since the epoch (the first admission's, for JOURNAL_SAME). */
 typedef void (*journal_cb)(void *arg, enum journal_result r, int64_t admitted_at);
 

@@ -16,7 +16,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "audit.h"
+#include "events.h"
+#include "journal.h"
 #include "log.h"
+#include "operators.h"
 #include "tls.h"
 
 #define DRAIN_MS 10000
@@ -36,8 +40,14 @@ struct keyring *engine_keyring(struct engine *e)
 int engine_reload_keyring(struct engine *e, char *err, size_t errlen)
 {
 	struct keyring *kr = keyring_load(e->cfg.keyring, err, errlen);
-	if (!kr)
+	if (!kr) {
+		audit_log(e->audit, "keyring_reload",
+			  json_pack("{s:s,s:b,s:s}", "file", e->cfg.keyring, "ok", 0, "error", err));
 		return -1;
+	}
+	audit_log(e->audit, "keyring_reload",
+		  json_pack("{s:s,s:b,s:I}", "file", e->cfg.keyring, "ok", 1, "keys",
+			    (json_int_t)keyring_size(kr)));
 	pthread_mutex_lock(&e->keyring_lock);
 	struct keyring *old = e->keyring;
 	e->keyring = kr;
@@ -106,6 +116,13 @@ void worker_conn_gone(struct worker *w, struct conn *c)
 	w->n_conns--;
 }
 
+/* A new Redis connection first gets the admission script (EVALSHA from then on). */
+static void on_redis_state(struct redis_client *rc, void *arg)
+{
+	if (redis_up(rc))
+		journal_prepare(rc);
+}
+
 /* --- waking and draining --- */
 
 static void arm_wake(struct worker *w)
@@ -126,6 +143,7 @@ static void begin_drain(struct worker *w)
 		io_uring_prep_cancel(sqe, &w->accept_op, 0);
 	}
 	loop_timer_cancel(&w->loop, &w->accept_retry);
+	events_drain(w->events); /* event streams never end by themselves */
 	log_info("msg=\"draining\" worker=%d pending=%zu conns=%zu", w->index,
 		 w->pending_admissions, w->n_conns);
 }
@@ -248,13 +266,44 @@ static int worker_init(struct engine *e, struct worker *w, int index, char *err,
 	}
 	if (redis_init(&w->redis, &w->loop, e->cfg.redis, err, errlen) < 0)
 		return -1;
+	w->redis.on_state = on_redis_state;
+	w->redis.on_state_arg = w;
 	w->listen_fd = listen_socket(e->cfg.listen, index == 0, err, errlen);
 	if (w->listen_fd < 0)
 		return -1;
+	w->events = events_new(w);
+	if (!w->events) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
 	w->wake_fd = eventfd(0, EFD_CLOEXEC);
 	if (w->wake_fd < 0) {
 		snprintf(err, errlen, "eventfd: %s", strerror(errno));
 		return -1;
+	}
+	return 0;
+}
+
+/* [operators] credentials and the [audit] log. */
+static int operators_init(struct engine *e, char *err, size_t errlen)
+{
+	const struct config *cfg = &e->cfg;
+	if (cfg->operator_client_ca[0] &&
+	    tls_verify_clients(e->ssl_ctx, cfg->operator_client_ca, err, errlen) < 0)
+		return -1;
+	if (cfg->operator_tokens[0]) {
+		e->operators = operators_load(cfg->operator_tokens, err, errlen);
+		if (!e->operators)
+			return -1;
+	}
+	if (!e->operators && !cfg->operator_client_ca[0])
+		log_warn("msg=\"[operators] is not configured: the dashboard, /v1/events, "
+			 "/v1/status, GET /v1/warnings/{id} and /metrics are open to anyone who "
+			 "can connect\"");
+	if (cfg->audit_file[0]) {
+		e->audit = audit_open(cfg->audit_file, err, errlen);
+		if (!e->audit)
+			return -1;
 	}
 	return 0;
 }
@@ -272,6 +321,8 @@ int engine_init(struct engine *e, const struct config *cfg, char *err, size_t er
 		if (!e->ssl_ctx)
 			return -1;
 	}
+	if (operators_init(e, err, errlen) < 0)
+		return -1;
 	e->n_workers = cfg->threads > 0 ? cfg->threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
 	if (e->n_workers < 1)
 		e->n_workers = 1;
@@ -322,11 +373,14 @@ void engine_release(struct engine *e)
 			close(w->listen_fd);
 		if (w->wake_fd >= 0)
 			close(w->wake_fd);
+		events_free(w->events);
 		loop_release(&w->loop);
 	}
 	free(e->workers);
 	if (e->keyring)
 		keyring_unref(e->keyring);
 	SSL_CTX_free(e->ssl_ctx);
+	operators_free(e->operators);
+	audit_close(e->audit);
 	pthread_mutex_destroy(&e->keyring_lock);
 }
