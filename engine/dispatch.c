@@ -169,15 +169,48 @@ static void fetch_envelope(struct dispatcher *dp, const char *stream_id, const c
 
 /* --- the journal stream --- */
 
+/* Apps' acknowledgements: {prefix}receipts entries (warning, address). */
+static void on_receipt_entries(struct dispatcher *dp, const char *stream, redisReply *entries)
+{
+	for (size_t i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
+		redisReply *e = entries->element[i];
+		if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+		    e->element[1]->type != REDIS_REPLY_ARRAY)
+			continue;
+		const char *warning = NULL, *address = NULL;
+		redisReply *kv = e->element[1];
+		for (size_t k = 0; k + 1 < kv->elements; k += 2) {
+			if (!strcmp(kv->element[k]->str, "warning"))
+				warning = kv->element[k + 1]->str;
+			else if (!strcmp(kv->element[k]->str, "address"))
+				address = kv->element[k + 1]->str;
+		}
+		if (warning && address)
+			sched_app_ack(dp, warning, address);
+		const char *argv[] = {"XACK", stream, GROUP, e->element[0]->str};
+		size_t lens[] = {4, strlen(stream), strlen(GROUP), strlen(e->element[0]->str)};
+		redis_command(&dp->redis, NULL, NULL, 4, argv, lens);
+	}
+}
+
 static void on_entries(void *arg, redisReply *r)
 {
 	struct dispatcher *dp = arg;
 	dp->reading = false;
 	size_t got = 0;
-	/* [[stream, [[entry-id, [field, value, ...]], ...]]] or nil on timeout */
-	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-	    r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2) {
-		redisReply *entries = r->element[0]->element[1];
+	char receipts[128];
+	snprintf(receipts, sizeof(receipts), "%sreceipts", dp->cfg.prefix);
+	/* [[stream, [[entry-id, [field, value, ...]], ...]], ...] or nil on timeout */
+	for (size_t s = 0; r && r->type == REDIS_REPLY_ARRAY && s < r->elements; s++) {
+		redisReply *st = r->element[s];
+		if (st->type != REDIS_REPLY_ARRAY || st->elements != 2 ||
+		    st->element[0]->type != REDIS_REPLY_STRING)
+			continue;
+		if (!strcmp(st->element[0]->str, receipts)) {
+			on_receipt_entries(dp, receipts, st->element[1]);
+			continue;
+		}
+		redisReply *entries = st->element[1];
 		for (size_t i = 0; entries->type == REDIS_REPLY_ARRAY && i < entries->elements; i++) {
 			redisReply *e = entries->element[i];
 			if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
@@ -205,16 +238,17 @@ static void read_journal(struct dispatcher *dp)
 {
 	if (dp->reading || !dp->group_ready || atomic_load(&dp->stop) || !redis_up(&dp->stream))
 		return;
-	char stream[128];
+	char stream[128], receipts[128];
 	snprintf(stream, sizeof(stream), "%sjournal", dp->cfg.prefix);
+	snprintf(receipts, sizeof(receipts), "%sreceipts", dp->cfg.prefix);
 	/* After a restart: our own pending entries first (from 0), then new ones (>). */
 	const char *from = dp->pel_drained ? ">" : dp->pel_cursor;
-	const char *argv[] = {"XREADGROUP", "GROUP", GROUP, CONSUMER, "COUNT", "64",
-			      "BLOCK", "500", "STREAMS", stream, from};
-	size_t lens[11];
-	for (int i = 0; i < 11; i++)
+	const char *argv[] = {"XREADGROUP", "GROUP", GROUP, CONSUMER, "COUNT", "256",
+			      "BLOCK", "500", "STREAMS", stream, receipts, from, ">"};
+	size_t lens[13];
+	for (int i = 0; i < 13; i++)
 		lens[i] = strlen(argv[i]);
-	if (redis_command(&dp->stream, on_entries, dp, 11, argv, lens) == 0)
+	if (redis_command(&dp->stream, on_entries, dp, 13, argv, lens) == 0)
 		dp->reading = true;
 }
 
@@ -239,13 +273,17 @@ static void on_stream_state(struct redis_client *rc, void *arg)
 		dp->reading = false;
 		return;
 	}
-	char stream[128];
+	char stream[128], receipts[128];
 	snprintf(stream, sizeof(stream), "%sjournal", dp->cfg.prefix);
+	snprintf(receipts, sizeof(receipts), "%sreceipts", dp->cfg.prefix);
 	/* From 0: warnings admitted while no dispatcher ran are dispatched too. */
 	const char *argv[] = {"XGROUP", "CREATE", stream, GROUP, "0", "MKSTREAM"};
 	size_t lens[6];
 	for (int i = 0; i < 6; i++)
 		lens[i] = strlen(argv[i]);
+	redis_command(rc, NULL, NULL, 6, argv, lens);
+	argv[2] = receipts; /* replies come in order: when this one is back, both exist */
+	lens[2] = strlen(receipts);
 	redis_command(rc, on_group, dp, 6, argv, lens);
 }
 

@@ -55,6 +55,8 @@ struct dispatcher {
 	uint64_t next_delivery_id, next_seq;
 	struct delivery **by_id;     /* open-addressing map of live deliveries */
 	size_t by_id_cap, by_id_n;
+	struct delivery **by_addr;   /* live app deliveries by (warning, address) */
+	size_t by_addr_cap, by_addr_n;
 	struct waiting retry;        /* min-heap on not_before_ms */
 
 	/* escalation: stage per channel (0 = at once), delay between stages */
@@ -87,6 +89,7 @@ void sched_report(void *ctx, struct delivery *d, enum outcome o, const char *rea
 		  uint32_t retry_after_ms);
 void sched_receipt(void *ctx, uint64_t id, enum outcome o, const char *reason);
 void sched_lane_up(void *ctx, struct lane *l, bool up, const char *why);
+void sched_app_ack(struct dispatcher *dp, const char *warning, const char *address);
 struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum channel ch,
 			      const char *addr, size_t len);
 void delivery_finish(struct dispatcher *dp, struct delivery *d, enum delivery_state to,

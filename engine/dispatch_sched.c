@@ -70,6 +70,84 @@ static void map_del(struct dispatcher *dp, struct delivery *d)
 	}
 }
 
+/* --- app deliveries by (warning, address), for acknowledgements from apps --- */
+
+static uint64_t addr_key(const char *warning, const char *address)
+{
+	uint64_t h = 1469598103934665603ull;
+	for (const char *p = warning; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	h = (h ^ 0xff) * 1099511628211ull;
+	for (const char *p = address; *p; p++)
+		h = (h ^ (uint8_t)*p) * 1099511628211ull;
+	return h;
+}
+
+static void addr_put(struct dispatcher *dp, struct delivery *d)
+{
+	if ((dp->by_addr_n + 1) * 2 > dp->by_addr_cap) {
+		size_t cap = dp->by_addr_cap ? dp->by_addr_cap * 2 : 4096, oldcap = dp->by_addr_cap;
+		struct delivery **old = dp->by_addr, **n = calloc(cap, sizeof(*n));
+		if (!n)
+			abort();
+		dp->by_addr = n;
+		dp->by_addr_cap = cap;
+		dp->by_addr_n = 0;
+		for (size_t i = 0; i < oldcap; i++)
+			if (old[i])
+				addr_put(dp, old[i]);
+		free(old);
+	}
+	size_t mask = dp->by_addr_cap - 1, i = addr_key(d->campaign->id, d->address) & mask;
+	while (dp->by_addr[i])
+		i = (i + 1) & mask;
+	dp->by_addr[i] = d;
+	dp->by_addr_n++;
+}
+
+static void addr_del(struct dispatcher *dp, struct delivery *d)
+{
+	size_t mask = dp->by_addr_cap - 1, i = addr_key(d->campaign->id, d->address) & mask;
+	while (dp->by_addr[i] != d)
+		i = (i + 1) & mask;
+	dp->by_addr[i] = NULL;
+	dp->by_addr_n--;
+	for (size_t j = (i + 1) & mask; dp->by_addr[j]; j = (j + 1) & mask) {
+		struct delivery *e = dp->by_addr[j];
+		size_t home = addr_key(e->campaign->id, e->address) & mask;
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			dp->by_addr[i] = e;
+			dp->by_addr[j] = NULL;
+			i = j;
+		}
+	}
+}
+
+/* An app showed warning `warning` to `address`: its accepted delivery is delivered. */
+void sched_app_ack(struct dispatcher *dp, const char *warning, const char *address)
+{
+	if (!dp->by_addr_cap)
+		return;
+	size_t mask = dp->by_addr_cap - 1;
+	for (size_t i = addr_key(warning, address) & mask; dp->by_addr[i]; i = (i + 1) & mask) {
+		struct delivery *d = dp->by_addr[i];
+		if (!strcmp(d->campaign->id, warning) && !strcmp(d->address, address)) {
+			sched_receipt(dp, d->id, OUTCOME_DELIVERED, NULL);
+			return;
+		}
+	}
+}
+
+/* Forget a delivery: out of every map, memory freed. */
+static void delivery_free(struct dispatcher *dp, struct delivery *d)
+{
+	map_del(dp, d);
+	if (d->channel == CHANNEL_APP)
+		addr_del(dp, d);
+	free(d->address);
+	free(d);
+}
+
 /* --- deliveries --- */
 
 struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum channel ch,
@@ -91,6 +169,8 @@ struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum ch
 	c->open++;
 	c->by_state[DELIVERY_QUEUED]++;
 	map_put(dp, d);
+	if (ch == CHANNEL_APP)
+		addr_put(dp, d);
 	return d;
 }
 
@@ -127,9 +207,7 @@ void delivery_finish(struct dispatcher *dp, struct delivery *d, enum delivery_st
 	if (to == DELIVERY_FAILED)
 		log_debug("msg=\"delivery failed\" warning=%s channel=%s reason=\"%s\"", c->id,
 			  channel_name((enum channel)d->channel), d->reason);
-	map_del(dp, d);
-	free(d->address);
-	free(d);
+	delivery_free(dp, d);
 	c->open--;
 	campaign_check_done(dp, c);
 }
@@ -305,6 +383,7 @@ void sched_release(struct dispatcher *dp)
 {
 	free(dp->retry.items);
 	free(dp->by_id);
+	free(dp->by_addr);
 }
 
 /* --- outcomes --- */
@@ -473,9 +552,7 @@ void sched_release_held(struct dispatcher *dp, struct campaign *c, unsigned stag
 		if (reached) { /* not planned in the ledger: just forget it */
 			c->by_state[DELIVERY_QUEUED]--;
 			c->by_state[DELIVERY_CANCELLED]++;
-			map_del(dp, d);
-			free(d->address);
-			free(d);
+			delivery_free(dp, d);
 			c->open--;
 			continue;
 		}
@@ -546,9 +623,7 @@ void sched_retract(struct dispatcher *dp, struct campaign *c, enum delivery_stat
 		struct delivery *d = c->held[i];
 		c->by_state[DELIVERY_QUEUED]--;
 		c->by_state[to]++;
-		map_del(dp, d);
-		free(d->address);
-		free(d);
+		delivery_free(dp, d);
 		c->open--;
 	}
 	c->n_held = 0;

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 import unittest
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -164,6 +165,48 @@ class Dispatch(unittest.TestCase):
         self.assertEqual(seg_targeted, exp["persons"])
         self.assertEqual(cov["channels"]["sms"]["reached"],
                          sum(int(h["persons"]) for h in exp["households"] if h["phones"]))
+
+    def post_receipt(self, body, ctype="application/json"):
+        req = urllib.request.Request(self.d.url + "/v1/receipts", data=body,
+                                     headers={"Content-Type": ctype})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status, None
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read() or b"{}")
+
+    def test_app_acknowledgements_confirm_delivery(self):
+        self.start(all_lanes(self.log, app={"receipts": "no"}), channels="app")
+        ident = self.submit(self.bureau.warning(targets=["350102004"]))
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            cov = self.status(ident)["coverage"]
+            if cov and cov["deliveries"]["queued"] == 0 and cov["deliveries"]["sent"] == 0:
+                break
+            time.sleep(0.1)
+        self.assertEqual(cov["reached"], 0)  # providers only accepted
+        exp = expected(["350102004"])
+        acked = sorted(exp["apps"])[:5]
+        for token in acked:
+            self.assertEqual(self.post_receipt(json.dumps(
+                {"warning_id": ident, "token": token}).encode())[0], 204)
+        hh = [h for h in exp["households"] if set(h["apps"].split(";")) & set(acked)]
+        want = sum(int(h["persons"]) for h in hh)
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            cov = self.status(ident)["coverage"]
+            if cov["channels"]["app"]["reached"] == want:
+                break
+            time.sleep(0.1)
+        self.assertEqual(cov["channels"]["app"]["reached"], want)
+        self.assertEqual(cov["deliveries"]["delivered"], len(acked))
+        # Bad receipts are refused with the field named, and change nothing.
+        code, j = self.post_receipt(b'{"warning_id": "has space", "token": "fcm:x"}')
+        self.assertEqual((code, j["field"]), (400, "warning_id"))
+        code, j = self.post_receipt(b'{"warning_id": "w", "token": "sms:+86"}')
+        self.assertEqual((code, j["field"]), (400, "token"))
+        self.assertEqual(self.post_receipt(b"not json")[0], 400)
+        self.assertEqual(self.post_receipt(b"{}", ctype="text/plain")[0], 415)
 
     def test_dead_push_tokens_are_not_used_again(self):
         exp = expected(["350102003"])
