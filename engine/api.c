@@ -29,6 +29,7 @@
 #include "dispatch.h"
 #include "events.h"
 #include "journal.h"
+#include "receipts.h"
 #include "log.h"
 #include "resolve.h"
 #include "server.h"
@@ -285,7 +286,7 @@ static void on_record(void *arg, redisReply *r)
 static void metrics(struct worker *w, struct http_request *req)
 {
 	struct buf b = {0};
-	char line[256];
+	char line[1024];
 	static const char *names[] = {"accepted", "requests", "admitted", "replayed", "rejected"};
 	int n = snprintf(line, sizeof(line), "# HELP tocsin_http_total HTTP connections, requests "
 			 "and admission outcomes.\n# TYPE tocsin_http_total counter\n");
@@ -397,6 +398,11 @@ void api_handle(struct worker *w, struct http_request *req)
 	}
 	if (!strncmp(path, "/v1/warnings/", 13))
 		return operator_view(w, req, get_warning_route);
+	if (!strcmp(path, "/v1/receipts")) { /* from apps: no operator credential */
+		if (strcmp(req->method, "POST"))
+			return http_respond_error(req, 405, "method_not_allowed", NULL, "use POST");
+		return receipts_post(w, req);
+	}
 	if (!strcmp(path, "/v1/status"))
 		return operator_view(w, req, status);
 	if (!strcmp(path, "/v1/events"))
