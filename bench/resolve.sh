@@ -6,10 +6,11 @@
 # For each scale: generate the district (gen_district), load it into a
 # private redis-server (unix socket), then time `tocsin plan --json` over
 # all 10 streets: addresses per second and time to first batch. Baseline
-# in the same run: `redis-cli --pipe` issuing the resolver's command mix
-# (HMGET per target, LRANGE kids, LRANGE hh + LRANGE terms per building,
-# HMGET per terminal, EXISTS meta); the ratio says how close the engine is
-# to what Redis itself can serve. Peak RSS of tocsin plan via
+# in the same run: bench/resolve_baseline issuing the resolver's command
+# mix (HMGET per target, LRANGE kids, LRANGE hh + LRANGE terms per
+# building, HMGET per terminal, EXISTS meta) with the same window of 256
+# outstanding commands and nothing else to do; the ratio (baseline time /
+# plan time) says how close the engine gets to what Redis itself serves. Peak RSS of tocsin plan via
 # /usr/bin/time -v, divided by the persons targeted. Prints a markdown row
 # per scale; append them to bench/RESULTS.md by hand or with >>.
 set -euo pipefail
@@ -70,7 +71,8 @@ w(cmd("EXISTS", p + "meta"))
 PY
 }
 
-echo "| scale | persons | addresses | plan total ms | first batch ms | addresses/s | redis-cli --pipe ms | ratio plan/pipe | plan peak RSS MB | bytes/person |"
+BASE=$BUILD/bench/resolve_baseline
+echo "| scale | persons | addresses | plan total ms | first batch ms | addresses/s | baseline ms (same mix, raw) | ratio baseline/plan | plan peak RSS MB | bytes/person |"
 echo "|---|---|---|---|---|---|---|---|---|---|"
 for scale in "${SCALES[@]}"; do
 	rm -rf "$WORK/gen"
@@ -83,15 +85,15 @@ for scale in "${SCALES[@]}"; do
 		>"$WORK/plan.json" 2>"$WORK/time.txt"
 	rss_kb=$(awk -F: '/Maximum resident/ {gsub(/ /,"",$2); print $2}' "$WORK/time.txt")
 	command_mix "$v" >"$WORK/mix.resp"
-	t0=$(date +%s%N)
-	R --pipe <"$WORK/mix.resp" >/dev/null
-	pipe_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+	"$BASE" "$SOCK" "$WORK/mix.resp" 256 >/dev/null # warm
+	pipe_ms=$("$BASE" "$SOCK" "$WORK/mix.resp" 256 | awk '{ printf "%.1f", $3 * 1000 }')
 	python3 - "$WORK/plan.json" "$scale" "$pipe_ms" "$rss_kb" <<'PY'
 import json, sys
 j = json.load(open(sys.argv[1])); scale, pipe_ms, rss_kb = sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
 t = j["totals"]; addrs = t["sms"] + sum(t["apps"].values()) + t["terminals"]
 print("| %s | %d | %d | %.1f | %.2f | %.0f | %.0f | %.2f | %.1f | %.0f |" % (
     scale, t["persons"], addrs, j["total_ms"], j["first_batch_ms"], addrs / (j["total_ms"] / 1000),
-    pipe_ms, j["total_ms"] / max(pipe_ms, 1), rss_kb / 1024, rss_kb * 1024 / t["persons"]))
+    pipe_ms, pipe_ms / max(j["total_ms"], 1e-3), rss_kb / 1024, rss_kb * 1024 / t["persons"]))
 PY
 done
+echo "(goal: ratio >= 0.7 and first batch < 10 ms for the default district, scale 1)"
