@@ -4,7 +4,10 @@
  *   tocsin keygen   make a signing key and its keyring entry
  *   tocsin sign     warning INI -> signed SignedWarning bytes
  *   tocsin submit   sign (or take --body) and POST to /v1/warnings
- *   tocsin status   GET /v1/warnings/ID
+ *   tocsin status   GET /v1/warnings/ID (--watch: live view, cli_watch.c)
+ *   tocsin cancel, tocsin update   sign and submit a Cancel / Update of ID
+ *   tocsin receipts per-segment results as CSV (cli_watch.c)
+ *   tocsin audit    verify the audit log's hash chain (cli_watch.c)
  *   tocsin load     import population CSVs into Redis (cli_load.c)
  *   tocsin plan     preview a warning's recipients (cli_plan.c)
  *   tocsin verify, tocsin sign-raw   hidden diagnostics for interop tests
@@ -35,6 +38,7 @@
 #include "sig.h"
 #include "warnfile.h"
 #include "warning.pb-c.h"
+#include "warning_codec.h"
 
 #define CLI_OK 0
 #define CLI_REFUSED 1
@@ -411,6 +415,7 @@ static size_t http_collect(char *ptr, size_t size, size_t n, void *user)
 
 struct http_req {
 	const char *url;
+	const char *token;   /* operator token: "Authorization: Bearer" */
 	const uint8_t *body; /* NULL: GET */
 	size_t body_len;
 	bool http2, insecure;
@@ -447,9 +452,15 @@ static long http_perform(const struct http_req *r, struct http_body *resp)
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 0L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 0L);
 	}
-	if (r->body != NULL) {
+	char auth[600];
+	if (r->token != NULL) {
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", r->token);
+		hdrs = curl_slist_append(hdrs, auth);
+	}
+	if (r->body != NULL)
 		hdrs = curl_slist_append(hdrs, "Content-Type: application/x-protobuf");
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
+	if (r->body != NULL) {
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, (const char *)r->body);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)r->body_len);
 	}
@@ -494,16 +505,15 @@ static int http_report(long status, long want, const struct http_body *resp)
 	return status == want ? CLI_OK : CLI_REFUSED;
 }
 
-static int cli_submit(int argc, char **argv)
+/* Sign the warning o names (or take --body) and POST it; the exit code. */
+static int submit_opts(const struct sign_opts *o_)
 {
-	struct sign_opts o;
+	const struct sign_opts o = *o_;
 	struct http_body resp = { 0 };
 	uint8_t *body;
 	size_t len;
 	int rc = CLI_ERROR;
 
-	if (sign_parse(argc, argv, &o, true) != 0)
-		return CLI_ERROR;
 	if (o.body ? cli_read_file(o.body, &body, &len, CLI_MAX_INPUT) : sign_build(&o, &body, &len))
 		return CLI_ERROR;
 	struct http_req r = { .url = http_url(o.url, NULL), .body = body, .body_len = len,
@@ -516,28 +526,142 @@ static int cli_submit(int argc, char **argv)
 	return rc;
 }
 
+static int cli_submit(int argc, char **argv)
+{
+	struct sign_opts o;
+
+	if (sign_parse(argc, argv, &o, true) != 0)
+		return CLI_ERROR;
+	return submit_opts(&o);
+}
+
+static const char update_usage[] =
+	"usage: tocsin update ID WARNING.ini --url URL --key PREFIX.key --key-id KEYID\n"
+	"                     [--identifier X] [--expires +1h] [--http2] [--cacert FILE] [--insecure]\n"
+	"Signs WARNING.ini as an Update of ID (msg_type Update, references ID) and submits it.\n"
+	"WARNING.ini needs its own new identifier (or --identifier).\n";
+
+static int cli_update(int argc, char **argv)
+{
+	struct sign_opts o;
+
+	if (argc < 3 || argv[1][0] == '-') {
+		fputs(update_usage, stderr);
+		return CLI_ERROR;
+	}
+	if (sign_parse(argc - 1, argv + 1, &o, true) != 0 || o.body != NULL)
+		return CLI_ERROR;
+	o.ov.msg_type = "Update";
+	o.ov.references = argv[1];
+	return submit_opts(&o);
+}
+
+static const char cancel_usage[] =
+	"usage: tocsin cancel ID --url URL --key PREFIX.key --key-id KEYID --sender SENDER\n"
+	"                     [--identifier X] [--status Actual|Exercise|Test] [--http2] [--cacert FILE]\n"
+	"                     [--insecure]\n"
+	"Builds, signs and submits a Cancel referencing ID (its identifier defaults to\n"
+	"ID-cancel-UNIXTIME). Exit 0 on 202.\n";
+
+/* The Cancel's warning file; 0 and the path of a temporary file, or -1. */
+static int cancel_file(const char *id, const char *sender, char *path, size_t cap)
+{
+	char ident[WARNING_MAX_ID_LEN + 1];
+	snprintf(path, cap, "%s/tocsin-cancel-XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+	int fd = mkstemp(path);
+	if (fd < 0) {
+		fprintf(stderr, "tocsin cancel: %s: %s\n", path, strerror(errno));
+		return -1;
+	}
+	snprintf(ident, sizeof(ident), "%.100s-cancel-%lld", id, (long long)time(NULL));
+	FILE *f = fdopen(fd, "w");
+	if (f == NULL) {
+		close(fd);
+		unlink(path);
+		return -1;
+	}
+	fprintf(f, "[alert]\nidentifier = %s\nsender = %s\nstatus = Actual\nmsg_type = Cancel\n"
+		   "references = %s\n"
+		   "[info zh-CN]\ncategory = Safety\nevent = 撤销预警\nurgency = Immediate\n"
+		   "severity = Minor\ncertainty = Observed\nexpires = +1h\nheadline = 撤销预警 %.80s\n"
+		   "[info en-US]\ncategory = Safety\nevent = Cancellation\nurgency = Immediate\n"
+		   "severity = Minor\ncertainty = Observed\nexpires = +1h\n"
+		   "headline = Warning %.80s cancelled\n",
+		ident, sender, id, id, id);
+	return fclose(f) == 0 ? 0 : -1;
+}
+
+static int cli_cancel(int argc, char **argv)
+{
+	char path[256], **args = calloc((size_t)argc + 2, sizeof(*args));
+	const char *sender = NULL;
+	struct sign_opts o;
+	int n = 0, rc = CLI_ERROR;
+
+	if (args == NULL || argc < 2 || argv[1][0] == '-')
+		goto out_usage;
+	args[n++] = argv[0];
+	for (int i = 2; i < argc; i++) {
+		if (!strcmp(argv[i], "--sender") && i + 1 < argc)
+			sender = argv[++i];
+		else if (!strncmp(argv[i], "--sender=", 9))
+			sender = argv[i] + 9;
+		else
+			args[n++] = argv[i];
+	}
+	if (sender == NULL || strchr(sender, '\n') || !warning_id_valid(argv[1], strlen(argv[1])))
+		goto out_usage;
+	if (cancel_file(argv[1], sender, path, sizeof(path)) < 0)
+		goto out_free;
+	args[n++] = path;
+	if (sign_parse(n, args, &o, true) == 0 && o.body == NULL) {
+		o.ov.msg_type = "Cancel";
+		o.ov.references = argv[1];
+		rc = submit_opts(&o);
+	}
+	unlink(path);
+	goto out_free;
+out_usage:
+	fputs(cancel_usage, stderr);
+out_free:
+	free(args);
+	return rc;
+}
+
+int cli_watch_main(int argc, char **argv);
+int cli_receipts_main(int argc, char **argv);
+int cli_audit_main(int argc, char **argv);
+
 static const char status_usage[] =
-	"usage: tocsin status ID --url http://127.0.0.1:8080 [--http2] [--cacert FILE] [--insecure]\n"
-	"GETs URL/v1/warnings/ID and prints the JSON. Exit 0 on 200.\n";
+	"usage: tocsin status ID --url http://127.0.0.1:8080 [--token T] [--http2] [--cacert FILE]\n"
+	"                     [--insecure]\n"
+	"       tocsin status ID --watch --url URL [--token T]   (a live view; see --watch --help)\n"
+	"GETs URL/v1/warnings/ID and prints the JSON. Exit 0 on 200. The operator token\n"
+	"may also come from $TOCSIN_TOKEN.\n";
 
 static int cli_status(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "url", required_argument, NULL, 'u' }, { "cacert", required_argument, NULL, 'c' },
 		{ "http2", no_argument, NULL, '2' },	 { "insecure", no_argument, NULL, 'n' },
-		{ "help", no_argument, NULL, 'h' },	 { 0 }
+		{ "token", required_argument, NULL, 't' }, { "help", no_argument, NULL, 'h' },
+		{ 0 }
 	};
-	struct http_req r = { 0 };
+	struct http_req r = { .token = getenv("TOCSIN_TOKEN") };
 	struct http_body resp = { 0 };
 	const char *base = NULL;
 	int c, rc = CLI_ERROR;
 
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--watch"))
+			return cli_watch_main(argc, argv);
 	while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (c) {
 		case 'u': base = optarg; break;
 		case 'c': r.cacert = optarg; break;
 		case '2': r.http2 = true; break;
 		case 'n': r.insecure = true; break;
+		case 't': r.token = optarg; break;
 		default: fputs(status_usage, stderr); return CLI_ERROR;
 		}
 	}
@@ -669,7 +793,11 @@ static const struct cli_command cli_commands[] = {
 	{ "keygen", cli_keygen, "make a signing key and its keyring entry", keygen_usage },
 	{ "sign", cli_sign, "sign a warning file into SignedWarning bytes", sign_usage },
 	{ "submit", cli_submit, "sign and POST a warning to a tocsin server", submit_usage },
-	{ "status", cli_status, "show a warning's delivery status", status_usage },
+	{ "status", cli_status, "show a warning's delivery status (--watch: live)", status_usage },
+	{ "cancel", cli_cancel, "sign and submit a Cancel of a warning", cancel_usage },
+	{ "update", cli_update, "sign and submit an Update of a warning", update_usage },
+	{ "receipts", cli_receipts_main, "export a warning's per-segment results as CSV", NULL },
+	{ "audit", cli_audit_main, "verify the audit log (`tocsin audit verify FILE`)", NULL },
 	{ "load", cli_load_main, "import segments, households and terminals (CSV) into Redis", NULL },
 	{ "plan", cli_plan_main, "preview a warning's recipients from the population data", NULL },
 	{ "help", cli_help, "this message; `tocsin CMD --help` for a command", NULL },

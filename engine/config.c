@@ -34,6 +34,10 @@ void config_defaults(struct config *c)
 	c->retry_base_ms = 1000;
 	c->max_attempts = 8;
 	snprintf(c->drill_prefix, sizeof(c->drill_prefix), "【演练】");
+	c->events_interval_ms = 1000;
+	c->events_heartbeat_ms = 15000;
+	c->events_max_subscribers = 64;
+	c->events_max_pending = 256 * 1024;
 }
 
 const char *config_lane_get(const struct config_lane *l, const char *key, const char *def)
@@ -137,6 +141,30 @@ static int lane_key(struct config *c, const char *name_of_lane, const char *name
 	return 0;
 }
 
+/* [operators], [audit] and [events] keys. */
+static int operator_key(struct load_ctx *x, const char *section, const char *name,
+			const char *v, const char **why)
+{
+	struct config *c = x->c;
+	long n;
+	if (KEY("operators", "tokens_file"))
+		return set_path(x, c->operator_tokens, sizeof(c->operator_tokens), v);
+	if (KEY("operators", "client_ca"))
+		return set_path(x, c->operator_client_ca, sizeof(c->operator_client_ca), v);
+	if (KEY("audit", "file"))
+		return set_path(x, c->audit_file, sizeof(c->audit_file), v);
+	if (KEY("events", "interval_ms"))
+		return parse_long(v, 10, 60000, &n) || (c->events_interval_ms = (int)n, 0);
+	if (KEY("events", "heartbeat_ms"))
+		return parse_long(v, 100, 600000, &n) || (c->events_heartbeat_ms = (int)n, 0);
+	if (KEY("events", "max_subscribers"))
+		return parse_long(v, 1, 10000, &n) || (c->events_max_subscribers = (int)n, 0);
+	if (KEY("events", "max_pending"))
+		return parse_long(v, 4096, 1 << 22, &n) || (c->events_max_pending = (size_t)n, 0);
+	*why = "unknown key";
+	return -1;
+}
+
 /* Debian's inih passes no line number: ini_parse returns the first failing line. */
 static int handler(void *user, const char *section, const char *name, const char *v)
 {
@@ -189,6 +217,9 @@ static int handler(void *user, const char *section, const char *name, const char
 		bad = set_str(c->test_recipients, sizeof(c->test_recipients), v);
 	else if (KEY("dispatch", "drill_prefix"))
 		bad = set_str(c->drill_prefix, sizeof(c->drill_prefix), v);
+	else if (!strcmp(section, "operators") || !strcmp(section, "audit") ||
+		 !strcmp(section, "events"))
+		bad = operator_key(x, section, name, v, &why);
 	else if (!strncmp(section, "lane ", 5) && section[5])
 		bad = lane_key(c, section + 5, name, v);
 	else {
@@ -225,6 +256,10 @@ int config_check(const struct config *c, char *err, size_t errlen)
 {
 	if (!!c->tls_cert[0] != !!c->tls_key[0]) {
 		snprintf(err, errlen, "[server] tls_cert and tls_key must be set together");
+		return -1;
+	}
+	if (c->operator_client_ca[0] && !c->tls_cert[0]) {
+		snprintf(err, errlen, "[operators] client_ca needs TLS ([server] tls_cert, tls_key)");
 		return -1;
 	}
 	if (!c->keyring[0]) {

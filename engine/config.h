@@ -64,6 +64,16 @@ struct config {
 	char drill_prefix[64];     /* prepended to every Exercise message */
 	struct config_lane lanes[CONFIG_MAX_LANES];
 	size_t n_lanes;
+	/* [operators]: credentials for the operator views; both empty = open (warned) */
+	char operator_tokens[512]; /* tokens_file: "NAME TOKEN" lines */
+	char operator_client_ca[512]; /* client_ca: PEM; verified TLS client certs */
+	/* [audit] */
+	char audit_file[512];      /* empty = no audit log */
+	/* [events]: the server-sent event stream (GET /v1/events) */
+	int events_interval_ms;    /* status push period */
+	int events_heartbeat_ms;   /* comment line when nothing else was sent */
+	int events_max_subscribers; /* per thread; 503 beyond */
+	size_t events_max_pending; /* unsent bytes per subscriber before it is dropped */
 };
 
 /* The value of an adapter key of a lane, or `def`. */

@@ -82,6 +82,12 @@ static void on_idle(struct timer *t)
 	conn_close(c);
 }
 
+void conn_touch(struct conn *c)
+{
+	if (c->state == CONN_OPEN)
+		loop_timer_set(&c->w->loop, &c->idle, c->w->e->cfg.idle_timeout_ms, on_idle);
+}
+
 struct conn *conn_new(struct worker *w, int fd)
 {
 	struct conn *c = calloc(1, sizeof(*c));

@@ -75,6 +75,7 @@ struct conn {
 	const struct conn_proto *proto;
 	void *session;
 	struct timer idle;
+	uint64_t operators_seen; /* bit i: operator token i authenticated (audit once) */
 	struct conn *prev, *next; /* worker's list */
 };
 
@@ -95,6 +96,9 @@ bool conn_is_closing(const struct conn *c);
 
 void conn_ref(struct conn *c);
 void conn_unref(struct conn *c);
+
+/* Re-arm the idle timeout: the connection is busy though the peer is silent. */
+void conn_touch(struct conn *c);
 
 /* ALPN protocol the TLS handshake selected ("" when none or plaintext). */
 const char *conn_alpn(const struct conn *c);

@@ -4,6 +4,7 @@
  */
 #include "http.h"
 
+#include <errno.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -50,11 +51,63 @@ void http_respond_error(struct http_request *req, int status, const char *code,
 	free(s);
 }
 
+int http_stream_start(struct http_request *req, const char *content_type, http_gone_cb on_gone,
+		      void *arg)
+{
+	if (req->answered || req->streaming || conn_is_closing(req->conn) ||
+	    !req->responder->stream_start)
+		return -EINVAL;
+	int ret = req->responder->stream_start(req, content_type);
+	if (ret < 0)
+		return ret;
+	req->streaming = true;
+	req->on_gone = on_gone;
+	req->gone_arg = arg;
+	return 0;
+}
+
+int http_stream_write(struct http_request *req, const void *data, size_t len)
+{
+	if (!req->streaming || req->answered || conn_is_closing(req->conn))
+		return -EPIPE;
+	conn_touch(req->conn); /* a live stream is not an idle connection */
+	return req->responder->stream_write(req, data, len);
+}
+
+size_t http_stream_pending(const struct http_request *req)
+{
+	return req->responder->stream_pending(req);
+}
+
+void http_stream_end(struct http_request *req, bool abort)
+{
+	struct conn *c = req->conn;
+	if (!req->streaming || req->answered)
+		return;
+	req->answered = true;
+	req->on_gone = NULL;
+	if (!conn_is_closing(c))
+		req->responder->stream_end(req, abort); /* may free req */
+	conn_unref(c);
+}
+
+void http_stream_gone(struct http_request *req)
+{
+	if (!req->streaming || req->answered)
+		return;
+	http_gone_cb cb = req->on_gone;
+	req->on_gone = NULL;
+	if (cb)
+		cb(req, req->gone_arg);
+	http_stream_end(req, true);
+}
+
 const char *http_status_text(int status)
 {
 	switch (status) {
 	case 200: return "OK";
 	case 202: return "Accepted";
+	case 303: return "See Other";
 	case 400: return "Bad Request";
 	case 401: return "Unauthorized";
 	case 403: return "Forbidden";

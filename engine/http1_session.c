@@ -5,6 +5,11 @@
  * parser is paused and further (pipelined) bytes wait in `in`, which is
  * capped. A malformed request gets its 4xx with "Connection: close" and the
  * connection closes gracefully so the answer is not lost to a reset.
+ *
+ * A streaming answer (http.h) is sent raw after "Connection: close": its
+ * body ends when the connection does, so it is the connection's last
+ * request. While it streams, input is still read (and discarded by the
+ * paused parser's cap) so a closing peer is noticed.
  */
 #include <stdio.h>
 #include <string.h>
@@ -28,14 +33,16 @@ struct h1 {
 static void process(struct conn *c);
 
 static void write_response(struct conn *c, int status, const char *ctype, const char *location,
-			   const char *body, size_t len, bool keep_alive)
+			   const char *set_cookie, const char *body, size_t len, bool keep_alive)
 {
-	char head[1024];
+	char head[2048];
 	int n = snprintf(head, sizeof(head),
 			 "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-			 "Cache-Control: no-store\r\n%s%s%s%s",
+			 "Cache-Control: no-store\r\n%s%s%s%s%s%s%s",
 			 status, http_status_text(status), ctype, len, location ? "Location: " : "",
 			 location ? location : "", location ? "\r\n" : "",
+			 set_cookie ? "Set-Cookie: " : "", set_cookie ? set_cookie : "",
+			 set_cookie ? "\r\n" : "",
 			 keep_alive ? "\r\n" : "Connection: close\r\n\r\n");
 	if (conn_write(c, head, (size_t)n) < 0 || conn_write(c, body, len) < 0) {
 		conn_close(c);
@@ -49,7 +56,7 @@ static void h1_respond(struct http_request *req, int status, const char *ctype,
 {
 	struct conn *c = req->conn;
 	struct h1 *h = c->session;
-	write_response(c, status, ctype, location, body, len, h->keep_alive);
+	write_response(c, status, ctype, location, req->set_cookie, body, len, h->keep_alive);
 	h->busy = false;
 	http1_parser_next(&h->parser);
 	if (!h->keep_alive) {
@@ -59,14 +66,59 @@ static void h1_respond(struct http_request *req, int status, const char *ctype,
 	process(c);
 }
 
-static const struct http_responder h1_responder = {.respond = h1_respond};
+static int h1_stream_start(struct http_request *req, const char *ctype)
+{
+	char head[512];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 200 OK\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+			 "X-Accel-Buffering: no\r\nConnection: close\r\n\r\n",
+			 ctype);
+	int ret = conn_write(req->conn, head, (size_t)n);
+	if (ret < 0)
+		return ret;
+	conn_flush(req->conn);
+	return 0;
+}
+
+static int h1_stream_write(struct http_request *req, const void *data, size_t len)
+{
+	int ret = conn_write(req->conn, data, len);
+	if (ret == 0)
+		conn_flush(req->conn);
+	return ret;
+}
+
+static size_t h1_stream_pending(const struct http_request *req)
+{
+	return conn_output_pending(req->conn);
+}
+
+/* The body ends with the connection. */
+static void h1_stream_end(struct http_request *req, bool abort)
+{
+	struct conn *c = req->conn;
+	struct h1 *h = c->session;
+	h->busy = false;
+	if (abort)
+		conn_close(c);
+	else
+		conn_close_gracefully(c);
+}
+
+static const struct http_responder h1_responder = {
+	.respond = h1_respond,
+	.stream_start = h1_stream_start,
+	.stream_write = h1_stream_write,
+	.stream_pending = h1_stream_pending,
+	.stream_end = h1_stream_end,
+};
 
 static void fail_request(struct conn *c, int err)
 {
 	char body[160];
 	int n = snprintf(body, sizeof(body), "{\"error\":\"%s\",\"reason\":\"%s\"}",
 			 err == HTTP1_EBODY ? "too_large" : "malformed", http1_strerror(err));
-	write_response(c, http1_status(err), "application/json", NULL, body, (size_t)n, false);
+	write_response(c, http1_status(err), "application/json", NULL, NULL, body, (size_t)n, false);
 	conn_close_gracefully(c);
 }
 
@@ -81,6 +133,7 @@ static void start_request(struct conn *c, struct h1 *h)
 	snprintf(req->path, sizeof(req->path), "%s", r->path);
 	snprintf(req->content_type, sizeof(req->content_type), "%s", r->content_type);
 	snprintf(req->authorization, sizeof(req->authorization), "%s", r->authorization);
+	snprintf(req->cookie, sizeof(req->cookie), "%s", r->cookie);
 	req->body = (const uint8_t *)r->body;
 	req->body_len = r->body_len;
 	h->keep_alive = r->keep_alive && !c->w->draining;
@@ -131,6 +184,13 @@ static int h1_on_data(struct conn *c, const uint8_t *data, size_t len)
 	return 0;
 }
 
+static void h1_on_close(struct conn *c)
+{
+	struct h1 *h = c->session;
+	if (h && h->busy && h->req.streaming)
+		http_stream_gone(&h->req);
+}
+
 static void h1_release(struct conn *c)
 {
 	struct h1 *h = c->session;
@@ -146,5 +206,6 @@ const struct conn_proto http1_proto = {
 	.name = "http/1.1",
 	.start = h1_start,
 	.on_data = h1_on_data,
+	.on_close = h1_on_close,
 	.release = h1_release,
 };

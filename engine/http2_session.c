@@ -12,7 +12,14 @@
  * freed when both nghttp2 closed the stream and the API answered it (or
  * at session release). Pointers returned by mem_send are copied at once:
  * they are valid only until the next nghttp2 call.
+ *
+ * A streaming answer (http.h) submits its headers with a data provider
+ * that returns NGHTTP2_ERR_DEFERRED while the stream's buffer is empty;
+ * each write appends and resumes it. Ending submits EOF (or RST_STREAM
+ * when aborting); a streaming stream the peer reset, or whose connection
+ * closes, is reported with http_stream_gone().
  */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -34,6 +41,8 @@ struct h2_stream {
 	bool dispatched, closed;
 	char *resp;        /* response body */
 	size_t resp_len, resp_off;
+	struct buf sbuf;   /* streaming: written, not yet taken by nghttp2 */
+	bool stream_eof;
 	struct h2_stream *prev, *next;
 };
 
@@ -54,6 +63,7 @@ static void stream_unlink_free(struct h2 *h, struct h2_stream *s)
 	if (s->next)
 		s->next->prev = s->prev;
 	buf_release(&s->body);
+	buf_release(&s->sbuf);
 	free(s->resp);
 	free(s);
 }
@@ -103,13 +113,99 @@ static void h2_respond(struct http_request *req, int status, const char *ctype,
 	if (location)
 		nv[nvlen++] = (nghttp2_nv){(uint8_t *)"location", (uint8_t *)location, 8,
 					   strlen(location), NGHTTP2_NV_FLAG_NONE};
+	if (req->set_cookie)
+		nv[nvlen++] = (nghttp2_nv){(uint8_t *)"set-cookie", (uint8_t *)req->set_cookie, 10,
+					   strlen(req->set_cookie), NGHTTP2_NV_FLAG_NONE};
 	nghttp2_data_provider dp = {.source.ptr = s, .read_callback = read_body};
 	if (nghttp2_submit_response(h->ng, s->id, nv, nvlen, &dp) != 0)
 		nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_INTERNAL_ERROR);
 	pump(c);
 }
 
-static const struct http_responder h2_responder = {.respond = h2_respond};
+/* Streaming body: what was written so far; deferred when empty until resumed. */
+static ssize_t read_stream(nghttp2_session *ng, int32_t id, uint8_t *out, size_t len,
+			   uint32_t *flags, nghttp2_data_source *src, void *user)
+{
+	struct h2_stream *s = src->ptr;
+	if (s->sbuf.len == 0) {
+		if (s->stream_eof) {
+			*flags |= NGHTTP2_DATA_FLAG_EOF;
+			return 0;
+		}
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	size_t n = s->sbuf.len < len ? s->sbuf.len : len;
+	memcpy(out, s->sbuf.data, n);
+	memmove(s->sbuf.data, s->sbuf.data + n, s->sbuf.len - n);
+	s->sbuf.len -= n;
+	if (s->sbuf.len == 0 && s->stream_eof)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)n;
+}
+
+static int h2_stream_start(struct http_request *req, const char *ctype)
+{
+	struct h2_stream *s = req->stream;
+	struct h2 *h = req->conn->session;
+	if (s->closed)
+		return -EPIPE;
+	nghttp2_nv nv[] = {
+		{(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+		{(uint8_t *)"content-type", (uint8_t *)ctype, 12, strlen(ctype), NGHTTP2_NV_FLAG_NONE},
+		{(uint8_t *)"cache-control", (uint8_t *)"no-store", 13, 8, NGHTTP2_NV_FLAG_NONE},
+	};
+	nghttp2_data_provider dp = {.source.ptr = s, .read_callback = read_stream};
+	if (nghttp2_submit_response(h->ng, s->id, nv, 3, &dp) != 0)
+		return -EIO;
+	pump(req->conn);
+	return 0;
+}
+
+static int h2_stream_write(struct http_request *req, const void *data, size_t len)
+{
+	struct h2_stream *s = req->stream;
+	struct h2 *h = req->conn->session;
+	if (s->closed)
+		return -EPIPE;
+	int ret = buf_append(&s->sbuf, data, len, CONN_MAX_OUTPUT);
+	if (ret < 0)
+		return ret;
+	nghttp2_session_resume_data(h->ng, s->id);
+	pump(req->conn);
+	return 0;
+}
+
+static size_t h2_stream_pending(const struct http_request *req)
+{
+	const struct h2_stream *s = req->stream;
+	return s->sbuf.len + conn_output_pending(req->conn);
+}
+
+static void h2_stream_end(struct http_request *req, bool abort)
+{
+	struct h2_stream *s = req->stream;
+	struct conn *c = req->conn;
+	struct h2 *h = c->session;
+	if (s->closed) { /* reset by the peer: nghttp2 forgot it already */
+		stream_unlink_free(h, s);
+		return;
+	}
+	if (abort) {
+		nghttp2_submit_rst_stream(h->ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_CANCEL);
+	} else {
+		s->stream_eof = true;
+		nghttp2_session_resume_data(h->ng, s->id);
+	}
+	pump(c); /* the stream is freed in on_stream_close */
+}
+
+static const struct http_responder h2_responder = {
+	.respond = h2_respond,
+	.stream_start = h2_stream_start,
+	.stream_write = h2_stream_write,
+	.stream_pending = h2_stream_pending,
+	.stream_end = h2_stream_end,
+};
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
@@ -140,6 +236,19 @@ static void copy_hdr(char *dst, size_t cap, const uint8_t *v, size_t len)
 	dst[len] = 0;
 }
 
+static void append_cookie(struct http_request *r, const uint8_t *v, size_t len)
+{
+	size_t have = strlen(r->cookie);
+	if (have && have + 2 < sizeof(r->cookie)) {
+		memcpy(r->cookie + have, "; ", 2);
+		have += 2;
+	}
+	if (have + len >= sizeof(r->cookie))
+		len = sizeof(r->cookie) - 1 - have;
+	memcpy(r->cookie + have, v, len);
+	r->cookie[have + len] = 0;
+}
+
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name,
 		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
 		     void *user)
@@ -165,6 +274,8 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 		copy_hdr(r->content_type, sizeof(r->content_type), value, valuelen);
 	} else if (namelen == 13 && !memcmp(name, "authorization", 13)) {
 		copy_hdr(r->authorization, sizeof(r->authorization), value, valuelen);
+	} else if (namelen == 6 && !memcmp(name, "cookie", 6)) {
+		append_cookie(r, value, valuelen); /* HTTP/2 may split it (RFC 9113 8.2.3) */
 	}
 	return 0;
 }
@@ -205,10 +316,13 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	if (!s)
 		return 0;
 	nghttp2_session_set_stream_user_data(ng, id, NULL);
-	if (s->dispatched && !s->req.answered)
+	if (s->dispatched && !s->req.answered) {
 		s->closed = true; /* freed when the API answers */
-	else
+		if (s->req.streaming)
+			http_stream_gone(&s->req); /* ends it, which frees s */
+	} else {
 		stream_unlink_free(h, s);
+	}
 	return 0;
 }
 
@@ -306,6 +420,15 @@ static void h2_on_drain(struct conn *c)
 	pump(c);
 }
 
+/* Streams still streaming end with the connection (freed at release). */
+static void h2_on_close(struct conn *c)
+{
+	struct h2 *h = c->session;
+	for (struct h2_stream *s = h ? h->streams : NULL; s; s = s->next)
+		if (s->req.streaming && !s->req.answered)
+			http_stream_gone(&s->req);
+}
+
 static void h2_release(struct conn *c)
 {
 	struct h2 *h = c->session;
@@ -323,5 +446,6 @@ const struct conn_proto http2_proto = {
 	.start = h2_start,
 	.on_data = h2_on_data,
 	.on_drain = h2_on_drain,
+	.on_close = h2_on_close,
 	.release = h2_release,
 };

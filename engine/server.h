@@ -30,8 +30,13 @@
 struct engine;
 
 struct worker_stats {
-	uint64_t accepted, requests, admitted, replayed, rejected;
+	uint64_t accepted, requests, admitted, replayed, rejected; /* /metrics sums these 5 */
+	uint64_t sse_subscribers, sse_dropped;
 };
+
+struct events;
+struct operators;
+struct audit;
 
 struct worker {
 	struct engine *e;
@@ -53,6 +58,7 @@ struct worker {
 	bool draining, stopped;
 	uint64_t drain_deadline_ms;
 	struct worker_stats stats;
+	struct events *events;   /* GET /v1/events subscribers (events.h) */
 	pthread_t thread;
 };
 
@@ -66,6 +72,8 @@ struct engine {
 	struct keyring *keyring;
 	struct worker *workers;
 	int n_workers;
+	struct operators *operators; /* NULL: no operator tokens (dashboard.h) */
+	struct audit *audit;         /* NULL: no audit log */
 	atomic_bool stop;
 };
 

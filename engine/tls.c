@@ -60,6 +60,21 @@ out_free_ctx:
 	return NULL;
 }
 
+int tls_verify_clients(SSL_CTX *ctx, const char *ca, char *err, size_t errlen)
+{
+	static const unsigned char sid_ctx[] = "tocsind";
+	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+		ssl_err(err, errlen, "[operators] client_ca: cannot load", ca);
+		return -1;
+	}
+	STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
+	if (names)
+		SSL_CTX_set_client_CA_list(ctx, names);
+	SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	return 0;
+}
+
 SSL *tls_new_ssl(SSL_CTX *ctx, BIO **rbio, BIO **wbio)
 {
 	SSL *ssl = SSL_new(ctx);

@@ -15,6 +15,14 @@
 /* Load a PEM certificate chain and key. NULL + err naming the file on failure. */
 SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen);
 
+/*
+ * Ask clients for a certificate and verify it against the PEM bundle
+ * `ca` (operators' client certificates). Clients without one still
+ * connect (bureaus submit signed warnings); one that presents a bad
+ * certificate fails the handshake. 0 or -1 + err.
+ */
+int tls_verify_clients(SSL_CTX *ctx, const char *ca, char *err, size_t errlen);
+
 /* A server SSL on a fresh memory-BIO pair; NULL on allocation failure. */
 SSL *tls_new_ssl(SSL_CTX *ctx, BIO **rbio, BIO **wbio);
 

@@ -79,6 +79,9 @@ static void pick_value_dst(struct http1_parser *p)
 	} else if (strcasecmp(p->field, "authorization") == 0) {
 		p->value_dst = p->req.authorization;
 		p->value_cap = sizeof(p->req.authorization);
+	} else if (strcasecmp(p->field, "cookie") == 0) {
+		p->value_dst = p->req.cookie;
+		p->value_cap = sizeof(p->req.cookie);
 	}
 }
 

@@ -39,6 +39,7 @@ struct http1_request {
 	char path[HTTP1_MAX_PATH];   /* request target, NUL-terminated */
 	char content_type[128];      /* "" when absent */
 	char authorization[512];     /* "" when absent */
+	char cookie[1024];           /* "" when absent; a longer Cookie header is 431 */
 	char *body;                  /* malloc'd, NUL-terminated; NULL when empty */
 	size_t body_len;
 	bool keep_alive;
