@@ -39,7 +39,6 @@ struct admission {
 	struct http_request *req; /* its body stays valid until answered */
 	char id[WARNING_MAX_ID_LEN + 1];
 	char digest_hex[65];
-	char *summary;            /* until journal_admit() copied it */
 	int64_t expires;
 	const char *event;        /* audit event: admit, update or cancel */
 	json_t *audit;            /* audit detail, owned */
@@ -47,7 +46,6 @@ struct admission {
 
 static void admission_free(struct admission *a)
 {
-	free(a->summary);
 	json_decref(a->audit);
 	free(a);
 }
@@ -101,8 +99,10 @@ static void on_journalled(void *arg, enum journal_result r, int64_t admitted_at)
 		if (r == JOURNAL_NEW) {
 			w->stats.admitted++;
 			log_info("msg=\"warning admitted\" id=%s", a->id);
-			json_object_set_new(a->audit, "admitted_at", json_integer(admitted_at));
-			audit_log(w->e->audit, a->event, json_incref(a->audit));
+			if (a->audit) {
+				json_object_set_new(a->audit, "admitted_at", json_integer(admitted_at));
+				audit_log(w->e->audit, a->event, json_incref(a->audit));
+			}
 		} else {
 			w->stats.replayed++;
 		}
@@ -126,11 +126,6 @@ static struct admission *admission_new(struct worker *w, struct http_request *re
 	struct admission *a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
-	a->summary = admit_summary_json(res->warning, res->key_id);
-	if (!a->summary) {
-		free(a);
-		return NULL;
-	}
 	a->w = w;
 	a->req = req;
 	snprintf(a->id, sizeof(a->id), "%s", res->warning->identifier);
@@ -139,6 +134,8 @@ static struct admission *admission_new(struct worker *w, struct http_request *re
 	const Tocsin__Warning *wn = res->warning;
 	a->event = wn->msg_type == TOCSIN__MSG_TYPE__CANCEL ? "cancel"
 		   : wn->msg_type == TOCSIN__MSG_TYPE__UPDATE ? "update" : "admit";
+	if (!w->e->audit)
+		return a; /* auditing off: spare the hot path the JSON */
 	json_t *refs = json_array();
 	for (size_t i = 0; i < wn->n_references; i++)
 		json_array_append_new(refs, json_string(wn->references[i]));
@@ -153,11 +150,9 @@ static void journal_admission(struct admission *a)
 	struct worker *w = a->w;
 	struct journal_entry e = {
 		.id = a->id, .digest_hex = a->digest_hex, .envelope = a->req->body,
-		.envelope_len = a->req->body_len, .summary = a->summary, .expires = a->expires,
+		.envelope_len = a->req->body_len, .expires = a->expires,
 	};
 	int ret = journal_admit(&w->redis, w->e->cfg.prefix, &e, on_journalled, a);
-	free(a->summary); /* journal_admit copied it into the command */
-	a->summary = NULL;
 	if (ret < 0) {
 		http_respond_error(a->req, 503, "journal_unavailable", NULL,
 				   "the journal (Redis) is not reachable; nothing was admitted");
@@ -258,6 +253,27 @@ static void post_warning(struct worker *w, struct http_request *req)
 	warning_arena_release(&arena);
 }
 
+/*
+ * The warning's summary, decoded from its journalled envelope. Built here,
+ * when somebody asks, rather than at admission: admissions are the hot path.
+ */
+static json_t *envelope_summary(const uint8_t *env, size_t len)
+{
+	struct warning_arena arena;
+	const char *why;
+	json_t *j = NULL;
+	warning_arena_init(&arena, WARNING_ARENA_CAP);
+	Tocsin__SignedWarning *sw = signed_warning_decode(&arena, env, len, &why);
+	Tocsin__Warning *w = sw ? warning_decode(&arena, sw->payload.data, sw->payload.len, &why)
+				: NULL;
+	char *s = w ? admit_summary_json(w, sw->key_id) : NULL;
+	if (s)
+		j = json_loads(s, 0, NULL);
+	free(s);
+	warning_arena_release(&arena);
+	return j;
+}
+
 static void on_record(void *arg, redisReply *r)
 {
 	struct http_request *req = arg;
@@ -266,7 +282,7 @@ static void on_record(void *arg, redisReply *r)
 					  "the journal (Redis) is not reachable");
 	if (r->element[0]->type != REDIS_REPLY_STRING)
 		return http_respond_error(req, 404, "not_found", NULL, "no such warning");
-	json_t *warning = json_loadb(r->element[0]->str, r->element[0]->len, 0, NULL);
+	json_t *warning = envelope_summary((const uint8_t *)r->element[0]->str, r->element[0]->len);
 	json_t *o = json_object();
 	json_object_set(o, "id", json_object_get(warning, "id"));
 	if (r->element[1]->type == REDIS_REPLY_STRING)

@@ -12,7 +12,7 @@
 
 /*
  * KEYS: record, journal stream, active set.
- * ARGV: digest, envelope, summary, expires, id.
+ * ARGV: digest, envelope, expires, id.
  * Returns {0, admitted_at} new, {1, admitted_at} same, {2, ""} conflict.
  */
 static const char admit_lua[] =
@@ -23,10 +23,10 @@ static const char admit_lua[] =
 	"end\n"
 	"local t = redis.call('TIME')\n"
 	"local now = tostring(t[1] * 1000 + math.floor(t[2] / 1000))\n"
-	"redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'envelope', ARGV[2], 'summary', ARGV[3],\n"
-	"           'state', 'admitted', 'admitted_at', now, 'expires', ARGV[4])\n"
-	"redis.call('XADD', KEYS[2], '*', 'id', ARGV[5], 'event', 'admitted')\n"
-	"redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])\n"
+	"redis.call('HSET', KEYS[1], 'digest', ARGV[1], 'envelope', ARGV[2],\n"
+	"           'state', 'admitted', 'admitted_at', now, 'expires', ARGV[3])\n"
+	"redis.call('XADD', KEYS[2], '*', 'id', ARGV[4], 'event', 'admitted')\n"
+	"redis.call('ZADD', KEYS[3], ARGV[3], ARGV[4])\n"
 	"return {0, now}\n";
 
 struct admit_call {
@@ -86,17 +86,16 @@ int journal_admit(struct redis_client *rc, const char *prefix, const struct jour
 	snprintf(expires, sizeof(expires), "%lld", (long long)e->expires);
 	pthread_once(&admit_sha_once, compute_sha);
 	const char *argv[] = {"EVALSHA", admit_sha, "3", key, stream, active,
-			      e->digest_hex, (const char *)e->envelope, e->summary, expires, e->id};
+			      e->digest_hex, (const char *)e->envelope, expires, e->id};
 	size_t lens[] = {7, 40, 1, strlen(key), strlen(stream), strlen(active),
-			 strlen(e->digest_hex), e->envelope_len, strlen(e->summary), strlen(expires),
-			 strlen(e->id)};
+			 strlen(e->digest_hex), e->envelope_len, strlen(expires), strlen(e->id)};
 	struct admit_call *call = malloc(sizeof(*call));
 	if (!call)
 		return -12; /* -ENOMEM */
 	call->cb = cb;
 	call->arg = arg;
 	call->rc = rc;
-	int ret = redis_command(rc, on_admit_reply, call, 11, argv, lens);
+	int ret = redis_command(rc, on_admit_reply, call, 10, argv, lens);
 	if (ret < 0)
 		free(call);
 	return ret;
@@ -107,7 +106,7 @@ int journal_get(struct redis_client *rc, const char *prefix, const char *id, red
 {
 	char key[256];
 	snprintf(key, sizeof(key), "%sw:%s", prefix, id);
-	const char *argv[] = {"HMGET", key, "summary", "state", "admitted_at", "coverage"};
-	size_t lens[] = {5, strlen(key), 7, 5, 11, 8};
+	const char *argv[] = {"HMGET", key, "envelope", "state", "admitted_at", "coverage"};
+	size_t lens[] = {5, strlen(key), 8, 5, 11, 8};
 	return redis_command(rc, cb, arg, 6, argv, lens);
 }

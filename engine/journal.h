@@ -2,7 +2,7 @@
  * engine/journal.h: durable admission of warnings in Redis.
  *
  * Keys (prefix from the config, default "tocsin:"):
- *   {prefix}w:{id}      hash: digest, envelope, summary, state, admitted_at, expires,
+ *   {prefix}w:{id}      hash: digest, envelope, state, admitted_at, expires,
  *                       and `coverage` (JSON) once the dispatcher works on it
  *   {prefix}journal     stream: one entry per admission ("id", "event")
  *   {prefix}active      sorted set: id scored by expiry, for resumption
@@ -33,7 +33,6 @@ struct journal_entry {
 	const char *digest_hex;  /* SHA-256 of the payload bytes */
 	const uint8_t *envelope; /* the SignedWarning bytes as received */
 	size_t envelope_len;
-	const char *summary;     /* JSON, see admit_summary_json() */
 	int64_t expires;
 };
 
@@ -51,7 +50,7 @@ typedef void (*journal_cb)(void *arg, enum journal_result r, int64_t admitted_at
 int journal_admit(struct redis_client *rc, const char *prefix, const struct journal_entry *e,
 		  journal_cb cb, void *arg);
 
-/* Fetch summary, state, admitted_at and coverage of one warning (HMGET). */
+/* Fetch envelope, state, admitted_at and coverage of one warning (HMGET). */
 int journal_get(struct redis_client *rc, const char *prefix, const char *id, redis_reply_cb cb,
 		void *arg);
 
