@@ -1,0 +1,183 @@
+#!/usr/bin/python3
+"""bench/smpp_bench.py: SMS submission speed through the engine (issue 5).
+
+  /usr/bin/python3 bench/smpp_bench.py [BUILD_DIR] [--scale 0.2] [--rate-seconds 20]
+
+For SMSC latency 0 and 5 ms, with and without receipts flowing back, it
+measures submits per second through one SMPP bind of tocsind (window 100,
+no rate limit; a district-wide SMS-only warning with a one-part GSM text)
+against bench/smpp_blaster (pre-encoded submit_sm written as fast as the
+same window allows: the bare baseline) on the same bench/smsc_sim, in the
+same run. Then the rate accuracy of three binds at configured rates.
+Every process is started here and stopped by pid.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from harness import Redis, Tocsind, wait_port  # noqa: E402
+from bureau import Bureau, load_pb  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("build", nargs="?", default="build")
+ap.add_argument("--scale", default="0.2")
+ap.add_argument("--rate-seconds", type=float, default=20)
+args = ap.parse_args()
+BUILD = os.path.abspath(args.build)
+WORK = tempfile.mkdtemp(prefix="tocsin-smpp-bench-")
+pb = load_pb(os.path.join(HERE, ".."))
+TEXT = (("en-US", "Typhoon warning", "Stay indoors."),)
+
+
+class Smsc:
+    def __init__(self, latency, mix):
+        self.port_file = os.path.join(WORK, "smsc-%d-%s.port" % (latency, mix))
+        if os.path.exists(self.port_file):
+            os.unlink(self.port_file)
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "bench", "smsc_sim"), "--port", "0", "--port-file",
+             self.port_file, "--latency-ms", str(latency), "--mix", mix,
+             "--receipt-delay-ms", "0"], stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while not (os.path.exists(self.port_file) and open(self.port_file).read().strip()):
+            if time.time() > deadline:
+                raise RuntimeError("smsc_sim did not start")
+            time.sleep(0.05)
+        self.port = int(open(self.port_file).read())
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def blaster(port, count, wait_receipts):
+    out = subprocess.run([os.path.join(BUILD, "bench", "smpp_blaster"), "--port", str(port),
+                          "--binds", "1", "--window", "100", "--count", str(count),
+                          "--wait-receipts-ms", "3000" if wait_receipts else "0"],
+                         capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def engine(redis, bureau, keyring, smsc, lanes, ident, phones):
+    opts = {("dispatch", "channels"): "sms", ("server", "threads"): "1"}
+    for name, rate in lanes:
+        sec = "lane " + name
+        opts.update({(sec, "channel"): "sms", (sec, "adapter"): "smpp",
+                     (sec, "host"): "127.0.0.1", (sec, "port"): str(smsc.port),
+                     (sec, "system_id"): "bench", (sec, "window"): "100",
+                     (sec, "rate"): str(rate), (sec, "burst"): str(max(1, rate / 20))})
+    d = Tocsind(os.path.join(BUILD, "engine", "tocsind"), WORK, redis.address, keyring, opts,
+                name=ident).start()
+    time.sleep(0.5)  # binds
+    return d
+
+
+def status(d, ident):
+    with urllib.request.urlopen(d.url + "/v1/warnings/" + ident, timeout=10) as r:
+        return json.load(r).get("coverage")
+
+
+def submit(d, bureau, w):
+    req = urllib.request.Request(d.url + "/v1/warnings", data=bureau.sign(w),
+                                 headers={"Content-Type": "application/x-protobuf"})
+    urllib.request.urlopen(req, timeout=10).read()
+
+
+def engine_rate(redis, bureau, keyring, latency, mix, phones):
+    smsc = Smsc(latency, mix)
+    ident = "smpp-bench-%d-%s" % (latency, mix.split("=")[0])
+    d = engine(redis, bureau, keyring, smsc, [("sms-1", 0)], ident, phones)
+    try:
+        submit(d, bureau, bureau.warning(ident=ident, targets=["350102"], infos=TEXT))
+        while True:
+            cov = status(d, ident)
+            if cov and cov["deliveries"]["queued"] == 0 and cov["deliveries"]["sent"] == 0:
+                break
+            time.sleep(0.05)
+        end = time.time()
+        # first_send_ms and elapsed_ms are on the engine's clock, same origin
+        seconds = cov["elapsed_ms"] / 1000.0 - cov["first_send_ms"] / 1000.0
+        n = phones
+        return {"submits": n, "seconds": seconds, "submits_per_s": n / seconds}
+    finally:
+        d.stop()
+        smsc.stop()
+
+
+def rate_accuracy(redis, bureau, keyring, rates):
+    smsc = Smsc(0, "none=100")
+    lanes = [("sms-%d" % (i + 1), r) for i, r in enumerate(rates)]
+    d = engine(redis, bureau, keyring, smsc, lanes, "smpp-rate", 0)
+    try:
+        submit(d, bureau, bureau.warning(ident="smpp-rate", targets=["350102"], infos=TEXT))
+        time.sleep(2)
+
+        def sent():
+            with urllib.request.urlopen(d.url + "/v1/status", timeout=10) as r:
+                st = json.load(r)
+            return {l["name"]: l["counters"]["sent"] for l in st["lanes"]}
+        a = sent()
+        time.sleep(args.rate_seconds)
+        b = sent()
+        return [{"lane": name, "configured": rate,
+                 "achieved": (b[name] - a[name]) / args.rate_seconds,
+                 "ratio": (b[name] - a[name]) / args.rate_seconds / rate} for name, rate in lanes]
+    finally:
+        d.stop()
+        smsc.stop()
+
+
+def main():
+    district = os.path.join(WORK, "district")
+    subprocess.run([os.path.join(BUILD, "bench", "gen_district"), "--seed", "5", "--scale",
+                    args.scale, "--out", district], check=True, capture_output=True)
+    phones = 0
+    with open(os.path.join(district, "households.csv"), encoding="utf-8") as f:
+        next(f)
+        seen = set()
+        for line in f:
+            for p in line.split(",")[4].split(";"):
+                if p:
+                    seen.add(p)
+        phones = len(seen)
+    redis = Redis(WORK).start()
+    subprocess.run([os.path.join(BUILD, "engine", "tocsin"), "load", "--redis", redis.address,
+                    "--dir", district], check=True, capture_output=True)
+    bureau = Bureau(pb, key_id="smpp-bench")
+    keyring = os.path.join(WORK, "keyring.ini")
+    with open(keyring, "w") as f:
+        f.write(bureau.keyring)
+    rows = []
+    try:
+        for latency in (0, 5):
+            for mix, label in (("none=100", "no receipts"), ("delivrd=100", "receipts")):
+                smsc = Smsc(latency, mix)
+                try:
+                    base = blaster(smsc.port, phones, mix != "none=100")
+                finally:
+                    smsc.stop()
+                eng = engine_rate(redis, bureau, keyring, latency, mix, phones)
+                rows.append((latency, label, eng, base))
+                print("latency %d ms, %s: engine %.0f submits/s, bare blaster %.0f/s: ratio %.2f"
+                      % (latency, label, eng["submits_per_s"], base["submits_per_s"],
+                         eng["submits_per_s"] / base["submits_per_s"]), flush=True)
+        acc = rate_accuracy(redis, bureau, keyring, [300, 200, 100])
+        for a in acc:
+            print("rate: %s configured %d/s achieved %.1f/s ratio %.3f"
+                  % (a["lane"], a["configured"], a["achieved"], a["ratio"]), flush=True)
+    finally:
+        redis.stop()
+    print(json.dumps({"phones": phones, "runs": [
+        {"latency_ms": l, "receipts": lab, "engine": e, "baseline": b} for l, lab, e, b in rows],
+        "rate": acc}))
+
+
+if __name__ == "__main__":
+    main()
