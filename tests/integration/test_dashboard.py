@@ -343,6 +343,57 @@ class SlowClient(unittest.TestCase):
             redis.stop()
 
 
+class ClientCertificates(unittest.TestCase):
+    """[operators] client_ca: a verified TLS client certificate opens the operator views."""
+
+    def openssl(self, *args):
+        subprocess.run(["openssl"] + list(args), check=True, capture_output=True)
+
+    def test_client_certificate_grants_operator_view(self):
+        d = tempfile.mkdtemp(prefix="mtls-", dir=WORK)
+        p = lambda n: os.path.join(d, n)  # noqa: E731
+        self.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-nodes", "-keyout", p("ca.key"), "-out", p("ca.crt"), "-days", "2",
+                     "-subj", "/CN=tocsin operators CA")
+        self.openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                     "-nodes", "-keyout", p("srv.key"), "-out", p("srv.crt"), "-days", "2",
+                     "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost")
+        for who, ca in (("op", "ca"), ("rogue", None)):
+            self.openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                         "-keyout", p(who + ".key"), "-out", p(who + ".csr"),
+                         "-subj", "/CN=duty officer " + who)
+            if ca:
+                self.openssl("x509", "-req", "-in", p(who + ".csr"), "-CA", p("ca.crt"),
+                             "-CAkey", p("ca.key"), "-CAcreateserial", "-out", p(who + ".crt"),
+                             "-days", "2")
+            else:
+                self.openssl("x509", "-req", "-in", p(who + ".csr"), "-signkey", p(who + ".key"),
+                             "-out", p(who + ".crt"), "-days", "2")
+        redis = Redis(d).start()
+        keyring = os.path.join(d, "keyring.ini")
+        with open(keyring, "w") as f:
+            f.write(Bureau(pb).keyring)
+        opts = lanes(os.path.join(d, "sends.log"))
+        opts.update({("server", "tls_cert"): p("srv.crt"), ("server", "tls_key"): p("srv.key"),
+                     ("operators", "client_ca"): p("ca.crt"), ("server", "threads"): "1"})
+        t = Tocsind(TOCSIND, d, redis.address, keyring, opts).start()
+        try:
+            url = "https://localhost:%d/v1/status" % t.port
+
+            def get(*cert):
+                r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
+                                    "--cacert", p("srv.crt")] + list(cert) + [url],
+                                   capture_output=True, text=True)
+                return r.stdout
+            self.assertEqual(get("--cert", p("op.crt"), "--key", p("op.key")), "200")
+            self.assertEqual(get(), "401")  # no certificate, no token
+            # A certificate the operators' CA did not sign: refused.
+            self.assertIn(get("--cert", p("rogue.crt"), "--key", p("rogue.key")), ("401", "000"))
+        finally:
+            t.stop()
+            redis.stop()
+
+
 from cdp import Chromium  # noqa: E402
 
 if __name__ == "__main__":
