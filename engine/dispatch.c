@@ -420,6 +420,9 @@ static void *dispatch_main(void *arg)
 	loop_timer_set(&dp->loop, &dp->tick_timer, TICK_MS, on_tick);
 	while (!atomic_load(&dp->stop))
 		loop_run_once(&dp->loop, 1000);
+	dp->closing = true; /* from here on nothing new goes to an adapter */
+	loop_timer_cancel(&dp->loop, &dp->sched_timer);
+	loop_timer_cancel(&dp->loop, &dp->tick_timer);
 	publish_flush(dp); /* what is settled is on its way to Redis */
 	for (int i = 0; i < 20 && redis_up(&dp->writer) && dp->writer.fifo_len; i++)
 		loop_run_once(&dp->loop, 50);

@@ -65,6 +65,7 @@ struct dispatcher {
 
 	struct timer sched_timer, flush_timer, tick_timer;
 	bool group_ready, reading;
+	bool closing;                /* adapters are closing or closed: submit nothing more */
 	bool pel_drained;            /* own pending entries re-read after a restart */
 	char pel_cursor[48];         /* the last pending entry re-read */
 

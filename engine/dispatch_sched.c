@@ -345,6 +345,8 @@ static void release_due_retries(struct dispatcher *dp, uint64_t now)
 static void schedule(struct timer *t)
 {
 	struct dispatcher *dp = (struct dispatcher *)((char *)t - offsetof(struct dispatcher, sched_timer));
+	if (dp->closing)
+		return; /* adapters are closed: nothing may be submitted */
 	uint64_t now = loop_now_ms(&dp->loop), next = UINT64_MAX;
 	release_due_retries(dp, now);
 	for (size_t i = 0; i < dp->n_lanes; i++) {
@@ -364,6 +366,8 @@ static void schedule(struct timer *t)
 
 void kick(struct dispatcher *dp)
 {
+	if (dp->closing)
+		return;
 	if (!loop_timer_armed(&dp->sched_timer) || dp->sched_timer.deadline_ms > loop_now_ms(&dp->loop))
 		loop_timer_set(&dp->loop, &dp->sched_timer, 0, schedule);
 }

@@ -149,6 +149,54 @@ static bool nonempty(const char *s)
 	return s && s[0];
 }
 
+/* Well-formed UTF-8 (no overlongs, no surrogates, at most U+10FFFF); NULL is fine. */
+static bool utf8_valid(const char *str)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	while (s && *s) {
+		unsigned c = *s, n = c < 0x80 ? 0 : (c & 0xE0) == 0xC0 ? 1 : (c & 0xF0) == 0xE0 ? 2
+				 : (c & 0xF8) == 0xF0 ? 3 : 9;
+		if (n == 9 || (n == 1 && c < 0xC2) || (n == 3 && c > 0xF4))
+			return false;
+		uint32_t cp = n ? c & (0x3F >> n) : c;
+		for (unsigned i = 1; i <= n; i++) {
+			if ((s[i] & 0xC0) != 0x80)
+				return false;
+			cp = (cp << 6) | (s[i] & 0x3F);
+		}
+		if ((n == 2 && (cp < 0x800 || (cp >= 0xD800 && cp <= 0xDFFF))) ||
+		    (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)))
+			return false;
+		s += n + 1;
+	}
+	return true;
+}
+
+/* Every text a person will read must be valid UTF-8 (SMS, push, terminals, JSON). */
+static bool texts_valid(const Tocsin__Warning *w, struct warning_problem *p)
+{
+	if (!utf8_valid(w->sender))
+		return problem(p, "sender", "is not valid UTF-8");
+	if (!utf8_valid(w->note) || !utf8_valid(w->source))
+		return problem(p, w->note && !utf8_valid(w->note) ? "note" : "source",
+			       "is not valid UTF-8");
+	for (size_t i = 0; i < w->n_info; i++) {
+		const Tocsin__Info *in = w->info[i];
+		const char *t[] = {in->language, in->event, in->headline, in->description,
+				   in->instruction, in->sender_name, in->web, in->contact, in->audience};
+		static const char *names[] = {"language", "event", "headline", "description",
+					      "instruction", "sender_name", "web", "contact",
+					      "audience"};
+		for (size_t k = 0; k < sizeof(t) / sizeof(t[0]); k++)
+			if (!utf8_valid(t[k]))
+				return info_problem(p, i, names[k], "is not valid UTF-8");
+		for (size_t a = 0; a < in->n_area; a++)
+			if (!utf8_valid(in->area[a]->area_desc))
+				return info_problem(p, i, "area.area_desc", "is not valid UTF-8");
+	}
+	return true;
+}
+
 /* Enum range checks: protobuf-c accepts any varint for a proto2 enum. */
 #define IN_RANGE(v, lo, hi) ((int)(v) >= (lo) && (int)(v) <= (hi))
 
@@ -249,6 +297,8 @@ bool warning_validate(const Tocsin__Warning *w, int64_t now, int64_t sent_window
 	for (size_t i = 0; i < w->n_info; i++)
 		if (!validate_info(w->info[i], i, w, now, p))
 			return false;
+	if (!texts_valid(w, p))
+		return false;
 	return validate_targets(w, p);
 }
 

@@ -286,6 +286,11 @@ static void test_required_fields(void **state)
 	BREAK(g->info[1].headline = NULL, "info[1].headline");
 	BREAK(g->info[1].language = "", "info[1].language");
 	BREAK(g->info[1].has_expires = 0, "info[1].expires");
+	/* Text people will read must be valid UTF-8. */
+	BREAK(g->info[0].headline = "bad \xff byte", "info[0].headline");
+	BREAK(g->info[1].instruction = "overlong \xc0\xaf slash", "info[1].instruction");
+	BREAK(g->info[0].description = "surrogate \xed\xa0\x80", "info[0].description");
+	BREAK(g->w.sender = "cut \xe5\x8f", "sender");
 	/* The first problem wins: identifier before sender, info[0] before info[1]. */
 	BREAK((g->w.identifier = NULL, g->w.sender = NULL), "identifier");
 	BREAK((g->info[0].event = NULL, g->info[1].headline = NULL), "info[0].event");
