@@ -12,7 +12,7 @@ libprotobuf-c-dev protobuf-c-compiler
 libjansson-dev libinih-dev libhttp-parser-dev libcurl4-openssl-dev
 redis-server redis-tools
 libcmocka-dev clang libclang-rt-14-dev
-curl nghttp2-client openssl prometheus chromium
+curl nghttp2-client openssl prometheus chromium mosquitto mosquitto-clients
 python3 python3-protobuf python3-cryptography protobuf-compiler
 "
 
