@@ -57,6 +57,8 @@ struct plan_row {
 struct plan {
 	struct plan_row *rows;      /* open addressing by segment id */
 	size_t cap, n;
+	const char *last_seg;       /* the resolver's interned id of rows[last_row] */
+	size_t last_row;
 	uint64_t *by_info_hh, *by_info_persons;
 	size_t n_infos;
 	bool done;
@@ -143,8 +145,13 @@ static Tocsin__Warning *plan_warning(const struct plan_opts *o, struct warning_a
 	return w;
 }
 
+/* The row of a segment. The resolver hands out interned ids (one pointer per
+ * community for the whole resolution) and a batch is one building, so the
+ * last pointer seen answers nearly every call without hashing the id. */
 static struct plan_row *plan_row(struct plan *p, const char *seg)
 {
+	if (seg == p->last_seg)
+		return &p->rows[p->last_row];
 	if ((p->n + 1) * 2 > p->cap) {
 		size_t cap = p->cap ? p->cap * 2 : 256;
 		struct plan_row *rows = calloc(cap, sizeof(*rows));
@@ -170,6 +177,8 @@ static struct plan_row *plan_row(struct plan *p, const char *seg)
 			return NULL;
 		p->n++;
 	}
+	p->last_seg = seg;
+	p->last_row = j;
 	return &p->rows[j];
 }
 

@@ -8,7 +8,8 @@
  *   CURRENT  --GET pop:current: nil--------------------------> FAILING (no population)
  *   CURRENT  --N--> HMGET v{N}:meta + HMGET seg:{T} per target --> STREAM
  *   STREAM   seg reply: district/street -> LRANGE kids (tree_pending)
- *                       community -> LRANGE kids + LRANGE terms
+ *                       community -> LRANGE kids + LRANGE terms (past the
+ *                         first EARLY_COMMUNITIES: once buildings are pumped)
  *                       building -> building queue
  *                       nil -> HGET hix:{bucket} T (hix_pending)
  *            buildings are pumped (LRANGE hh + LRANGE terms, <= RESOLVE_WINDOW
@@ -38,12 +39,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <time.h>
 
 enum seg_kind { K_NONE = -1, K_DISTRICT, K_STREET, K_COMMUNITY, K_BUILDING };
 enum rstate { RS_CURRENT, RS_STREAM, RS_FINAL, RS_FAILING };
 
 #define KEY_MAX 512
+#define LANG_CACHE 8
+#define EARLY_COMMUNITIES 4 /* asked for before the first building list */
+#define FIRST_SET 2048 /* addresses the set holds until the first batch is out */
 #define ARENA_CHUNK (64 * 1024)
 #define TAG_PHONE (1ull << 62)
 #define TAG_APP (2ull << 62)
@@ -66,6 +71,8 @@ struct strset {
 struct u64set {
 	uint64_t *slots;
 	size_t cap, n;
+	void *map;             /* own mapping (large tables), else NULL: slots from calloc */
+	size_t map_len;
 };
 
 static const char *arena_dup(struct arena_chunk **a, const char *s, size_t n)
@@ -107,19 +114,49 @@ uint32_t resolve_fnv1a32(const char *s, size_t n)
 	return h;
 }
 
+static inline uint64_t load64(const char *p)
+{
+	uint64_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint64_t load32(const char *p)
+{
+	uint32_t v;
+	memcpy(&v, p, sizeof(v));
+	return v;
+}
+
+static inline uint64_t mum(uint64_t a, uint64_t b)
+{
+	unsigned __int128 m = (unsigned __int128)a * b;
+	return (uint64_t)m ^ (uint64_t)(m >> 64);
+}
+
+/* 64-bit string hash, 16 bytes per step (wyhash-style multiply-fold): an
+ * FCM token (~160 bytes) costs ~10 multiplies instead of 160 dependent
+ * FNV rounds. Only used within one resolution (dedupe), never stored. */
 static uint64_t hash64(const char *s, size_t n)
 {
-	uint64_t h = 14695981039346656037ull;
-	for (size_t i = 0; i < n; i++) {
-		h ^= (unsigned char)s[i];
-		h *= 1099511628211ull;
+	const uint64_t k0 = 0xa0761d6478bd642full, k1 = 0xe7037ed1a0b428dbull,
+		       k2 = 0x8ebc6af09c88c6e3ull;
+	uint64_t h = k0 ^ (n * k1), a = 0, b = 0;
+	size_t i = 0;
+	for (; i + 16 <= n; i += 16)
+		h = mum(load64(s + i) ^ k1, load64(s + i + 8) ^ h);
+	size_t rem = n - i;
+	if (rem >= 8) {
+		a = load64(s + i);
+		b = load64(s + n - 8);
+	} else if (rem >= 4) {
+		a = load32(s + i);
+		b = load32(s + n - 4);
+	} else if (rem) {
+		a = (uint64_t)(unsigned char)s[i] << 16 | (uint64_t)(unsigned char)s[i + rem / 2] << 8 |
+		    (unsigned char)s[n - 1];
 	}
-	h ^= h >> 33; /* finalizer (murmur3 fmix64): FNV's low bits mix poorly */
-	h *= 0xff51afd7ed558ccdull;
-	h ^= h >> 33;
-	h *= 0xc4ceb9fe1a85ec53ull;
-	h ^= h >> 33;
-	return h;
+	return mum(k2 ^ n, mum(a ^ k1, b ^ h ^ k2));
 }
 
 /* Slot of s (found or empty). cap is a power of two. */
@@ -169,37 +206,96 @@ static int strset_add(struct strset *set, struct arena_chunk **a, const char *s,
 	return 1;
 }
 
-static int u64set_grow(struct u64set *set)
+/*
+ * The address set: open addressing, 8-byte keys, <= 50% load, Fibonacci
+ * hashing on the top bits. It is sized up front from the targets'
+ * aggregates (seg:{id} phones/apps/terminals), so a district never
+ * rehashes; a table of 2 MiB or more is its own mapping with
+ * MADV_HUGEPAGE: the inserts are random by nature, and with 4 KiB pages
+ * every one of them would also be a TLB miss (and the first touch of each
+ * page a fault).
+ */
+#define HUGE_PAGE (2u << 20)
+
+static uint64_t *slots_alloc(size_t cap, void **map, size_t *map_len)
 {
-	size_t cap = set->cap ? set->cap * 2 : 4096;
-	uint64_t *slots = calloc(cap, sizeof(*slots));
-	if (!slots)
+	size_t bytes = cap * sizeof(uint64_t);
+	*map = NULL;
+	*map_len = 0;
+	if (bytes < HUGE_PAGE)
+		return calloc(cap, sizeof(uint64_t));
+	size_t huge = (bytes + HUGE_PAGE - 1) & ~(size_t)(HUGE_PAGE - 1);
+	size_t len = huge + HUGE_PAGE;
+	void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
+		return NULL;
+	uintptr_t a = ((uintptr_t)p + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	(void)madvise((void *)a, huge, MADV_HUGEPAGE); /* a hint: fine without THP */
+	*map = p;
+	*map_len = len;
+	return (uint64_t *)a; /* zero-filled by the kernel */
+}
+
+static void slots_free(uint64_t *slots, void *map, size_t map_len)
+{
+	if (map)
+		munmap(map, map_len);
+	else
+		free(slots);
+}
+
+/* Home slot: Fibonacci-scramble the key, then map it onto [0, cap) with a
+ * multiply (cap need not be a power of two: exactly 2 slots per address). */
+static inline size_t u64set_home(const struct u64set *set, uint64_t k)
+{
+	return (size_t)(((unsigned __int128)(k * 0x9e3779b97f4a7c15ull) * set->cap) >> 64);
+}
+
+/* Make room for n keys in all at <= 50% load. 0 or -ENOMEM. */
+static int u64set_reserve(struct u64set *set, size_t n)
+{
+	size_t cap = 2 * (n + 1) > 4096 ? 2 * (n + 1) : 4096;
+	if (cap <= set->cap)
+		return 0;
+	struct u64set bigger = { .cap = cap, .n = set->n };
+	if (!(bigger.slots = slots_alloc(cap, &bigger.map, &bigger.map_len)))
 		return -ENOMEM;
 	for (size_t i = 0; i < set->cap; i++) {
 		uint64_t k = set->slots[i];
 		if (!k)
 			continue;
-		size_t j = (k * 0x9e3779b97f4a7c15ull) >> 20 & (cap - 1);
-		while (slots[j])
-			j = (j + 1) & (cap - 1);
-		slots[j] = k;
+		size_t j = u64set_home(&bigger, k);
+		while (bigger.slots[j])
+			j = j + 1 == cap ? 0 : j + 1;
+		bigger.slots[j] = k;
 	}
-	free(set->slots);
-	set->slots = slots;
-	set->cap = cap;
+	slots_free(set->slots, set->map, set->map_len);
+	*set = bigger;
 	return 0;
 }
 
-/* k != 0. 1 = added, 0 = present, -ENOMEM. */
-static int u64set_add(struct u64set *set, uint64_t k)
+static void u64set_free(struct u64set *set)
 {
-	if ((set->n + 1) * 2 > set->cap && u64set_grow(set) < 0)
+	slots_free(set->slots, set->map, set->map_len);
+	*set = (struct u64set){ 0 };
+}
+
+static inline void u64set_prefetch(const struct u64set *set, uint64_t k)
+{
+	if (set->cap)
+		__builtin_prefetch(&set->slots[u64set_home(set, k)]);
+}
+
+/* k != 0. 1 = added, 0 = present, -ENOMEM. */
+static inline int u64set_add(struct u64set *set, uint64_t k)
+{
+	if ((set->n + 1) * 2 > set->cap && u64set_reserve(set, set->n * 2 + 1) < 0)
 		return -ENOMEM;
-	size_t j = (k * 0x9e3779b97f4a7c15ull) >> 20 & (set->cap - 1);
+	size_t j = u64set_home(set, k);
 	while (set->slots[j]) {
 		if (set->slots[j] == k)
 			return 0;
-		j = (j + 1) & (set->cap - 1);
+		j = j + 1 == set->cap ? 0 : j + 1;
 	}
 	set->slots[j] = k;
 	set->n++;
@@ -214,6 +310,7 @@ struct target {
 	enum seg_kind kind;
 	size_t bld_len;        /* household targets: length of the building id (hix) */
 	const char *community; /* household targets: parent of the building */
+	uint64_t naddrs;       /* segments: phones + apps + terminals below (seg aggregates) */
 	struct resolver *r;    /* so a target can be a command's context */
 };
 
@@ -254,10 +351,21 @@ struct resolver {
 	struct queued *queue;
 	size_t q_head, q_len, q_cap;
 	size_t outstanding, tree_pending, hix_pending, targets_pending, bld_inflight;
-	bool households_started;
+	bool households_started, sized;
+	bool pumped;           /* a building list was asked for (or communities flushed) */
+	const char **deferred; /* communities not asked for yet (expand_community) */
+	size_t n_deferred, deferred_cap, communities_sent;
+	size_t addrs_hint;     /* distinct addresses expected (size_addrs) */
+	struct {
+		char tag[36];
+		unsigned char len;
+		unsigned idx;
+	} lcache[LANG_CACHE];
+	size_t n_lcache, lcache_next;
 	struct resolve_household *bh;
 	size_t bh_n, bh_cap;
 	struct resolve_addr *ba;
+	uint64_t *bk;          /* dedupe key of each ba[] entry while staged */
 	size_t ba_n, ba_cap;
 	uint64_t start_us;
 	struct resolve_stats stats;
@@ -331,12 +439,15 @@ static bool send_cmd(struct resolver *r, redis_reply_cb cb, void *ctx, const cha
 	char key[KEY_MAX];
 	const char *argv[8] = { cmd, key };
 	size_t lens[8] = { strlen(cmd) };
-	int n = snprintf(key, sizeof(key), "%s%s%.*s", r->vpfx, kind, (int)idlen, id);
-	if (n < 0 || (size_t)n >= sizeof(key) || nextra > 6) {
+	size_t vl = strlen(r->vpfx), kl = strlen(kind);
+	if (vl + kl + idlen >= sizeof(key) || nextra > 6) {
 		fail(r, RESOLVE_REDIS_ERROR, "key too long for '%.*s'", (int)idlen, id);
 		return false;
 	}
-	lens[1] = (size_t)n;
+	memcpy(key, r->vpfx, vl);
+	memcpy(key + vl, kind, kl);
+	memcpy(key + vl + kl, id, idlen);
+	lens[1] = vl + kl + idlen;
 	for (int i = 0; i < nextra; i++) {
 		argv[2 + i] = extra[i];
 		lens[2 + i] = strlen(extra[i]);
@@ -395,6 +506,8 @@ static void advance(struct resolver *r);
 static void on_kids(void *arg, redisReply *reply);
 static void on_terms(void *arg, redisReply *reply);
 
+static void expand_community(struct resolver *r, const char *s, size_t len);
+
 static void queue_building(struct resolver *r, const char *b, const char *community)
 {
 	if (r->q_head + r->q_len == r->q_cap) {
@@ -413,6 +526,57 @@ static void queue_building(struct resolver *r, const char *b, const char *commun
 	r->queue[r->q_head + r->q_len++] = (struct queued){ b, community };
 }
 
+/* LRANGE terms + LRANGE kids of a community (interned id s). */
+static void send_community(struct resolver *r, const char *s, size_t len)
+{
+	send_ctx(r, on_terms, ctx_new(r, s, s, K_NONE, NULL, NULL, 0), "LRANGE", "terms:", s, len,
+		 2, (const char *[]){ "0", "-1" });
+	struct cmd_ctx *c = ctx_new(r, s, s, K_BUILDING, NULL, NULL, 0);
+	send_ctx(r, on_kids, c, "LRANGE", "kids:", s, len, 2, (const char *[]){ "0", "-1" });
+	if (c && r->state != RS_FAILING)
+		r->tree_pending++;
+}
+
+/*
+ * Replies come back in command order, so the first building list can only
+ * be answered after every community list asked before it: for a district,
+ * ~140 replies and 7,000 ids to parse first. Until the first buildings are
+ * pumped, only EARLY_COMMUNITIES communities are asked for; the others wait
+ * (counted in tree_pending) and go out right behind the first building
+ * lists (flush_communities).
+ */
+static void expand_community(struct resolver *r, const char *s, size_t len)
+{
+	if (r->pumped || r->communities_sent < EARLY_COMMUNITIES) {
+		r->communities_sent++;
+		return send_community(r, s, len);
+	}
+	if (r->n_deferred == r->deferred_cap) {
+		size_t cap = r->deferred_cap ? r->deferred_cap * 2 : 64;
+		const char **d = realloc(r->deferred, cap * sizeof(*d));
+		if (!d)
+			return fail(r, RESOLVE_NOMEM, "out of memory");
+		r->deferred = d;
+		r->deferred_cap = cap;
+	}
+	r->deferred[r->n_deferred++] = s;
+	r->tree_pending++;
+}
+
+/* Once buildings are in flight, or nothing else is awaited from the tree. */
+static void flush_communities(struct resolver *r)
+{
+	if (!r->n_deferred || (!r->pumped && r->tree_pending > r->n_deferred))
+		return;
+	r->pumped = true; /* from now on communities go out as they are reached */
+	for (size_t i = 0; i < r->n_deferred && r->state == RS_STREAM; i++) {
+		r->tree_pending--;
+		r->communities_sent++;
+		send_community(r, r->deferred[i], strlen(r->deferred[i]));
+	}
+	r->n_deferred = 0;
+}
+
 /* Expand segment `id` of `kind`; community = its community (NULL above communities). */
 static void expand(struct resolver *r, enum seg_kind kind, const char *id, size_t len,
 		   const char *community)
@@ -425,11 +589,8 @@ static void expand(struct resolver *r, enum seg_kind kind, const char *id, size_
 		return; /* reached before: overlapping targets */
 	if (kind == K_BUILDING)
 		return queue_building(r, s, community);
-	if (kind == K_COMMUNITY) {
-		community = s;
-		send_ctx(r, on_terms, ctx_new(r, s, s, K_NONE, NULL, NULL, 0), "LRANGE", "terms:",
-			 s, len, 2, (const char *[]){ "0", "-1" });
-	}
+	if (kind == K_COMMUNITY)
+		return expand_community(r, s, len);
 	struct cmd_ctx *c = ctx_new(r, s, community, kind + 1, NULL, NULL, 0);
 	send_ctx(r, on_kids, c, "LRANGE", "kids:", s, len, 2, (const char *[]){ "0", "-1" });
 	if (c && r->state != RS_FAILING)
@@ -471,111 +632,184 @@ static bool batch_room(struct resolver *r, size_t hh, size_t ad)
 		if (!p)
 			return false;
 		r->ba = p;
+		if (!(p = realloc(r->bk, cap * sizeof(*r->bk))))
+			return false;
+		r->bk = p;
 		r->ba_cap = cap;
 	}
 	return true;
 }
 
+static void size_addrs_full(struct resolver *r);
+
 static void batch_emit(struct resolver *r)
 {
 	if (r->state != RS_FAILING && (r->bh_n || r->ba_n)) {
-		if (!r->stats.batches++)
-			r->stats.first_batch_us = now_us() - r->start_us;
 		struct resolve_batch b = { r->bh, r->bh_n, r->ba, r->ba_n };
-		r->on_batch(r->arg, &b);
+		if (!r->stats.batches++) {
+			r->stats.first_batch_us = now_us() - r->start_us;
+			r->on_batch(r->arg, &b);
+			size_addrs_full(r);
+		} else {
+			r->on_batch(r->arg, &b);
+		}
 	}
 	r->bh_n = r->ba_n = 0;
 }
 
-/* Add one address unless emitted before; *given: persons already attributed. */
-static int add_addr(struct resolver *r, enum resolve_channel ch, uint64_t key, const char *a,
-		    size_t len, const struct resolve_household *h, bool *given)
+/*
+ * Addresses of a building list are parsed first (staged in ba[] with their
+ * keys in bk[], the key's home slot prefetched), then deduplicated in order
+ * by dedupe_staged(): the set is far larger than the caches and its probes
+ * are random, so issuing all of a building's misses together instead of one
+ * at a time is what keeps them off the critical path.
+ */
+static inline int stage_addr(struct resolver *r, enum resolve_channel ch, uint64_t key,
+			     const char *a, size_t len, const struct resolve_household *h)
 {
-	int added = u64set_add(&r->addrs, key ? key : 1);
-	if (added <= 0) {
-		r->stats.duplicates += added == 0;
-		return added;
-	}
-	if (!batch_room(r, 0, 1))
+	if (r->ba_n == r->ba_cap && !batch_room(r, 0, 1))
 		return -ENOMEM;
+	u64set_prefetch(&r->addrs, key);
+	r->bk[r->ba_n] = key;
 	r->ba[r->ba_n++] = (struct resolve_addr){
-		.channel = ch, .addr = a, .len = len, .persons = *given ? 0 : h->persons,
+		.channel = ch, .addr = a, .len = len, .persons = h->persons,
 		.lang = h->lang, .segment = h->segment, .household = (long)(r->bh_n - 1),
 	};
-	*given = true;
-	r->stats.addrs[ch]++;
-	return 1;
+	return 0;
 }
 
-static uint64_t phone_key(const char *p, size_t n)
+/* Keep the staged ba[from..] not emitted before, in order; a household's
+ * persons go to its first kept address per channel. 0 or -ENOMEM. */
+static int dedupe_staged(struct resolver *r, size_t from)
+{
+	size_t w = from;
+	long hh = -2;
+	bool given[RESOLVE_NCHANNELS] = { 0 };
+	for (size_t i = from; i < r->ba_n; i++) {
+		struct resolve_addr *a = &r->ba[i];
+		int added = u64set_add(&r->addrs, r->bk[i]);
+		if (added < 0) {
+			r->ba_n = w;
+			return -ENOMEM;
+		}
+		if (!added) {
+			r->stats.duplicates++;
+			continue;
+		}
+		if (a->household != hh) {
+			hh = a->household;
+			memset(given, 0, sizeof(given));
+		}
+		if (given[a->channel])
+			a->persons = 0;
+		given[a->channel] = true;
+		r->stats.addrs[a->channel]++;
+		if (w != i)
+			r->ba[w] = *a;
+		w++;
+	}
+	r->ba_n = w;
+	return 0;
+}
+
+/* "+" then <= 15 digits, straight into the 64-bit key (exact: fits 50 bits). */
+static inline uint64_t phone_key(const char *p, size_t n)
 {
 	uint64_t v = 0;
-	for (size_t i = 1; i < n && i < 17; i++) /* "+" then <= 15 digits */
+	for (size_t i = 1; i < n && i < 17; i++)
 		v = v * 10 + (uint64_t)(p[i] - '0');
 	return TAG_PHONE | (v & HASH_MASK);
 }
 
-/* PHONES or APPS field: ';'-separated. */
-static int add_list(struct resolver *r, const char *f, size_t n, bool apps,
-		    const struct resolve_household *h, bool given[RESOLVE_NCHANNELS])
+/* PHONES field: ';'-separated. */
+static int add_phones(struct resolver *r, const char *f, size_t n,
+		      const struct resolve_household *h)
 {
-	while (n > 0) {
-		size_t len = 0;
-		while (len < n && f[len] != ';')
-			len++;
-		enum resolve_channel ch = RESOLVE_SMS;
-		uint64_t key = phone_key(f, len);
-		const char *a = f;
-		size_t alen = len;
-		const char *colon = apps ? memchr(f, ':', len) : NULL;
-		if (colon) {
-			size_t pl = (size_t)(colon - f);
-			ch = pl == 4 && !memcmp(f, "apns", 4) ? RESOLVE_APNS
-			   : pl == 3 && !memcmp(f, "fcm", 3)  ? RESOLVE_FCM
-							      : RESOLVE_WEBHOOK;
-			a = colon + 1;
-			alen = len - pl - 1;
-			key = TAG_APP | (hash64(f, len) & HASH_MASK);
-		}
-		if (len && (!apps || colon) && add_addr(r, ch, key, a, alen, h, &given[ch]) < 0)
+	const char *end = f + n;
+	while (f < end) {
+		const char *semi = memchr(f, ';', (size_t)(end - f));
+		size_t len = (size_t)((semi ? semi : end) - f);
+		if (len && stage_addr(r, RESOLVE_SMS, phone_key(f, len), f, len, h) < 0)
 			return -ENOMEM;
-		f += len + (len < n);
-		n -= len + (len < n);
+		if (!semi)
+			break;
+		f = semi + 1;
 	}
 	return 0;
+}
+
+/* APPS field: ';'-separated "platform:token". */
+static int add_apps(struct resolver *r, const char *f, size_t n,
+		    const struct resolve_household *h)
+{
+	const char *end = f + n;
+	while (f < end) {
+		const char *semi = memchr(f, ';', (size_t)(end - f));
+		size_t len = (size_t)((semi ? semi : end) - f);
+		const char *colon = len ? memchr(f, ':', len) : NULL;
+		if (colon) {
+			size_t pl = (size_t)(colon - f);
+			enum resolve_channel ch = pl == 4 && !memcmp(f, "apns", 4) ? RESOLVE_APNS
+						: pl == 3 && !memcmp(f, "fcm", 3)  ? RESOLVE_FCM
+										   : RESOLVE_WEBHOOK;
+			uint64_t key = TAG_APP | (hash64(f, len) & HASH_MASK);
+			if (stage_addr(r, ch, key, colon + 1, len - pl - 1, h) < 0)
+				return -ENOMEM;
+		}
+		if (!semi)
+			break;
+		f = semi + 1;
+	}
+	return 0;
+}
+
+/* resolve_pick_lang, remembered: a building list repeats a handful of tags. */
+static unsigned pick_lang(struct resolver *r, const char *lang, size_t len)
+{
+	for (size_t i = 0; i < r->n_lcache; i++)
+		if (r->lcache[i].len == len && !memcmp(r->lcache[i].tag, lang, len))
+			return r->lcache[i].idx;
+	unsigned idx = resolve_pick_lang(lang, len, r->langs, r->n_langs);
+	if (len < sizeof(r->lcache[0].tag)) {
+		size_t slot = r->n_lcache < LANG_CACHE ? r->n_lcache++ : (r->lcache_next++ % LANG_CACHE);
+		r->lcache[slot].len = (unsigned char)len;
+		r->lcache[slot].idx = idx;
+		memcpy(r->lcache[slot].tag, lang, len);
+	}
+	return idx;
 }
 
 /* One record "SUFFIX\tPERSONS\tLANG\tPHONES\tAPPS"; a malformed record is skipped. */
 static int add_record(struct resolver *r, const char *rec, size_t n, const char *building,
 		      const char *community, const struct target *filter)
 {
-	const char *f[5];
-	size_t fl[5], k = 0, start = 0;
-	for (size_t i = 0; i <= n && k < 5; i++) {
-		if (i == n || rec[i] == '\t') {
-			f[k] = rec + start;
-			fl[k++] = i - start;
-			start = i + 1;
-		}
+	const char *f[5], *end = rec + n, *p = rec;
+	size_t fl[5];
+	for (int k = 0; k < 5; k++) {
+		if (k && p > end)
+			return 0; /* fewer than 5 fields */
+		const char *tab = p < end ? memchr(p, '\t', (size_t)(end - p)) : NULL;
+		const char *e = tab ? tab : end; /* the 5th field ends at a 6th if any */
+		f[k] = p;
+		fl[k] = (size_t)(e - p);
+		p = e + 1;
 	}
-	if (k != 5)
-		return 0;
 	if (filter && (fl[0] != filter->len - filter->bld_len ||
 		       memcmp(f[0], filter->id + filter->bld_len, fl[0])))
 		return 0;
-	if (!batch_room(r, 1, 0))
+	if (r->bh_n == r->bh_cap && !batch_room(r, 1, 0))
 		return -ENOMEM;
+	unsigned persons = 0;
+	for (size_t i = 0; i < fl[1] && f[1][i] >= '0' && f[1][i] <= '9' && i < 9; i++)
+		persons = persons * 10 + (unsigned)(f[1][i] - '0');
 	struct resolve_household *h = &r->bh[r->bh_n++];
 	*h = (struct resolve_household){
 		.building = building, .suffix = f[0], .suffix_len = fl[0], .segment = community,
-		.persons = (unsigned)strtoul(f[1], NULL, 10),
-		.lang = resolve_pick_lang(f[2], fl[2], r->langs, r->n_langs),
+		.persons = persons, .lang = pick_lang(r, f[2], fl[2]),
 	};
 	r->stats.households++;
-	r->stats.persons += h->persons;
-	bool given[RESOLVE_NCHANNELS] = { 0 };
-	if (add_list(r, f[3], fl[3], false, h, given) < 0 ||
-	    add_list(r, f[4], fl[4], true, h, given) < 0)
+	r->stats.persons += persons;
+	if (add_phones(r, f[3], fl[3], h) < 0 || add_apps(r, f[4], fl[4], h) < 0)
 		return -ENOMEM;
 	return 0;
 }
@@ -589,14 +823,15 @@ static void on_hh(void *arg, redisReply *reply)
 		r->bld_inflight--;
 	if (!reply_failed(r, reply) && reply->type == REDIS_REPLY_ARRAY) {
 		const char *community = c->filter ? c->filter->community : c->community;
-		for (size_t i = 0; i < reply->elements; i++) {
+		size_t from = r->ba_n;
+		bool ok = batch_room(r, reply->elements, 0);
+		for (size_t i = 0; ok && i < reply->elements; i++) {
 			const redisReply *e = reply->element[i];
-			if (e->type == REDIS_REPLY_STRING &&
-			    add_record(r, e->str, e->len, c->id, community, c->filter) < 0) {
-				fail(r, RESOLVE_NOMEM, "out of memory");
-				break;
-			}
+			if (e->type == REDIS_REPLY_STRING)
+				ok = add_record(r, e->str, e->len, c->id, community, c->filter) == 0;
 		}
+		if (!ok || dedupe_staged(r, from) < 0)
+			fail(r, RESOLVE_NOMEM, "out of memory");
 		batch_emit(r);
 	}
 	free(c);
@@ -661,6 +896,7 @@ static void pump(struct resolver *r)
 		send_ctx(r, on_hh, ctx_new(r, q.building, q.community, K_NONE, NULL, NULL, 0),
 			 "LRANGE", "hh:", q.building, len, 2, (const char *[]){ "0", "-1" });
 		r->bld_inflight++;
+		r->pumped = true;
 		send_ctx(r, on_terms, ctx_new(r, q.building, q.community, K_NONE, NULL, NULL, 0),
 			 "LRANGE", "terms:", q.building, len, 2, (const char *[]){ "0", "-1" });
 	}
@@ -717,10 +953,12 @@ static void finish(struct resolver *r)
 	};
 	r->on_done(r->arg, &res);
 	free(r->seen.slots);
-	free(r->addrs.slots);
+	u64set_free(&r->addrs);
 	free(r->queue);
+	free(r->deferred);
 	free(r->bh);
 	free(r->ba);
+	free(r->bk);
 	free(r->targets);
 	free(r->langs);
 	free(r->unknown);
@@ -750,14 +988,64 @@ static void unknown_targets(struct resolver *r)
 	     "in population version %lld", r->n_unknown, r->stats.version);
 }
 
+/* An id is covered by another segment target when that one is a proper prefix
+ * of it (ids extend their parent's id) or the same id listed earlier. Only for
+ * sizing: a prefix that is not an ancestor makes the estimate low, and the
+ * set then grows as it would without an estimate. */
+static bool covered_by_target(const struct resolver *r, size_t i)
+{
+	const struct target *t = &r->targets[i];
+	for (size_t j = 0; j < r->n_targets; j++) {
+		const struct target *o = &r->targets[j];
+		if (j != i && o->kind != K_NONE && o->len <= t->len && !memcmp(o->id, t->id, o->len) &&
+		    (o->len < t->len || j < i))
+			return true;
+	}
+	return false;
+}
+
+/* Once every target is classified and before any address comes back: size
+ * the address set for the sum of the outermost targets' aggregates (an
+ * address shared by two households counts twice: a slight overestimate). */
+static void size_addrs(struct resolver *r)
+{
+	uint64_t n = 0;
+	r->sized = true;
+	for (size_t i = 0; i < r->n_targets; i++) {
+		const struct target *t = &r->targets[i];
+		if (t->kind == K_NONE)
+			n += 8; /* a household: a few phones and tokens; the set grows if not */
+		else if (!covered_by_target(r, i))
+			n += t->naddrs;
+	}
+	if (n > (uint64_t)1 << 40)
+		n = (uint64_t)1 << 40; /* nonsense aggregates: let the set grow instead */
+	r->addrs_hint = (size_t)n;
+	if (u64set_reserve(&r->addrs, n < FIRST_SET ? (size_t)n : FIRST_SET) < 0)
+		fail(r, RESOLVE_NOMEM, "out of memory");
+}
+
+/* After the first batch: the full-size set (its page faults, a few ms for
+ * a district, land after the first batch instead of before it). */
+static void size_addrs_full(struct resolver *r)
+{
+	/* If this much cannot be mapped at once, the set just grows as needed. */
+	if (r->state == RS_STREAM && r->addrs_hint > r->addrs.n)
+		(void)u64set_reserve(&r->addrs, r->addrs_hint);
+	r->addrs_hint = 0;
+}
+
 /* Called at the end of every callback: move on, or finish when all is back. */
 static void advance(struct resolver *r)
 {
 	bool classified = !r->hix_pending && !r->targets_pending;
 	if (r->state == RS_STREAM && classified && r->n_unknown)
 		unknown_targets(r);
+	if (r->state == RS_STREAM && classified && !r->sized)
+		size_addrs(r);
 	if (r->state == RS_STREAM && classified) {
 		pump(r);
+		flush_communities(r);
 		if (!r->tree_pending && !r->households_started)
 			start_households(r);
 		if (r->state == RS_STREAM && !r->outstanding && !r->q_len) {
@@ -795,8 +1083,11 @@ static void on_target(void *arg, redisReply *reply)
 	r->outstanding--;
 	r->tree_pending--;
 	r->targets_pending--;
-	if (!reply_failed(r, reply) && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+	if (!reply_failed(r, reply) && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5) {
 		const redisReply *k = reply->element[0], *p = reply->element[1];
+		for (int i = 2; i < 5; i++)
+			if (reply->element[i]->type == REDIS_REPLY_STRING)
+				t->naddrs += strtoull(reply->element[i]->str, NULL, 10);
 		for (int i = 0; k->type == REDIS_REPLY_STRING && i < 4; i++)
 			if (!strcmp(k->str, kinds[i]))
 				t->kind = (enum seg_kind)i;
@@ -848,8 +1139,8 @@ static void on_current(void *arg, redisReply *reply)
 	send_cmd(r, on_meta, r, "HGET", "meta", "", 0, 1, (const char *[]){ "hix_buckets" });
 	for (size_t i = 0; i < r->n_targets && r->state == RS_STREAM; i++) {
 		struct target *t = &r->targets[i];
-		if (send_cmd(r, on_target, t, "HMGET", "seg:", t->id, t->len, 2,
-			     (const char *[]){ "kind", "parent" })) {
+		if (send_cmd(r, on_target, t, "HMGET", "seg:", t->id, t->len, 5,
+			     (const char *[]){ "kind", "parent", "phones", "apps", "terminals" })) {
 			r->tree_pending++;
 			r->targets_pending++;
 		}

@@ -22,10 +22,12 @@
  *     resolver frees itself (the pointer is dead once on_done returns).
  *
  * Memory, per resolution: 8 bytes x 2 (hash slot at <= 50% load) per
- * distinct address, ~48 bytes per expanded community/building (its id,
- * interned, and its set slot), the copied targets, and the batch arrays
- * sized for the largest building. Redis replies are held only while their
- * callback runs; at most RESOLVE_WINDOW building lists are in flight.
+ * distinct address (sized once from the targets' seg:{id} aggregates; in
+ * 2 MiB huge pages when that large, so rounded up to 2 MiB), ~48 bytes per
+ * expanded community/building (its id, interned, and its set slot), the
+ * copied targets, and the batch arrays sized for the largest building.
+ * Redis replies are held only while their callback runs; at most
+ * RESOLVE_WINDOW building lists are in flight.
  * Phone numbers are deduplicated exactly (an E.164 number fits 50 bits);
  * app tokens and terminal ids by a 62-bit hash (collision odds ~1e-7 for
  * two million tokens: a collision would drop one address).
