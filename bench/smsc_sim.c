@@ -18,7 +18,11 @@
  * purpose (decimal vs hex, case, leading zeros) and the receipt carries
  * TLVs and/or Appendix B text.
  *
- * Counts go to --stats as JSON on SIGUSR1 and at exit (SIGTERM, SIGINT).
+ * Counts go to --stats as JSON on SIGUSR1 and at exit (SIGTERM, SIGINT),
+ * with submit_seconds: first submit_sm read to last submit_sm_resp queued
+ * (microsecond clock), the client's pace measured the same way whatever
+ * the client is (bench/smpp_bench.py compares the engine and the blaster
+ * with it).
  * Invariant: timed events are FIFOs because their delays are constant.
  */
 #include <errno.h>
@@ -86,6 +90,8 @@ struct stats {
 	uint64_t binds, bind_refused, unbinds, submits, messages, parts_udh, dc_ucs2, dc_gsm,
 		dc_other, throttled, rejected, accepted, receipts_delivrd, receipts_undeliv,
 		receipts_expired, receipts_none, receipts_unsent, deliver_resps, enquire_links;
+	/* the client's pace as the SMSC sees it: first submit_sm read .. last submit_sm_resp queued */
+	uint64_t first_submit_us, last_submit_resp_us;
 	uint64_t *dest_set;
 	size_t dest_cap, dests;
 };
@@ -115,6 +121,13 @@ static uint64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static void fifo_push(struct fifo *f, const struct ev *e)
@@ -194,11 +207,13 @@ static void write_stats(const struct sim *s)
 		"\"dc_other\": %lu, \"throttled\": %lu, \"rejected\": %lu, \"accepted\": %lu, "
 		"\"unique_destinations\": %zu, \"receipts\": {\"DELIVRD\": %lu, \"UNDELIV\": %lu, "
 		"\"EXPIRED\": %lu, \"none\": %lu, \"unsent\": %lu}, \"deliver_sm_resp\": %lu, "
-		"\"enquire_link\": %lu}\n",
+		"\"enquire_link\": %lu, \"submit_seconds\": %.6f}\n",
 		st->binds, st->bind_refused, st->unbinds, st->submits, st->messages, st->parts_udh,
 		st->dc_ucs2, st->dc_gsm, st->dc_other, st->throttled, st->rejected, st->accepted,
 		st->dests, st->receipts_delivrd, st->receipts_undeliv, st->receipts_expired,
-		st->receipts_none, st->receipts_unsent, st->deliver_resps, st->enquire_links);
+		st->receipts_none, st->receipts_unsent, st->deliver_resps, st->enquire_links,
+		st->last_submit_resp_us > st->first_submit_us
+			? (double)(st->last_submit_resp_us - st->first_submit_us) / 1e6 : 0.0);
 	fclose(f);
 	rename(tmp, s->o.stats);
 }
@@ -385,6 +400,8 @@ static void on_submit(struct sim *s, int i, const struct smpp_pdu *p)
 {
 	struct conn *c = &s->c[i];
 	struct ev e = {.due_ms = now_ms() + s->o.latency_ms, .conn = i, .gen = c->gen, .seq = p->seq};
+	if (!s->st.first_submit_us)
+		s->st.first_submit_us = now_us();
 	if (!c->bound) {
 		e.status = 0x04; /* ESME_RINVBNDSTS */
 	} else if (p->body_err != SMPP_OK) {
@@ -487,6 +504,7 @@ static void send_resp(struct sim *s, struct ev *e, uint64_t now)
 	size_t n = smpp_encode_resp(conn_room(c, 96), 96, SMPP_SUBMIT_SM | SMPP_RESP, e->status,
 				    e->seq, e->status ? NULL : id);
 	c->wlen += n;
+	s->st.last_submit_resp_us = now_us();
 	if (e->status)
 		return;
 	struct ev r = *e;
