@@ -378,7 +378,7 @@ class ClientCertificates(unittest.TestCase):
                      ("operators", "client_ca"): p("ca.crt"), ("server", "threads"): "1"})
         t = Tocsind(TOCSIND, d, redis.address, keyring, opts).start()
         try:
-            url = "https://localhost:%d/v1/status" % t.port
+            url = "https://localhost:%d/metrics" % t.port
 
             def get(*cert):
                 r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}",
