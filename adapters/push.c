@@ -39,6 +39,8 @@
  *                             takes its slot; closes when nghttp2 is done)
  *   any --error, EOF, ping or connect timeout--> CLOSING --last op back--> freed
  */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <stdio.h>
@@ -768,6 +770,9 @@ static void pc_open(struct push *p, unsigned slot)
 	pc->fd = socket(p->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (pc->fd < 0)
 		goto out_free;
+	int one = 1; /* small frames (SETTINGS ack, WINDOW_UPDATE) must not wait for an ACK */
+	if (p->sa.ss_family != AF_UNIX)
+		setsockopt(pc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (p->tls && !(pc->ssl = new_client_ssl(p, &pc->rbio, &pc->wbio)))
 		goto out_close;
 	pc->p = p;

@@ -62,9 +62,12 @@ def h2load(port, tls, n):
                           "-H", "content-type: application/json",
                           "-H", "authorization: Bearer bench-token", url],
                          capture_output=True, text=True).stdout
-    m = re.search(r"finished in ([0-9.]+)s, ([0-9.]+) req/s", out)
+    m = re.search(r"finished in ([0-9.]+)(m?s), ([0-9.]+) req/s", out)
+    if not m:
+        raise RuntimeError("h2load failed: " + out[-500:])
     ok = re.search(r"status codes: (\d+) 2xx", out)
-    return {"seconds": float(m.group(1)), "per_second": float(m.group(2)),
+    secs = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
+    return {"seconds": secs, "per_second": float(m.group(3)),
             "ok": int(ok.group(1)) if ok else 0}
 
 

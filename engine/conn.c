@@ -6,6 +6,8 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -98,6 +100,8 @@ struct conn *conn_new(struct worker *w, int fd)
 		goto out_free_conn;
 	c->w = w;
 	c->fd = fd;
+	int one = 1; /* answers go out when written, not after the peer's delayed ACK */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	c->id = ++w->next_conn_id;
 	c->state = CONN_SNIFF;
 	c->refs = 1; /* the "open" reference, dropped by conn_close */

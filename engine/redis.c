@@ -12,6 +12,8 @@
 
 #include <errno.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -264,6 +266,10 @@ void redis_start(struct redis_client *rc)
 	if (rc->state != REDIS_DOWN || rc->stopping)
 		return;
 	rc->fd = socket(rc->sa.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (rc->fd >= 0 && rc->sa.ss_family != AF_UNIX) {
+		int one = 1; /* pipelined commands must not wait for Nagle */
+		setsockopt(rc->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	if (rc->fd < 0) {
 		loop_timer_set(rc->loop, &rc->retry, rc->backoff_ms, on_retry);
 		return;
