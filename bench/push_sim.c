@@ -17,6 +17,8 @@
  *   --jwt-pubkey PEM           validate APNs JWTs (ES256, iat not older than --jwt-max-age)
  *   --bearer TOKEN             validate FCM "authorization: Bearer TOKEN"
  *   --stats FILE               JSON counters, written on SIGUSR1 and at SIGTERM
+ *                              (request_seconds: first to last request, the
+ *                              sink-side clock benchmarks compare with)
  *
  * Counts: requests per kind (apns, fcm, other), per status, unique tokens,
  * tokens accepted (200) and accepted more than once, collapse ids,
@@ -68,6 +70,7 @@ struct sim {
 	struct set tokens, accepted, collapse;
 	double bucket;
 	uint64_t bucket_ms;
+	uint64_t first_us, last_us; /* first and last request answered: the sink-side clock */
 };
 
 struct stream {
@@ -95,6 +98,13 @@ struct sconn {
 	int32_t goaway_last;
 	char last_jwt[512];
 };
+
+static uint64_t mono_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static uint64_t mono_ms(void)
 {
@@ -298,6 +308,10 @@ static void answer(struct sconn *c, struct stream *st)
 		push_json_find_string(st->body, st->blen, "token", tok, sizeof(tok));
 		st->status = over_rate(s) ? 429 : 200;
 	}
+	uint64_t now_us = mono_us();
+	if (!s->first_us)
+		s->first_us = now_us;
+	s->last_us = now_us;
 	s->requests++;
 	s->kind[kind]++;
 	s->status[st->status]++;
@@ -334,9 +348,10 @@ static void write_stats(struct sim *s)
 		}
 	fprintf(f, "},\"unique_tokens\":%zu,\"accepted_tokens\":%zu,\"accepted_duplicates\":%lu,"
 		"\"collapse_ids\":%zu,\"collapse_total\":%lu,\"jwt_bad\":%lu,\"bearer_bad\":%lu,"
-		"\"connections\":%lu,\"goaways\":%lu}\n",
+		"\"connections\":%lu,\"goaways\":%lu,\"request_seconds\":%.6f}\n",
 		s->tokens.n, s->accepted.n, s->accepted_dup, s->collapse.n, s->collapse_total,
-		s->jwt_bad, s->bearer_bad, s->connections, s->goaways);
+		s->jwt_bad, s->bearer_bad, s->connections, s->goaways,
+		s->last_us > s->first_us ? (double)(s->last_us - s->first_us) / 1e6 : 0.0);
 	pthread_mutex_unlock(&s->mu);
 	fclose(f);
 	rename(tmp, s->o.stats);
