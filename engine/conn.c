@@ -63,12 +63,11 @@ size_t conn_output_pending(const struct conn *c)
 
 const char *conn_alpn(const struct conn *c)
 {
-	static char name[32];
 	const unsigned char *p = NULL;
 	unsigned int n = 0;
 	if (c->ssl)
 		SSL_get0_alpn_selected(c->ssl, &p, &n);
-	if (!p || n >= sizeof(name))
+	if (!p)
 		return "";
 	if (n == 2 && !memcmp(p, "h2", 2))
 		return "h2";
