@@ -71,7 +71,7 @@ struct delivery {
 	uint64_t seq;               /* FIFO order within a priority */
 	uint64_t not_before_ms;     /* retry backoff: not sent before this time */
 	uint64_t sent_ms;
-	size_t heap_slot;           /* position in the lane's queue + 1; 0 when not queued */
+	size_t heap_slot;           /* lane heap position + 1; SIZE_MAX in the lane's ring; 0 not queued */
 	struct delivery *next_in_campaign;
 };
 

@@ -135,7 +135,10 @@ static void add_address(struct plan *p, const struct resolve_addr *a, enum chann
 	struct dispatcher *dp = p->dp;
 	struct campaign *c = p->c;
 	char addr[1200];
-	snprintf(addr, sizeof(addr), "%s%.*s", prefix, (int)(a->len < 1100 ? a->len : 1100), a->addr);
+	size_t plen = strlen(prefix), alen = a->len < 1100 ? a->len : 1100;
+	memcpy(addr, prefix, plen); /* prefixes are short literals (see route) */
+	memcpy(addr + plen, a->addr, alen);
+	addr[plen + alen] = 0;
 	uint32_t hh = a->household >= 0 ? p->hh[a->household] : LEDGER_NONE;
 	uint32_t seg = LEDGER_NONE;
 	if (ch == CHANNEL_TERMINAL && a->segment) {
@@ -158,7 +161,7 @@ static void add_address(struct plan *p, const struct resolve_addr *a, enum chann
 		c->by_state[st]++;
 		return;
 	}
-	struct delivery *d = delivery_new(dp, c, ch, addr, strlen(addr));
+	struct delivery *d = delivery_new(dp, c, ch, addr, plen + alen);
 	d->household = hh;
 	d->segment = hh != LEDGER_NONE ? c->ledger.hh[hh].building : seg;
 	d->lang = (uint8_t)a->lang;

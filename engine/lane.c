@@ -1,7 +1,16 @@
 /*
  * engine/lane.c: priority queue, token bucket, window and pause of a lane
- * (see lane.h). The queue is a binary min-heap on (prio, seq); each
- * delivery remembers its slot so retraction and removal are O(log n).
+ * (see lane.h).
+ *
+ * The queue is ordered on (prio, seq). Deliveries nearly always arrive in
+ * that order (a campaign's deliveries are numbered as they are planned), so
+ * the queue is two parts: a ring `run` that takes every entry whose key is
+ * not below the ring's last one, in O(1) at both ends, and a binary
+ * min-heap for the rest (a more urgent campaign arriving while a lesser one
+ * is queued, retries). Taking compares the two heads. The keys are kept
+ * inline beside the pointers, so comparisons never chase a pointer into a
+ * scattered delivery. Invariants: the ring is nondecreasing in key; every
+ * queued delivery is in exactly one of the two, with heap_slot != 0.
  */
 #include "lane.h"
 
@@ -29,82 +38,132 @@ void lane_init(struct lane *l, const char *name, enum channel ch, double rate, d
 
 void lane_release(struct lane *l)
 {
+	free(l->run);
+	l->run = NULL;
+	l->run_head = l->run_n = l->run_cap = 0;
 	free(l->heap);
 	l->heap = NULL;
 	l->n = l->cap = 0;
 }
 
-static bool before(const struct delivery *a, const struct delivery *b)
+static bool before(const struct lane_slot *a, const struct lane_slot *b)
 {
 	return a->prio != b->prio ? a->prio < b->prio : a->seq < b->seq;
 }
 
-static void place(struct lane *l, size_t i, struct delivery *d)
+static void place(struct lane *l, size_t i, struct lane_slot s)
 {
-	l->heap[i] = d;
-	d->heap_slot = i + 1;
+	l->heap[i] = s;
+	s.d->heap_slot = i + 1;
+}
+
+static struct lane_slot slot_of(struct delivery *d)
+{
+	return (struct lane_slot){.prio = d->prio, .seq = d->seq, .d = d};
 }
 
 static void sift_up(struct lane *l, size_t i)
 {
-	struct delivery *d = l->heap[i];
-	while (i > 0 && before(d, l->heap[(i - 1) / 2])) {
+	struct lane_slot s = l->heap[i];
+	while (i > 0 && before(&s, &l->heap[(i - 1) / 2])) {
 		place(l, i, l->heap[(i - 1) / 2]);
 		i = (i - 1) / 2;
 	}
-	place(l, i, d);
+	place(l, i, s);
 }
 
 static void sift_down(struct lane *l, size_t i)
 {
-	struct delivery *d = l->heap[i];
+	struct lane_slot s = l->heap[i];
 	for (;;) {
 		size_t c = 2 * i + 1;
 		if (c >= l->n)
 			break;
-		if (c + 1 < l->n && before(l->heap[c + 1], l->heap[c]))
+		if (c + 1 < l->n && before(&l->heap[c + 1], &l->heap[c]))
 			c++;
-		if (!before(l->heap[c], d))
+		if (!before(&l->heap[c], &s))
 			break;
 		place(l, i, l->heap[c]);
 		i = c;
 	}
-	place(l, i, d);
+	place(l, i, s);
 }
 
-int lane_push(struct lane *l, struct delivery *d)
+static struct lane_slot *run_at(const struct lane *l, size_t i)
+{
+	return &l->run[(l->run_head + i) & (l->run_cap - 1)];
+}
+
+static int run_append(struct lane *l, struct lane_slot s)
+{
+	if (l->run_n == l->run_cap) { /* grow the ring (a power of two), unwrapped */
+		size_t cap = l->run_cap ? l->run_cap * 2 : 1024;
+		struct lane_slot *r = malloc(cap * sizeof(*r));
+		if (!r)
+			return -ENOMEM;
+		for (size_t i = 0; i < l->run_n; i++)
+			r[i] = *run_at(l, i);
+		free(l->run);
+		l->run = r;
+		l->run_cap = cap;
+		l->run_head = 0;
+	}
+	*run_at(l, l->run_n++) = s;
+	s.d->heap_slot = SIZE_MAX; /* queued, in the ring */
+	return 0;
+}
+
+static int heap_push(struct lane *l, struct lane_slot s)
 {
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 1024;
-		struct delivery **h = realloc(l->heap, cap * sizeof(*h));
+		struct lane_slot *h = realloc(l->heap, cap * sizeof(*h));
 		if (!h)
 			return -ENOMEM;
 		l->heap = h;
 		l->cap = cap;
 	}
+	place(l, l->n++, s);
+	sift_up(l, l->n - 1);
+	return 0;
+}
+
+int lane_push(struct lane *l, struct delivery *d)
+{
+	struct lane_slot s = slot_of(d);
+	int r = l->run_n == 0 || !before(&s, run_at(l, l->run_n - 1)) ? run_append(l, s)
+								       : heap_push(l, s);
+	if (r)
+		return r;
 	d->lane = l;
 	d->state = DELIVERY_QUEUED;
-	place(l, l->n++, d);
-	sift_up(l, l->n - 1);
 	l->stats.queued++;
 	return 0;
 }
 
+/* The entry that goes next: the smaller of the ring's and the heap's heads. */
+static struct lane_slot *peek(const struct lane *l, bool *from_run)
+{
+	struct lane_slot *r = l->run_n ? run_at(l, 0) : NULL;
+	struct lane_slot *h = l->n ? &l->heap[0] : NULL;
+	*from_run = r && (!h || !before(h, r));
+	return *from_run ? r : h;
+}
+
 size_t lane_queued(const struct lane *l)
 {
-	return l->n;
+	return l->n + l->run_n;
 }
 
 static void remove_at(struct lane *l, size_t i)
 {
-	struct delivery *d = l->heap[i];
-	d->heap_slot = 0;
-	struct delivery *last = l->heap[--l->n];
+	l->heap[i].d->heap_slot = 0;
+	struct lane_slot last = l->heap[--l->n];
 	if (i == l->n)
 		return;
 	place(l, i, last);
 	sift_up(l, i);
-	sift_down(l, last->heap_slot - 1);
+	sift_down(l, last.d->heap_slot - 1);
 }
 
 static void refill(struct lane *l, uint64_t now_ms)
@@ -124,9 +183,10 @@ bool lane_paused(const struct lane *l, uint64_t now_ms)
 
 struct delivery *lane_take(struct lane *l, uint64_t now_ms)
 {
-	if (l->n == 0 || l->down || lane_paused(l, now_ms) || l->inflight >= l->window)
+	if (lane_queued(l) == 0 || l->down || lane_paused(l, now_ms) || l->inflight >= l->window)
 		return NULL;
-	struct delivery *d = l->heap[0];
+	bool from_run;
+	struct delivery *d = peek(l, &from_run)->d;
 	double cost = d->parts ? d->parts : 1;
 	if (l->rate > 0) {
 		refill(l, now_ms);
@@ -135,7 +195,13 @@ struct delivery *lane_take(struct lane *l, uint64_t now_ms)
 			return NULL;
 		l->tokens -= cost;
 	}
-	remove_at(l, 0);
+	if (from_run) {
+		l->run_head = (l->run_head + 1) & (l->run_cap - 1);
+		l->run_n--;
+		d->heap_slot = 0;
+	} else {
+		remove_at(l, 0);
+	}
 	l->inflight++;
 	return d;
 }
@@ -157,16 +223,29 @@ void lane_pause(struct lane *l, uint64_t until_ms, const char *reason)
 size_t lane_retract(struct lane *l, bool (*match)(const struct delivery *d, void *arg), void *arg,
 		    void (*out)(struct delivery *d, void *arg), void *arg2)
 {
-	/* One pass to filter, then rebuild the heap: O(n) even for a million entries. */
+	/* One pass over each part to filter (the ring stays in order), then
+	 * rebuild the heap: O(n) even for a million entries. */
 	size_t kept = 0, removed = 0;
+	for (size_t i = 0; i < l->run_n; i++) {
+		struct lane_slot s = *run_at(l, i);
+		if (match(s.d, arg)) {
+			s.d->heap_slot = 0;
+			out(s.d, arg2);
+			removed++;
+		} else {
+			*run_at(l, kept++) = s;
+		}
+	}
+	l->run_n = kept;
+	kept = 0;
 	for (size_t i = 0; i < l->n; i++) {
-		struct delivery *d = l->heap[i];
+		struct delivery *d = l->heap[i].d;
 		if (match(d, arg)) {
 			d->heap_slot = 0;
 			out(d, arg2);
 			removed++;
 		} else {
-			place(l, kept++, d);
+			place(l, kept++, l->heap[i]);
 		}
 	}
 	l->n = kept;
@@ -177,14 +256,16 @@ size_t lane_retract(struct lane *l, bool (*match)(const struct delivery *d, void
 
 uint64_t lane_next_ready_ms(struct lane *l, uint64_t now_ms)
 {
-	if (l->n == 0 || l->down || l->inflight >= l->window)
+	if (lane_queued(l) == 0 || l->down || l->inflight >= l->window)
 		return UINT64_MAX;
 	if (lane_paused(l, now_ms))
 		return l->paused_until_ms;
 	if (l->rate <= 0)
 		return now_ms;
 	refill(l, now_ms);
-	double cost = l->heap[0]->parts ? l->heap[0]->parts : 1;
+	bool from_run;
+	const struct delivery *head = peek(l, &from_run)->d;
+	double cost = head->parts ? head->parts : 1;
 	if (cost > l->burst)
 		cost = l->burst;
 	if (l->tokens >= cost)

@@ -29,6 +29,13 @@ struct lane_stats {
 	uint64_t first_send_count, receipt_count;
 };
 
+/* A queue entry: the delivery's ordering key kept beside it (see lane.c). */
+struct lane_slot {
+	uint32_t prio;
+	uint64_t seq;
+	struct delivery *d;
+};
+
 struct lane {
 	char name[64];
 	enum channel channel;
@@ -42,7 +49,11 @@ struct lane {
 	uint64_t paused_until_ms;
 	char pause_reason[96];
 	bool down;                 /* the adapter has no usable connection */
-	struct delivery **heap;
+	/* The queue (see lane.c): `run` is a ring of entries in key order,
+	 * `heap` a min-heap of the entries that arrived out of order. */
+	struct lane_slot *run;
+	size_t run_head, run_n, run_cap;
+	struct lane_slot *heap;
 	size_t n, cap;
 	struct lane_stats stats;
 	const struct adapter_ops *adapter;

@@ -89,9 +89,11 @@ class Tocsind:
 
     def start(self):
         self.logf = open(self.log, "ab")
-        self.proc = subprocess.Popen([self.binary, "--config", self.conf],
+        # TOCSIN_WRAP (e.g. "valgrind --tool=callgrind") prefixes the command, for profiling
+        wrap = os.environ.get("TOCSIN_WRAP", "").split()
+        self.proc = subprocess.Popen(wrap + [self.binary, "--config", self.conf],
                                      stdout=self.logf, stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc)
+        wait_port(self.port, self.proc, 60.0 if wrap else 10.0)
         return self
 
     def stop(self, sig=signal.SIGTERM):

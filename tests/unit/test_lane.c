@@ -154,6 +154,50 @@ static void test_retract(void **state)
 	lane_release(&l);
 }
 
+/* Against a linear-scan model: pushes mostly in order (the ring), some out
+ * of order (the heap), takes interleaved so the ring wraps and grows. */
+static void test_ring_and_heap_agree_with_model(void **state)
+{
+	enum { N = 20000 };
+	struct lane l;
+	lane_init(&l, "sms-3", CHANNEL_SMS, 0, 0, N + 1, 0);
+	struct delivery *ds = calloc(N, sizeof(*ds));
+	bool *queued = calloc(N, sizeof(*queued));
+	uint32_t rng = 12345;
+	size_t pushed = 0, n_queued = 0;
+	uint32_t prio = 3;
+	for (int step = 0; step < 3 * N; step++) {
+		rng = rng * 1103515245u + 12345u;
+		unsigned r = (rng >> 16) % 100;
+		if (pushed < N && r < 60) {
+			struct delivery *d = &ds[pushed];
+			d->seq = pushed;
+			if (r < 5) /* now and then a more urgent (or lesser) campaign */
+				prio = (rng >> 8) % 7;
+			d->prio = prio;
+			assert_int_equal(lane_push(&l, d), 0);
+			queued[pushed++] = true;
+			n_queued++;
+		} else if (n_queued) {
+			struct delivery *best = NULL;
+			for (size_t i = 0; i < pushed; i++)
+				if (queued[i] && (!best || ds[i].prio < best->prio ||
+						  (ds[i].prio == best->prio && ds[i].seq < best->seq)))
+					best = &ds[i];
+			struct delivery *d = lane_take(&l, 0);
+			assert_ptr_equal(d, best);
+			assert_int_equal(d->heap_slot, 0);
+			queued[d->seq] = false;
+			n_queued--;
+			lane_done(&l);
+		}
+		assert_int_equal(lane_queued(&l), n_queued);
+	}
+	free(queued);
+	free(ds);
+	lane_release(&l);
+}
+
 static void test_down_lane_sends_nothing(void **state)
 {
 	struct lane l;
@@ -175,6 +219,7 @@ int main(void)
 		cmocka_unit_test(test_parts_cost_tokens),  cmocka_unit_test(test_window),
 		cmocka_unit_test(test_pause_keeps_order),  cmocka_unit_test(test_retract),
 		cmocka_unit_test(test_down_lane_sends_nothing),
+		cmocka_unit_test(test_ring_and_heap_agree_with_model),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
