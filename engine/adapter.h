@@ -70,6 +70,8 @@ const Tocsin__Warning *campaign_warning(const struct campaign *c);
 const Tocsin__Info *campaign_info(const struct campaign *c, unsigned lang);
 /* "【演练】headline instruction" style text for short channels (malloc'd by the campaign, cached). */
 const char *campaign_text(struct campaign *c, unsigned lang);
+/* SMS parts that text needs (sms_text_parts, counted once per campaign and language). */
+unsigned campaign_sms_parts(struct campaign *c, unsigned lang);
 bool campaign_is_drill(const struct campaign *c);
 int64_t campaign_expires(const struct campaign *c);
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "adapter.h"
+#include "sms_text.h"
 
 static unsigned rank_colour(Tocsin__Colour c)
 {
@@ -116,6 +117,15 @@ const char *campaign_text(struct campaign *c, unsigned lang)
 	snprintf(t, n, "%s%s%s%s", prefix, in->headline, instr[0] ? " " : "", instr);
 	c->text[lang] = t;
 	return t;
+}
+
+unsigned campaign_sms_parts(struct campaign *c, unsigned lang)
+{
+	if (lang >= c->w->n_info)
+		lang = 0;
+	if (!c->sms_parts[lang])
+		c->sms_parts[lang] = (uint16_t)sms_text_parts(campaign_text(c, lang));
+	return c->sms_parts[lang];
 }
 
 bool campaign_is_drill(const struct campaign *c)

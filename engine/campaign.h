@@ -48,6 +48,7 @@ struct campaign {
 	bool test;                   /* Test: only the configured test recipients */
 	bool resolved;
 	char *text[WARNING_MAX_INFOS]; /* rendered short text per info block, lazily */
+	uint16_t sms_parts[WARNING_MAX_INFOS]; /* SMS parts of that text; 0 = not counted yet */
 	const char *drill_prefix;
 	struct ledger ledger;
 	uint64_t open;               /* deliveries not final (queued, held, sent, accepted) */

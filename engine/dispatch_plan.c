@@ -112,23 +112,6 @@ struct plan {
 	bool terminals_only; /* a Cancel: only terminals get the stop command */
 };
 
-/* UTF-16 units of a UTF-8 text: the length an SMS in UCS-2 has. */
-static unsigned sms_parts_of(const char *utf8)
-{
-	unsigned units = 0;
-	bool gsm = true;
-	for (const unsigned char *p = (const unsigned char *)utf8; *p; p++) {
-		if ((*p & 0xC0) != 0x80)
-			units += (*p >= 0xF0) ? 2 : 1;
-		if (*p >= 0x80 || *p == '[' || *p == ']' || *p == '{' || *p == '}' || *p == '~' ||
-		    *p == '\\' || *p == '^' || *p == '|' || *p == '`')
-			gsm = false;
-	}
-	if (gsm)
-		return units <= 160 ? 1 : (units + 152) / 153;
-	return units <= 70 ? 1 : (units + 66) / 67;
-}
-
 static void add_address(struct plan *p, const struct resolve_addr *a, enum channel ch,
 			uint8_t platform, const char *prefix)
 {
@@ -168,7 +151,7 @@ static void add_address(struct plan *p, const struct resolve_addr *a, enum chann
 	d->platform = platform;
 	d->persons = a->persons;
 	if (ch == CHANNEL_SMS)
-		d->parts = (uint16_t)sms_parts_of(campaign_text(c, d->lang));
+		d->parts = (uint16_t)campaign_sms_parts(c, d->lang);
 	if (dp->stage[ch] > 0) {
 		sched_hold(dp, d);
 		return;
