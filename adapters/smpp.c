@@ -185,6 +185,7 @@ struct smpp {
 	BIO *rbio, *wbio;      /* owned by ssl */
 	uint8_t *cbuf;         /* TLS: the recv op's ciphertext buffer */
 	char why[320];         /* a composed failure reason (handshake), alive with the struct */
+	char last_error[320];  /* the last reason the bind failed, for the status page */
 	size_t early_max;      /* early receipt cache of an account this lane creates */
 	uint64_t early_ms;
 
@@ -614,6 +615,8 @@ static void part_settle(struct smpp *s, const char *id, uint64_t delivery_id, ui
 	if (!a || !id_keys(id, &k))
 		return;
 	struct rcpt *e = a->early.waiting ? early_find(a, &k) : NULL;
+	if (e && e->expires_ms <= loop_now_ms(s->host.loop))
+		e = NULL; /* aged out: dropped at the next trim, as if already gone */
 	if (e) {
 		uint8_t state = e->state;
 		early_forget(a, e);
@@ -963,6 +966,8 @@ static void fail(struct smpp *s, const char *why)
 	if (!s->stopping)
 		log_warn("msg=\"smpp bind lost\" lane=%s addr=%s why=\"%s\"", s->lane->name, s->addr,
 			 why);
+	if (why != s->last_error)
+		snprintf(s->last_error, sizeof(s->last_error), "%s", why);
 	s->state = B_FAILING;
 	shutdown(s->fd, SHUT_RDWR); /* completes the armed recv and send */
 	if (s->connect_armed) {
@@ -1621,6 +1626,7 @@ static void smpp_describe(struct lane *l, struct json_t *o)
 	json_object_set_new(o, "smpp_bound", json_integer(s->state == B_BOUND));
 	json_object_set_new(o, "smpp_tls", json_integer(s->ssl_ctx != NULL));
 	json_object_set_new(o, "smpp_parts_in_flight", json_integer((json_int_t)s->inflight));
+	json_object_set_new(o, "smpp_last_error", json_string(s->last_error));
 	if (!a)
 		return;
 	json_object_set_new(o, "smpp_account", json_string(a->name));
