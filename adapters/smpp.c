@@ -1,17 +1,27 @@
 /*
- * adapters/smpp.c: the SMS adapter, SMPP 3.4 over TCP on the engine's loop.
+ * adapters/smpp.c: the SMS adapter, SMPP 3.4 over TCP or TLS on the engine's loop.
  *
  * One lane = one bind_transceiver. Each delivery becomes sms_text_parts()
  * submit_sm PDUs (UCS-2 or GSM 7-bit, UDH-concatenated when long); it is
  * reported ACCEPTED once every part got submit_sm_resp ESME_ROK, or with
- * the worst failure (PERMANENT > THROTTLED > TRANSIENT) otherwise. Every
- * accepted part's message id goes into the *account's* receipt map, shared
- * by all lanes with the same `account` key, since an SMSC may send a
- * receipt on any bind of the account; each receipt reports one part.
+ * the worst failure (PERMANENT > THROTTLED > TRANSIENT) otherwise. Once
+ * reported, every accepted part's message id goes into the *account's*
+ * pending map, shared by all lanes with the same `account` key, since an
+ * SMSC may send a receipt on any bind of the account; each receipt reports
+ * one part. A receipt whose id is not there yet (it overtook its
+ * submit_sm_resp, or its message is not complete) waits in the account's
+ * early cache, bounded in size and age, and is reported as soon as the id
+ * is remembered; what overflows or ages out is counted as dropped.
+ *
+ * TLS (tls = on): OpenSSL over a memory-BIO pair (engine/tls.h); the recv
+ * op reads ciphertext into cbuf, SSL_read fills rbuf; flush() seals `out`
+ * with one SSL_write and sends what the write BIO holds.
  *
  * Bind state table:
  *
- *   DOWN --open / retry timer--> CONNECTING --connected--> BINDING (bind_transceiver sent)
+ *   DOWN --open / retry timer--> CONNECTING
+ *   CONNECTING --connected--> BINDING (bind_transceiver sent) | HANDSHAKE (TLS)
+ *   HANDSHAKE --verified--> BINDING;  --failed (reason logged) / timeout--> FAILING
  *   BINDING --bind_resp ROK--> BOUND (host->up true)
  *   BINDING --bind_resp error / timeout--> FAILING
  *   BOUND --EOF, error, enquire_link timeout, unbind from SMSC--> FAILING (host->up false)
@@ -24,16 +34,20 @@
  *     close: shutdown() completes the armed recv/send, then free);
  *   - one report per submit, never from inside submit(): early verdicts go
  *     through the `deferred` list and a 0 ms timer;
+ *   - a receipt is reported only after its delivery's ACCEPTED report;
  *   - an in-flight part lives in slots[seq & mask] until its response, its
  *     response timeout (TRANSIENT) or the bind's loss (TRANSIENT);
+ *   - the SSL object lives from connect to settle(); the SSL_CTX with the lane;
  *   - after close() nothing is reported; the socket says unbind and closes
  *     on its own once the loop has run its ops back.
  *
- * Caveats: no TLS (plain TCP only). Account sharing finds sibling lanes
- * through the dispatcher's lane list (lane->next); lanes not linked there
- * keep their own receipt map. A multi-part message with some parts
- * accepted and some failed is retried whole (the SMSC may then deliver the
- * accepted parts twice). The hostname is resolved once, at open().
+ * Caveats: account sharing finds sibling lanes through the dispatcher's
+ * lane list (lane->next); lanes not linked there keep their own maps. A
+ * multi-part message with some parts accepted and some failed is retried
+ * whole (the SMSC may then deliver the accepted parts twice). The hostname
+ * is resolved once, at open(). No TLS session resumption (one handshake
+ * per bind, rare). Closing does not send close_notify (the unbind has
+ * already said goodbye).
  */
 #include <errno.h>
 #include <netdb.h>
