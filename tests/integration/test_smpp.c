@@ -223,9 +223,10 @@ static bool all_reported(struct driver *dr, void *arg)
 	return true;
 }
 
-/* extra: more {key, value} pairs, ending with {NULL}. */
-static void open_lane_kv(struct driver *dr, size_t i, const char *name, const char *port,
-			 const char *account, unsigned window, const char *const (*extra)[2])
+/* extra: more {key, value} pairs, ending with {NULL}. 0, or -1 with err. */
+static int try_open(struct driver *dr, size_t i, const char *name, const char *port,
+		    const char *account, unsigned window, const char *const (*extra)[2], char *err,
+		    size_t errlen)
 {
 	struct lane *l = &dr->lanes[i];
 	lane_init(l, name, CHANNEL_SMS, 0, 0, window, 0);
@@ -246,8 +247,14 @@ static void open_lane_kv(struct driver *dr, size_t i, const char *name, const ch
 		snprintf(cfg.kv[cfg.n_kv].key, sizeof(cfg.kv[0].key), "%s", extra[k][0]);
 		snprintf(cfg.kv[cfg.n_kv].value, sizeof(cfg.kv[0].value), "%s", extra[k][1]);
 	}
+	return adapter_smpp.open(l, &dr->host, &cfg, err, errlen);
+}
+
+static void open_lane_kv(struct driver *dr, size_t i, const char *name, const char *port,
+			 const char *account, unsigned window, const char *const (*extra)[2])
+{
 	char err[256] = "";
-	if (adapter_smpp.open(l, &dr->host, &cfg, err, sizeof(err)) < 0) {
+	if (try_open(dr, i, name, port, account, window, extra, err, sizeof(err)) < 0) {
 		printf("open %s: %s\n", name, err);
 		exit(1);
 	}
@@ -552,6 +559,15 @@ static void phase_tls(struct driver *dr, const char *sim, const char *dir)
 		CHECK(0, "the openssl CLI could not make the test certificates in %s", dir);
 		return;
 	}
+	/* bad TLS settings fail open() with the key named */
+	char err[256] = "";
+	const char *const bad_tls[][2] = {{"tls", "maybe"}, {NULL, NULL}};
+	const char *const bad_ca[][2] = {{"tls", "on"}, {"ca_file", "/nonexistent/ca.pem"}, {NULL, NULL}};
+	CHECK(try_open(dr, 4, "sms-bad", "2775", "acct-X", 4, bad_tls, err, sizeof(err)) < 0 &&
+		      strstr(err, "tls: on or off"), "tls = maybe refused: %s", err);
+	CHECK(try_open(dr, 4, "sms-bad", "2775", "acct-X", 4, bad_ca, err, sizeof(err)) < 0 &&
+		      strstr(err, "ca_file") && strstr(err, "/nonexistent/ca.pem"),
+	      "missing ca_file refused: %s", err);
 	unlink(port_file);
 	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--tls-cert", cert,
 			"--tls-key", key, "--receipt-delay-ms", "5", "--mix", "delivrd=1", "--stats",
