@@ -1,17 +1,27 @@
 /*
- * adapters/smpp.c: the SMS adapter, SMPP 3.4 over TCP on the engine's loop.
+ * adapters/smpp.c: the SMS adapter, SMPP 3.4 over TCP or TLS on the engine's loop.
  *
  * One lane = one bind_transceiver. Each delivery becomes sms_text_parts()
  * submit_sm PDUs (UCS-2 or GSM 7-bit, UDH-concatenated when long); it is
  * reported ACCEPTED once every part got submit_sm_resp ESME_ROK, or with
- * the worst failure (PERMANENT > THROTTLED > TRANSIENT) otherwise. Every
- * accepted part's message id goes into the *account's* receipt map, shared
- * by all lanes with the same `account` key, since an SMSC may send a
- * receipt on any bind of the account; each receipt reports one part.
+ * the worst failure (PERMANENT > THROTTLED > TRANSIENT) otherwise. Once
+ * reported, every accepted part's message id goes into the *account's*
+ * pending map, shared by all lanes with the same `account` key, since an
+ * SMSC may send a receipt on any bind of the account; each receipt reports
+ * one part. A receipt whose id is not there yet (it overtook its
+ * submit_sm_resp, or its message is not complete) waits in the account's
+ * early cache, bounded in size and age, and is reported as soon as the id
+ * is remembered; what overflows or ages out is counted as dropped.
+ *
+ * TLS (tls = on): OpenSSL over a memory-BIO pair (engine/tls.h); the recv
+ * op reads ciphertext into cbuf, SSL_read fills rbuf; flush() seals `out`
+ * with one SSL_write and sends what the write BIO holds.
  *
  * Bind state table:
  *
- *   DOWN --open / retry timer--> CONNECTING --connected--> BINDING (bind_transceiver sent)
+ *   DOWN --open / retry timer--> CONNECTING
+ *   CONNECTING --connected--> BINDING (bind_transceiver sent) | HANDSHAKE (TLS)
+ *   HANDSHAKE --verified--> BINDING;  --failed (reason logged) / timeout--> FAILING
  *   BINDING --bind_resp ROK--> BOUND (host->up true)
  *   BINDING --bind_resp error / timeout--> FAILING
  *   BOUND --EOF, error, enquire_link timeout, unbind from SMSC--> FAILING (host->up false)
@@ -24,16 +34,20 @@
  *     close: shutdown() completes the armed recv/send, then free);
  *   - one report per submit, never from inside submit(): early verdicts go
  *     through the `deferred` list and a 0 ms timer;
+ *   - a receipt is reported only after its delivery's ACCEPTED report;
  *   - an in-flight part lives in slots[seq & mask] until its response, its
  *     response timeout (TRANSIENT) or the bind's loss (TRANSIENT);
+ *   - the SSL object lives from connect to settle(); the SSL_CTX with the lane;
  *   - after close() nothing is reported; the socket says unbind and closes
  *     on its own once the loop has run its ops back.
  *
- * Caveats: no TLS (plain TCP only). Account sharing finds sibling lanes
- * through the dispatcher's lane list (lane->next); lanes not linked there
- * keep their own receipt map. A multi-part message with some parts
- * accepted and some failed is retried whole (the SMSC may then deliver the
- * accepted parts twice). The hostname is resolved once, at open().
+ * Caveats: account sharing finds sibling lanes through the dispatcher's
+ * lane list (lane->next); lanes not linked there keep their own maps. A
+ * multi-part message with some parts accepted and some failed is retried
+ * whole (the SMSC may then deliver the accepted parts twice). The hostname
+ * is resolved once, at open(). No TLS session resumption (one handshake
+ * per bind, rare). Closing does not send close_notify (the unbind has
+ * already said goodbye).
  */
 #include <errno.h>
 #include <netdb.h>
@@ -42,8 +56,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/ssl.h>
 
 #include "adapters.h"
 #include "buf.h"
@@ -51,8 +69,10 @@
 #include "log.h"
 #include "smpp.h"
 #include "sms_text.h"
+#include "tls.h"
 
 #define RECV_BUF (SMPP_MAX_PDU + 16384)
+#define CIPHER_BUF 65536 /* TLS: ciphertext read per recv */
 #define OUT_MAX (8u << 20)
 #define TICK_MS 100
 #define UNBIND_WAIT_MS 1000
@@ -77,7 +97,7 @@ struct text_enc {
 	uint8_t *len;  /* plan.parts */
 };
 
-enum bind_state { B_DOWN, B_CONNECTING, B_BINDING, B_BOUND, B_UNBINDING, B_FAILING, B_STOPPED };
+enum bind_state { B_DOWN, B_CONNECTING, B_HANDSHAKE, B_BINDING, B_BOUND, B_UNBINDING, B_FAILING, B_STOPPED };
 
 /* One submitted delivery, until its report. */
 struct smpp_msg {
@@ -89,7 +109,8 @@ struct smpp_msg {
 	enum outcome verdict;
 	const char *reason;
 	uint32_t retry_after_ms;
-	struct smpp_msg *next; /* deferred list */
+	char (*ids)[SMPP_ID_MAX + 1]; /* multi-part: each accepted part's id until the report */
+	struct smpp_msg *next;        /* deferred list */
 };
 
 /* One submit_sm waiting for its response. */
@@ -100,11 +121,23 @@ struct slot {
 	uint64_t deadline_ms;
 };
 
-/* One accepted part waiting for its receipt, under one reading of its id. */
+/*
+ * One id reading in a receipt map. In the account's `pending` map: an
+ * accepted part waiting for its receipt (delivery_id, part). In its `early`
+ * map: a receipt that came before the submit_sm_resp that names its id
+ * (state; `pos` is its place in the early ring). A numeric id has two
+ * readings (decimal, hex): two entries, `twin` of each other, `primary` the
+ * reading the id looks like.
+ */
 struct rcpt {
 	struct rcpt *next, *twin;
-	uint64_t hash, delivery_id, expires_ms;
+	uint64_t hash, expires_ms;
+	union {
+		uint64_t delivery_id; /* pending */
+		uint64_t pos;         /* early */
+	} u;
 	uint16_t part;
+	uint8_t state; /* early: SMPP_STATE_* */
 	bool primary;
 	char key[SMPP_ID_MAX + 4];
 };
@@ -120,11 +153,30 @@ struct rcpt_block {
 	struct rcpt r[RCPT_BLOCK];
 };
 
+/* A chained hash map of id readings; nbuckets is a power of two. */
+struct rmap {
+	struct rcpt **bucket;
+	size_t nbuckets, n;
+};
+
+/*
+ * The early ring: early receipts in arrival order (so in expiry order, the
+ * age limit being constant). A slot is NULL once its receipt was matched;
+ * when the ring is full the oldest receipt still waiting is dropped.
+ */
+struct early {
+	struct rmap map;
+	struct rcpt **ring;
+	size_t cap, head, len; /* len counts slots, NULL ones too */
+	uint64_t next_pos, ttl_ms;
+	uint64_t waiting, matched, dropped;
+};
+
 struct smpp_account {
 	char name[320];
 	unsigned refs;
-	struct rcpt **bucket;
-	size_t nbuckets, n;
+	struct rmap pending;
+	struct early early;
 	struct rcpt_block *blocks;
 	struct rcpt *free_list;
 	uint64_t next_sweep_ms;
@@ -141,6 +193,15 @@ struct smpp {
 	unsigned enquire_ms, resp_timeout_ms, bind_timeout_ms, throttle_ms, receipt_grace_ms;
 	struct sockaddr_storage sa;
 	socklen_t salen;
+	char server_name[256]; /* TLS: SNI and the name the certificate must carry */
+	SSL_CTX *ssl_ctx;      /* TLS lanes only */
+	SSL *ssl;              /* per connection, from connect to settle() */
+	BIO *rbio, *wbio;      /* owned by ssl */
+	uint8_t *cbuf;         /* TLS: the recv op's ciphertext buffer */
+	char why[320];         /* a composed failure reason (handshake), alive with the struct */
+	char last_error[320];  /* the last reason the bind failed, for the status page */
+	size_t early_max;      /* early receipt cache of an account this lane creates */
+	uint64_t early_ms;
 
 	enum bind_state state;
 	bool stopping, reported_up, dispatching;
@@ -175,7 +236,7 @@ static void on_recv(struct op *op, int res, uint32_t flags);
 static void on_send(struct op *op, int res, uint32_t flags);
 
 /* ------------------------------------------------------------------ */
-/* the account's receipt map                                            */
+/* the account's receipt maps                                           */
 
 static uint64_t key_hash(const char *k)
 {
@@ -183,6 +244,20 @@ static uint64_t key_hash(const char *k)
 	while (*k)
 		h = (h ^ (uint8_t)*k++) * 1099511628211ull;
 	return h;
+}
+
+/* An id's readings: k1 as it looks (hex if it has a-f, else decimal), k2 as hex when different. */
+struct id_keys {
+	char k1[SMPP_ID_MAX + 4], k2[SMPP_ID_MAX + 4];
+	bool two;
+};
+
+static bool id_keys(const char *id, struct id_keys *k)
+{
+	if (!smpp_id_canon(id, smpp_id_has_hex_letter(id), k->k1, sizeof(k->k1)))
+		return false;
+	k->two = smpp_id_canon(id, true, k->k2, sizeof(k->k2)) && strcmp(k->k1, k->k2);
+	return true;
 }
 
 static struct rcpt *rcpt_alloc(struct smpp_account *a)
@@ -209,123 +284,213 @@ static void rcpt_release(struct smpp_account *a, struct rcpt *r)
 	a->free_list = r;
 }
 
-static void acct_rehash(struct smpp_account *a)
+static int rmap_init(struct rmap *m, size_t nbuckets)
 {
-	size_t nb = a->nbuckets * 2;
+	m->nbuckets = nbuckets;
+	m->n = 0;
+	m->bucket = calloc(nbuckets, sizeof(*m->bucket));
+	return m->bucket ? 0 : -1;
+}
+
+static void rmap_rehash(struct rmap *m)
+{
+	size_t nb = m->nbuckets * 2;
 	struct rcpt **b = calloc(nb, sizeof(*b));
 	if (!b)
 		return; /* keep the longer chains */
-	for (size_t i = 0; i < a->nbuckets; i++) {
-		for (struct rcpt *r = a->bucket[i], *next; r; r = next) {
+	for (size_t i = 0; i < m->nbuckets; i++) {
+		for (struct rcpt *r = m->bucket[i], *next; r; r = next) {
 			next = r->next;
 			size_t h = (size_t)(r->hash & (nb - 1));
 			r->next = b[h];
 			b[h] = r;
 		}
 	}
-	free(a->bucket);
-	a->bucket = b;
-	a->nbuckets = nb;
+	free(m->bucket);
+	m->bucket = b;
+	m->nbuckets = nb;
 }
 
-static void acct_unlink(struct smpp_account *a, struct rcpt *r)
+/* Link an entry whose hash is set. */
+static void rmap_link(struct rmap *m, struct rcpt *r)
 {
-	for (struct rcpt **pp = &a->bucket[r->hash & (a->nbuckets - 1)]; *pp; pp = &(*pp)->next) {
+	if (m->n >= m->nbuckets)
+		rmap_rehash(m);
+	size_t h = (size_t)(r->hash & (m->nbuckets - 1));
+	r->next = m->bucket[h];
+	m->bucket[h] = r;
+	m->n++;
+}
+
+static void rmap_unlink(struct rmap *m, struct rcpt *r)
+{
+	for (struct rcpt **pp = &m->bucket[r->hash & (m->nbuckets - 1)]; *pp; pp = &(*pp)->next) {
 		if (*pp == r) {
 			*pp = r->next;
-			a->n--;
+			m->n--;
 			return;
 		}
 	}
 }
 
-static void acct_remove(struct smpp_account *a, struct rcpt *r)
-{
-	struct rcpt *twin = r->twin;
-	acct_unlink(a, r);
-	rcpt_release(a, r);
-	if (twin) {
-		acct_unlink(a, twin);
-		rcpt_release(a, twin);
-	}
-}
-
-static struct rcpt *acct_insert(struct smpp_account *a, const char *key, uint64_t delivery_id,
-				uint16_t part, uint64_t expires_ms, bool primary)
-{
-	if (a->n >= a->nbuckets)
-		acct_rehash(a);
-	struct rcpt *r = rcpt_alloc(a);
-	if (!r)
-		return NULL;
-	r->twin = NULL;
-	r->hash = key_hash(key);
-	size_t klen = strnlen(key, sizeof(r->key) - 1);
-	memcpy(r->key, key, klen);
-	r->key[klen] = 0;
-	r->delivery_id = delivery_id;
-	r->part = part;
-	r->expires_ms = expires_ms;
-	r->primary = primary;
-	size_t h = (size_t)(r->hash & (a->nbuckets - 1));
-	r->next = a->bucket[h];
-	a->bucket[h] = r;
-	a->n++;
-	return r;
-}
-
-/* Remember an accepted part under its id read as it looks, and as hex when it has no letters. */
-static void acct_remember(struct smpp_account *a, const char *id, uint64_t delivery_id,
-			  uint16_t part, uint64_t expires_ms)
-{
-	char k1[SMPP_ID_MAX + 4], k2[SMPP_ID_MAX + 4];
-	if (!smpp_id_canon(id, smpp_id_has_hex_letter(id), k1, sizeof(k1)))
-		return;
-	struct rcpt *r1 = acct_insert(a, k1, delivery_id, part, expires_ms, true);
-	if (!r1 || !smpp_id_canon(id, true, k2, sizeof(k2)) || !strcmp(k1, k2))
-		return;
-	struct rcpt *r2 = acct_insert(a, k2, delivery_id, part, expires_ms, false);
-	if (r2) {
-		r1->twin = r2;
-		r2->twin = r1;
-	}
-}
-
-static struct rcpt *acct_get(struct smpp_account *a, const char *key, bool want_primary)
+/* want: 1 primary readings only, 0 the other ones only, -1 either. */
+static struct rcpt *rmap_get(const struct rmap *m, const char *key, int want)
 {
 	uint64_t h = key_hash(key);
-	for (struct rcpt *r = a->bucket[h & (a->nbuckets - 1)]; r; r = r->next)
-		if (r->hash == h && !strcmp(r->key, key) && (!want_primary || r->primary))
+	for (struct rcpt *r = m->bucket[h & (m->nbuckets - 1)]; r; r = r->next)
+		if (r->hash == h && !strcmp(r->key, key) && (want < 0 || r->primary == (want == 1)))
 			return r;
 	return NULL;
 }
 
-/* The entry a receipt id refers to: same reading first, then the other one. */
-static struct rcpt *acct_find(struct smpp_account *a, const char *id)
+/* Unlink an entry and its twin from m, back to the free list. */
+static void acct_remove(struct smpp_account *a, struct rmap *m, struct rcpt *r)
 {
-	char k1[SMPP_ID_MAX + 4], k2[SMPP_ID_MAX + 4];
-	if (!smpp_id_canon(id, smpp_id_has_hex_letter(id), k1, sizeof(k1)))
-		return NULL;
-	struct rcpt *r = acct_get(a, k1, true);
+	struct rcpt *twin = r->twin;
+	rmap_unlink(m, r);
+	rcpt_release(a, r);
+	if (twin) {
+		rmap_unlink(m, twin);
+		rcpt_release(a, twin);
+	}
+}
+
+/* One entry (two for a numeric id) under the readings of k; the primary one, NULL when out of memory. */
+static struct rcpt *acct_insert(struct smpp_account *a, struct rmap *m, const struct id_keys *k,
+				uint64_t expires_ms)
+{
+	struct rcpt *r[2] = {NULL, NULL};
+	for (int i = 0; i < 1 + k->two; i++) {
+		if (!(r[i] = rcpt_alloc(a)))
+			break;
+		const char *key = i ? k->k2 : k->k1;
+		r[i]->twin = NULL;
+		r[i]->hash = key_hash(key);
+		size_t klen = strnlen(key, sizeof(r[i]->key) - 1);
+		memcpy(r[i]->key, key, klen);
+		r[i]->key[klen] = 0;
+		r[i]->expires_ms = expires_ms;
+		r[i]->primary = i == 0;
+		rmap_link(m, r[i]);
+	}
+	if (r[0] && r[1]) {
+		r[0]->twin = r[1];
+		r[1]->twin = r[0];
+	}
+	return r[0];
+}
+
+/* The pending entry a receipt id refers to: same reading first, then the other one. */
+static struct rcpt *pending_find(struct smpp_account *a, const struct id_keys *k)
+{
+	struct rcpt *r = rmap_get(&a->pending, k->k1, 1);
 	if (!r)
-		r = acct_get(a, k1, false);
-	if (!r && smpp_id_canon(id, true, k2, sizeof(k2)))
-		r = acct_get(a, k2, false);
+		r = rmap_get(&a->pending, k->k1, -1);
+	if (!r && k->two)
+		r = rmap_get(&a->pending, k->k2, 0);
 	return r;
+}
+
+/* The early receipt for a submit_sm_resp id: the same relation as pending_find, seen from the other side. */
+static struct rcpt *early_find(struct smpp_account *a, const struct id_keys *k)
+{
+	struct rcpt *r = rmap_get(&a->early.map, k->k1, 1);
+	if (!r && k->two)
+		r = rmap_get(&a->early.map, k->k2, 1);
+	if (!r && k->two)
+		r = rmap_get(&a->early.map, k->k2, 0);
+	return r;
+}
+
+static void early_forget(struct smpp_account *a, struct rcpt *r)
+{
+	struct early *e = &a->early;
+	if (!r->primary)
+		r = r->twin;
+	e->ring[r->u.pos % e->cap] = NULL;
+	e->waiting--;
+	acct_remove(a, &e->map, r);
+}
+
+/* Free ring slots from the oldest end: matched ones, expired ones (dropped), or one live one if full. */
+static void early_trim(struct smpp_account *a, uint64_t now, bool make_room)
+{
+	struct early *e = &a->early;
+	while (e->len) {
+		struct rcpt *r = e->ring[e->head];
+		bool full = make_room && e->len == e->cap;
+		if (r && r->expires_ms > now && !full)
+			return;
+		if (r) {
+			log_debug("msg=\"smpp early receipt dropped\" account=%s key=%s why=%s", a->name,
+				  r->key, r->expires_ms <= now ? "aged" : "full");
+			e->dropped++;
+			early_forget(a, r);
+		}
+		e->head = (e->head + 1) % e->cap;
+		e->len--;
+	}
+}
+
+/* Keep a receipt whose id no submit_sm_resp has named yet. */
+static void early_add(struct smpp_account *a, const struct id_keys *k, uint8_t state, uint64_t now)
+{
+	struct early *e = &a->early;
+	early_trim(a, now, true);
+	struct rcpt *r = e->cap ? acct_insert(a, &e->map, k, now + e->ttl_ms) : NULL;
+	if (!r) {
+		e->dropped++;
+		return;
+	}
+	r->state = state;
+	r->u.pos = e->next_pos++; /* invariant: next_pos % cap == (head + len) % cap */
+	e->ring[r->u.pos % e->cap] = r;
+	e->len++;
+	e->waiting++;
+}
+
+/* Move from's early receipts into a's ring, oldest first (two lanes of one account met). */
+static void early_merge(struct smpp_account *a, struct early *from)
+{
+	for (size_t i = 0; i < from->len; i++) {
+		struct rcpt *r = from->ring[(from->head + i) % from->cap];
+		if (!r)
+			continue;
+		struct early *e = &a->early;
+		if (!e->cap) { /* this account keeps none */
+			from->dropped++;
+			if (r->twin)
+				rcpt_release(a, r->twin);
+			rcpt_release(a, r);
+			continue;
+		}
+		early_trim(a, 0, true);
+		rmap_link(&e->map, r);
+		if (r->twin)
+			rmap_link(&e->map, r->twin);
+		r->u.pos = e->next_pos++;
+		e->ring[r->u.pos % e->cap] = r;
+		e->len++;
+		e->waiting++;
+	}
+	a->early.matched += from->matched;
+	a->early.dropped += from->dropped;
 }
 
 static void acct_sweep(struct smpp_account *a, uint64_t now)
 {
+	early_trim(a, now, false);
 	if (now < a->next_sweep_ms)
 		return;
 	a->next_sweep_ms = now + SWEEP_EVERY_MS;
-	for (size_t i = 0; i < a->nbuckets; i++) {
-		for (struct rcpt *r = a->bucket[i], *next; r; r = next) {
+	struct rmap *m = &a->pending;
+	for (size_t i = 0; i < m->nbuckets; i++) {
+		for (struct rcpt *r = m->bucket[i], *next; r; r = next) {
 			next = r->next;
 			/* a twin may be the next entry: restart the chain after removing a pair */
 			if (r->expires_ms <= now && r->primary) {
-				acct_remove(a, r);
-				next = a->bucket[i];
+				acct_remove(a, m, r);
+				next = m->bucket[i];
 			}
 		}
 	}
@@ -338,19 +503,22 @@ static void acct_free(struct smpp_account *a)
 		a->blocks = b->next;
 		free(b);
 	}
-	free(a->bucket);
+	free(a->pending.bucket);
+	free(a->early.map.bucket);
+	free(a->early.ring);
 	free(a);
 }
 
-static struct smpp_account *acct_new(const char *name)
+static struct smpp_account *acct_new(const char *name, size_t early_cap, uint64_t early_ttl_ms)
 {
 	struct smpp_account *a = calloc(1, sizeof(*a));
 	if (!a)
 		return NULL;
-	a->nbuckets = 1024;
-	a->bucket = calloc(a->nbuckets, sizeof(*a->bucket));
-	if (!a->bucket) {
-		free(a);
+	a->early.cap = early_cap;
+	a->early.ttl_ms = early_ttl_ms;
+	a->early.ring = calloc(early_cap ? early_cap : 1, sizeof(*a->early.ring));
+	if (!a->early.ring || rmap_init(&a->pending, 1024) < 0 || rmap_init(&a->early.map, 64) < 0) {
+		acct_free(a);
 		return NULL;
 	}
 	snprintf(a->name, sizeof(a->name), "%s", name);
@@ -360,18 +528,14 @@ static struct smpp_account *acct_new(const char *name)
 /* Move everything of `from` into `into` (two lanes of one account met). */
 static void acct_merge(struct smpp_account *into, struct smpp_account *from)
 {
-	for (size_t i = 0; i < from->nbuckets; i++) {
-		for (struct rcpt *r = from->bucket[i], *next; r; r = next) {
+	for (size_t i = 0; i < from->pending.nbuckets; i++) {
+		for (struct rcpt *r = from->pending.bucket[i], *next; r; r = next) {
 			next = r->next;
-			if (into->n >= into->nbuckets)
-				acct_rehash(into);
-			size_t h = (size_t)(r->hash & (into->nbuckets - 1));
-			r->next = into->bucket[h];
-			into->bucket[h] = r;
-			into->n++;
+			rmap_link(&into->pending, r);
 		}
-		from->bucket[i] = NULL;
+		from->pending.bucket[i] = NULL;
 	}
+	early_merge(into, &from->early);
 	/* the entries live in from's blocks: they now belong to `into` */
 	while (from->blocks) {
 		struct rcpt_block *b = from->blocks;
@@ -430,7 +594,67 @@ static void acct_leave(struct smpp *s)
 /* ------------------------------------------------------------------ */
 /* reports                                                              */
 
-static void report_msg(struct smpp *s, struct smpp_msg *m)
+static enum outcome state_outcome(uint8_t st, const char **reason)
+{
+	switch (st) {
+	case SMPP_STATE_DELIVERED: *reason = NULL; return OUTCOME_DELIVERED;
+	case SMPP_STATE_EXPIRED: *reason = "SMSC receipt: EXPIRED"; return OUTCOME_EXPIRED;
+	case SMPP_STATE_DELETED: *reason = "SMSC receipt: DELETED"; return OUTCOME_PERMANENT;
+	case SMPP_STATE_UNDELIVERABLE: *reason = "SMSC receipt: UNDELIV"; return OUTCOME_PERMANENT;
+	case SMPP_STATE_REJECTED: *reason = "SMSC receipt: REJECTD"; return OUTCOME_PERMANENT;
+	case SMPP_STATE_UNKNOWN: *reason = "SMSC receipt: UNKNOWN"; return OUTCOME_PERMANENT;
+	}
+	*reason = NULL;
+	return OUTCOME_ACCEPTED; /* ENROUTE, ACCEPTD: not final */
+}
+
+static void report_receipt(struct smpp *s, uint64_t delivery_id, uint8_t state)
+{
+	const char *reason;
+	enum outcome o = state_outcome(state, &reason);
+	if (o != OUTCOME_ACCEPTED && !s->stopping)
+		s->host.receipt(s->host.ctx, delivery_id, o, reason);
+}
+
+/*
+ * An accepted part's id, once its delivery has been reported: a receipt
+ * that came before is reported now; otherwise the part waits for its
+ * receipt in the account's pending map.
+ */
+static void part_settle(struct smpp *s, const char *id, uint64_t delivery_id, uint16_t part,
+			uint64_t expires_ms)
+{
+	struct smpp_account *a = s->acct;
+	struct id_keys k;
+	if (!a || !id_keys(id, &k))
+		return;
+	struct rcpt *e = a->early.waiting ? early_find(a, &k) : NULL;
+	if (e && e->expires_ms <= loop_now_ms(s->host.loop))
+		e = NULL; /* aged out: dropped at the next trim, as if already gone */
+	if (e) {
+		uint8_t state = e->state;
+		early_forget(a, e);
+		a->early.matched++;
+		report_receipt(s, delivery_id, state);
+		return;
+	}
+	struct rcpt *r = acct_insert(a, &a->pending, &k, expires_ms);
+	if (!r)
+		return;
+	r->u.delivery_id = delivery_id;
+	r->part = part;
+	if (r->twin) {
+		r->twin->u.delivery_id = delivery_id;
+		r->twin->part = part;
+	}
+}
+
+/*
+ * The delivery's one report, then its parts' ids (the dispatcher takes
+ * receipts only for deliveries it knows as accepted). `id`: the message id
+ * of a single-part message, if accepted.
+ */
+static void report_msg(struct smpp *s, struct smpp_msg *m, const char *id)
 {
 	if (!s->stopping) {
 		if (m->failed)
@@ -438,6 +662,12 @@ static void report_msg(struct smpp *s, struct smpp_msg *m)
 		else
 			s->host.report(s->host.ctx, m->d, OUTCOME_ACCEPTED, NULL, 0);
 	}
+	if (!s->stopping && id)
+		part_settle(s, id, m->delivery_id, 0, m->receipt_expires_ms);
+	for (unsigned i = 0; m->ids && !s->stopping && i < m->parts; i++)
+		if (m->ids[i][0])
+			part_settle(s, m->ids[i], m->delivery_id, (uint16_t)i, m->receipt_expires_ms);
+	free(m->ids);
 	free(m);
 }
 
@@ -456,14 +686,16 @@ static void msg_fail(struct smpp_msg *m, enum outcome o, const char *reason, uin
 	m->retry_after_ms = retry_ms;
 }
 
-/* One part was answered (or given up); the last answer reports the delivery. */
-static void part_done(struct smpp *s, struct slot *sl)
+/* One part was answered (id: accepted with that message id) or given up; the last answer reports the delivery. */
+static void part_done(struct smpp *s, struct slot *sl, const char *id)
 {
 	struct smpp_msg *m = sl->m;
 	sl->m = NULL;
 	s->inflight--;
+	if (id && m->ids)
+		snprintf(m->ids[sl->part], sizeof(m->ids[0]), "%s", id);
 	if (++m->answered == m->parts)
-		report_msg(s, m);
+		report_msg(s, m, m->ids ? NULL : id);
 }
 
 static void on_deferred(struct timer *t)
@@ -473,7 +705,7 @@ static void on_deferred(struct timer *t)
 	s->deferred_head = s->deferred_tail = NULL;
 	while (m) {
 		struct smpp_msg *next = m->next;
-		report_msg(s, m);
+		report_msg(s, m, NULL);
 		m = next;
 	}
 }
@@ -542,7 +774,10 @@ static void on_retry(struct timer *t)
 static void arm_recv(struct smpp *s)
 {
 	struct io_uring_sqe *sqe = loop_sqe(s->host.loop, &s->recv_op);
-	io_uring_prep_recv(sqe, s->fd, s->rbuf + s->rlen, RECV_BUF - s->rlen, 0);
+	if (s->ssl)
+		io_uring_prep_recv(sqe, s->fd, s->cbuf, CIPHER_BUF, 0);
+	else
+		io_uring_prep_recv(sqe, s->fd, s->rbuf + s->rlen, RECV_BUF - s->rlen, 0);
 	s->recv_armed = true;
 }
 
@@ -554,13 +789,53 @@ static void send_pending(struct smpp *s)
 	s->send_armed = true;
 }
 
+/*
+ * TLS: encrypt the queued PDUs (none before the handshake is over) and move
+ * every ciphertext byte the session has produced (handshake, alerts, key
+ * updates, records) into `sending`. The memory BIO takes all of it: an
+ * SSL_write either queues everything or fails.
+ */
+static int tls_seal(struct smpp *s)
+{
+	if (s->out.len && s->state != B_HANDSHAKE) {
+		if (SSL_write(s->ssl, s->out.data, (int)s->out.len) <= 0)
+			return -EIO;
+		s->out.len = 0;
+	}
+	size_t pending = BIO_ctrl_pending(s->wbio);
+	s->sending.len = 0;
+	if (!pending)
+		return 0;
+	int ret = buf_reserve(&s->sending, pending, 2 * OUT_MAX);
+	if (ret)
+		return ret;
+	int n = BIO_read(s->wbio, s->sending.data, (int)pending);
+	s->sending.len = n > 0 ? (size_t)n : 0;
+	return 0;
+}
+
+static bool has_output(const struct smpp *s)
+{
+	return s->out.len || (s->ssl && BIO_ctrl_pending(s->wbio));
+}
+
 static void flush(struct smpp *s)
 {
-	bool open = s->state == B_BINDING || s->state == B_BOUND || s->state == B_UNBINDING;
-	if (s->send_armed || s->out.len == 0 || !open)
+	bool open = s->state == B_HANDSHAKE || s->state == B_BINDING || s->state == B_BOUND ||
+		    s->state == B_UNBINDING;
+	if (s->send_armed || !has_output(s) || !open)
 		return;
-	buf_swap(&s->out, &s->sending);
-	s->out.len = 0;
+	if (s->ssl) {
+		if (tls_seal(s) < 0) {
+			fail(s, "SMPP TLS write failed");
+			return;
+		}
+		if (!s->sending.len)
+			return;
+	} else {
+		buf_swap(&s->out, &s->sending);
+		s->out.len = 0;
+	}
 	s->sending_off = 0;
 	send_pending(s);
 }
@@ -578,8 +853,47 @@ static void on_flush_timer(struct timer *t)
  */
 static void flush_soon(struct smpp *s)
 {
-	if (!s->send_armed && s->out.len && !loop_timer_armed(&s->flush_timer))
+	if (!s->send_armed && has_output(s) && !loop_timer_armed(&s->flush_timer))
 		loop_timer_set(s->host.loop, &s->flush_timer, 0, on_flush_timer);
+}
+
+static void start_bind(struct smpp *s)
+{
+	s->state = B_BINDING;
+	struct smpp_bind b = {.system_id = s->system_id, .password = s->password,
+			      .system_type = s->system_type};
+	uint8_t pdu[128];
+	s->bind_seq = next_seq(s);
+	size_t n = smpp_encode_bind(pdu, sizeof(pdu), SMPP_BIND_TRANSCEIVER, s->bind_seq, &b);
+	if (buf_append(&s->out, pdu, n, OUT_MAX) < 0)
+		fail(s, "out of memory");
+	else
+		flush(s);
+}
+
+/* Drive the handshake with what came in; false once the bind has failed. */
+static bool tls_handshake(struct smpp *s)
+{
+	int r = SSL_do_handshake(s->ssl);
+	if (r == 1) {
+		log_info("msg=\"smpp TLS established\" lane=%s addr=%s server_name=%s version=%s "
+			 "cipher=%s verified=%s", s->lane->name, s->addr, s->server_name,
+			 SSL_get_version(s->ssl), SSL_get_cipher_name(s->ssl),
+			 SSL_get_verify_mode(s->ssl) & SSL_VERIFY_PEER ? "yes" : "no");
+		start_bind(s);
+		return s->state != B_FAILING;
+	}
+	if (SSL_get_error(s->ssl, r) == SSL_ERROR_WANT_READ) {
+		flush(s);
+		return s->state != B_FAILING;
+	}
+	char reason[256];
+	tls_failure(s->ssl, reason, sizeof(reason));
+	log_warn("msg=\"smpp TLS handshake failed\" lane=%s addr=%s server_name=%s reason=\"%s\"",
+		 s->lane->name, s->addr, s->server_name, reason);
+	snprintf(s->why, sizeof(s->why), "SMPP TLS handshake failed: %s", reason);
+	fail(s, s->why);
+	return false;
 }
 
 static void on_connect(struct op *op, int res, uint32_t flags)
@@ -590,17 +904,19 @@ static void on_connect(struct op *op, int res, uint32_t flags)
 		fail(s, "SMPP connect failed");
 		return;
 	}
-	s->state = B_BINDING;
-	struct smpp_bind b = {.system_id = s->system_id, .password = s->password,
-			      .system_type = s->system_type};
-	uint8_t pdu[128];
-	s->bind_seq = next_seq(s);
-	size_t n = smpp_encode_bind(pdu, sizeof(pdu), SMPP_BIND_TRANSCEIVER, s->bind_seq, &b);
+	if (!s->ssl_ctx) {
+		arm_recv(s);
+		start_bind(s);
+		return;
+	}
+	s->ssl = tls_new_client_ssl(s->ssl_ctx, s->server_name, &s->rbio, &s->wbio);
+	if (!s->ssl) {
+		fail(s, "SMPP TLS session setup failed");
+		return;
+	}
+	s->state = B_HANDSHAKE;
 	arm_recv(s);
-	if (buf_append(&s->out, pdu, n, OUT_MAX) < 0)
-		fail(s, "out of memory");
-	else
-		flush(s);
+	tls_handshake(s);
 }
 
 static void on_send(struct op *op, int res, uint32_t flags)
@@ -627,7 +943,7 @@ static void fail_inflight(struct smpp *s, const char *why)
 		if (!sl->m)
 			continue;
 		msg_fail(sl->m, OUTCOME_TRANSIENT, why, 0);
-		part_done(s, sl);
+		part_done(s, sl, NULL);
 	}
 }
 
@@ -641,6 +957,8 @@ static void settle(struct smpp *s)
 		return;
 	close(s->fd);
 	s->fd = -1;
+	SSL_free(s->ssl); /* and its BIOs */
+	s->ssl = NULL;
 	s->rlen = 0;
 	s->out.len = s->sending.len = 0;
 	if (s->stopping) {
@@ -662,6 +980,8 @@ static void fail(struct smpp *s, const char *why)
 	if (!s->stopping)
 		log_warn("msg=\"smpp bind lost\" lane=%s addr=%s why=\"%s\"", s->lane->name, s->addr,
 			 why);
+	if (why != s->last_error)
+		snprintf(s->last_error, sizeof(s->last_error), "%s", why);
 	s->state = B_FAILING;
 	shutdown(s->fd, SHUT_RDWR); /* completes the armed recv and send */
 	if (s->connect_armed) {
@@ -704,8 +1024,9 @@ static void on_submit_resp(struct smpp *s, const struct smpp_pdu *p)
 	if (!sl->m || sl->seq != p->seq)
 		return; /* timed out already, or not ours */
 	struct smpp_msg *m = sl->m;
+	const char *id = NULL;
 	if (p->status == ESME_ROK && p->body_err == SMPP_OK && p->u.message_id && p->u.message_id[0]) {
-		acct_remember(s->acct, p->u.message_id, m->delivery_id, sl->part, m->receipt_expires_ms);
+		id = p->u.message_id;
 	} else if (p->status == ESME_ROK) {
 		log_warn("msg=\"submit_sm_resp without message_id\" lane=%s", s->lane->name);
 	} else if (p->status == ESME_RTHROTTLED || p->status == ESME_RMSGQFUL) {
@@ -714,21 +1035,7 @@ static void on_submit_resp(struct smpp *s, const struct smpp_pdu *p)
 		bool tr = smpp_status_transient(p->status);
 		msg_fail(m, tr ? OUTCOME_TRANSIENT : OUTCOME_PERMANENT, smpp_status_reason(p->status), 0);
 	}
-	part_done(s, sl);
-}
-
-static enum outcome state_outcome(uint8_t st, const char **reason)
-{
-	switch (st) {
-	case SMPP_STATE_DELIVERED: *reason = NULL; return OUTCOME_DELIVERED;
-	case SMPP_STATE_EXPIRED: *reason = "SMSC receipt: EXPIRED"; return OUTCOME_EXPIRED;
-	case SMPP_STATE_DELETED: *reason = "SMSC receipt: DELETED"; return OUTCOME_PERMANENT;
-	case SMPP_STATE_UNDELIVERABLE: *reason = "SMSC receipt: UNDELIV"; return OUTCOME_PERMANENT;
-	case SMPP_STATE_REJECTED: *reason = "SMSC receipt: REJECTD"; return OUTCOME_PERMANENT;
-	case SMPP_STATE_UNKNOWN: *reason = "SMSC receipt: UNKNOWN"; return OUTCOME_PERMANENT;
-	}
-	*reason = NULL;
-	return OUTCOME_ACCEPTED; /* ENROUTE, ACCEPTD: not final */
+	part_done(s, sl, id);
 }
 
 static void on_receipt(struct smpp *s, const struct smpp_sm *sm)
@@ -742,18 +1049,20 @@ static void on_receipt(struct smpp *s, const struct smpp_sm *sm)
 		return;
 	}
 	const char *reason;
-	enum outcome o = state_outcome(st, &reason);
-	if (o == OUTCOME_ACCEPTED)
+	struct id_keys k;
+	if (state_outcome(st, &reason) == OUTCOME_ACCEPTED || !id_keys(id, &k))
 		return;
-	struct rcpt *r = acct_find(s->acct, id);
+	struct rcpt *r = pending_find(s->acct, &k);
 	if (!r) {
-		log_debug("msg=\"smpp receipt for unknown id\" lane=%s id=%s", s->lane->name, id);
+		/* before its submit_sm_resp (or its message's last one), or an id never ours */
+		log_debug("msg=\"smpp receipt kept until its id is known\" lane=%s id=%s",
+			  s->lane->name, id);
+		early_add(s->acct, &k, st, loop_now_ms(s->host.loop));
 		return;
 	}
-	uint64_t delivery_id = r->delivery_id;
-	acct_remove(s->acct, r);
-	if (!s->stopping)
-		s->host.receipt(s->host.ctx, delivery_id, o, reason);
+	uint64_t delivery_id = r->u.delivery_id;
+	acct_remove(s->acct, &s->acct->pending, r);
+	report_receipt(s, delivery_id, st);
 }
 
 static void on_request(struct smpp *s, const struct smpp_pdu *p)
@@ -829,6 +1138,38 @@ static bool drain(struct smpp *s)
 	return s->state != B_FAILING;
 }
 
+/* Ciphertext came in: the handshake, then plaintext into rbuf, PDUs handled as they complete. */
+static bool tls_in(struct smpp *s, size_t n)
+{
+	if (BIO_write(s->rbio, s->cbuf, (int)n) != (int)n) {
+		fail(s, "SMPP TLS: out of memory");
+		return false;
+	}
+	if (s->state == B_HANDSHAKE && !tls_handshake(s))
+		return false;
+	while (s->state != B_HANDSHAKE && s->state != B_FAILING) {
+		/* drain() leaves less than one PDU, so there is always room */
+		int r = SSL_read(s->ssl, s->rbuf + s->rlen, (int)(RECV_BUF - s->rlen));
+		if (r <= 0) {
+			int e = SSL_get_error(s->ssl, r);
+			if (e == SSL_ERROR_WANT_READ)
+				break;
+			char reason[256];
+			tls_failure(s->ssl, reason, sizeof(reason));
+			log_warn("msg=\"smpp TLS session ended\" lane=%s addr=%s reason=\"%s\"",
+				 s->lane->name, s->addr,
+				 e == SSL_ERROR_ZERO_RETURN ? "close_notify from the SMSC" : reason);
+			fail(s, e == SSL_ERROR_ZERO_RETURN ? "SMSC closed the TLS session" : "SMPP TLS error");
+			return false;
+		}
+		s->rlen += (size_t)r;
+		if (!drain(s))
+			return false;
+	}
+	flush_soon(s); /* what SSL_read itself had to answer */
+	return s->state != B_FAILING;
+}
+
 static void on_recv(struct op *op, int res, uint32_t flags)
 {
 	struct smpp *s = OWNER(op, recv_op);
@@ -837,9 +1178,14 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 		fail(s, res == 0 ? "SMSC closed the connection" : "SMPP recv failed");
 		return;
 	}
-	s->rlen += (size_t)res;
 	s->dispatching = true; /* reports may re-enter submit(); nothing frees s meanwhile */
-	bool alive = drain(s);
+	bool alive;
+	if (s->ssl) {
+		alive = tls_in(s, (size_t)res);
+	} else {
+		s->rlen += (size_t)res;
+		alive = drain(s);
+	}
 	s->dispatching = false;
 	if (alive)
 		arm_recv(s);
@@ -852,7 +1198,8 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 
 static void check_deadlines(struct smpp *s, uint64_t now)
 {
-	if ((s->state == B_CONNECTING || s->state == B_BINDING) && now >= s->bind_deadline_ms) {
+	if ((s->state == B_CONNECTING || s->state == B_HANDSHAKE || s->state == B_BINDING) &&
+	    now >= s->bind_deadline_ms) {
 		fail(s, "SMPP bind timeout");
 		return;
 	}
@@ -882,7 +1229,7 @@ static void on_tick(struct timer *t)
 		struct slot *sl = &s->slots[i];
 		if (sl->m && sl->deadline_ms <= now) {
 			msg_fail(sl->m, OUTCOME_TRANSIENT, "SMPP submit_sm_resp timeout", 0);
-			part_done(s, sl);
+			part_done(s, sl, NULL);
 		}
 	}
 	if (s->acct)
@@ -1046,6 +1393,8 @@ static void smpp_submit(struct lane *l, struct delivery *d)
 		}
 	}
 	m->parts = (uint16_t)te->plan.parts;
+	if (m->parts > 1 && !(m->ids = calloc(m->parts, sizeof(m->ids[0]))))
+		abort(); /* out-of-memory policy: as the loop's timer heap */
 	flush_soon(s);
 }
 
@@ -1092,6 +1441,51 @@ static void source_type(struct smpp *s, const struct config_lane *cfg)
 	s->source_npi = (uint8_t)atoi(config_lane_get(cfg, "source_npi", npi ? "1" : "0"));
 }
 
+static int parse_bool(const struct config_lane *cfg, const char *key, const char *def, bool *out,
+		      char *err, size_t errlen)
+{
+	const char *v = config_lane_get(cfg, key, def);
+	static const char *const yes[] = {"on", "yes", "true", "1"}, *const no[] = {"off", "no", "false", "0"};
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcasecmp(v, yes[i]) || !strcasecmp(v, no[i])) {
+			*out = !strcasecmp(v, yes[i]);
+			return 0;
+		}
+	}
+	snprintf(err, errlen, "[lane %s] %s: on or off, not '%s'", cfg->name, key, v);
+	return -1;
+}
+
+/* tls = on: the client context (CA bundle, verification) and the name to check. */
+static int parse_tls(struct smpp *s, const struct config_lane *cfg, const char *host, char *err,
+		     size_t errlen)
+{
+	bool tls, insecure;
+	if (parse_bool(cfg, "tls", "off", &tls, err, errlen) < 0 ||
+	    parse_bool(cfg, "insecure", "no", &insecure, err, errlen) < 0)
+		return -1;
+	if (!tls)
+		return 0;
+	if (copy_key(cfg, "server_name", host, s->server_name, sizeof(s->server_name), err, errlen))
+		return -1;
+	char why[256];
+	s->ssl_ctx = tls_client_ctx(config_lane_get(cfg, "ca_file", NULL), !insecure, NULL, 0, why,
+				    sizeof(why));
+	if (!s->ssl_ctx) {
+		snprintf(err, errlen, "[lane %s] ca_file: %s", cfg->name, why);
+		return -1;
+	}
+	s->cbuf = malloc(CIPHER_BUF);
+	if (!s->cbuf) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (insecure)
+		log_warn("msg=\"smpp TLS without certificate verification (insecure = yes)\" lane=%s",
+			 cfg->name);
+	return 0;
+}
+
 static int parse_config(struct smpp *s, const struct config_lane *cfg, char *err, size_t errlen)
 {
 	if (copy_key(cfg, "system_id", NULL, s->system_id, sizeof(s->system_id), err, errlen) ||
@@ -1110,11 +1504,22 @@ static int parse_config(struct smpp *s, const struct config_lane *cfg, char *err
 			 "bind_timeout_ms must be positive", cfg->name);
 		return -1;
 	}
+	long early_max = atol(config_lane_get(cfg, "early_receipts", "4096"));
+	long early_ms = atol(config_lane_get(cfg, "early_receipt_ms", "0"));
+	if (early_max < 0 || early_max > 1000000 || early_ms < 0) {
+		snprintf(err, errlen, "[lane %s] early_receipts: 0..1000000; early_receipt_ms >= 0",
+			 cfg->name);
+		return -1;
+	}
+	s->early_max = (size_t)early_max;
+	s->early_ms = early_ms ? (uint64_t)early_ms : 2 * (uint64_t)s->resp_timeout_ms;
 	const char *host = config_lane_get(cfg, "host", NULL), *port = config_lane_get(cfg, "port", "2775");
 	if (!host) {
 		snprintf(err, errlen, "[lane %s] host: required", cfg->name);
 		return -1;
 	}
+	if (parse_tls(s, cfg, host, err, errlen) < 0)
+		return -1;
 	return resolve(s, host, port, err, errlen);
 }
 
@@ -1122,7 +1527,7 @@ static int join_account(struct smpp *s, const struct config_lane *cfg)
 {
 	char def[sizeof(s->system_id) + sizeof(s->addr) + 2];
 	snprintf(def, sizeof(def), "%s@%s", s->system_id, s->addr);
-	s->acct = acct_new(config_lane_get(cfg, "account", def));
+	s->acct = acct_new(config_lane_get(cfg, "account", def), s->early_max, s->early_ms);
 	if (!s->acct)
 		return -1;
 	s->acct->refs = 1;
@@ -1155,7 +1560,7 @@ static int smpp_open(struct lane *l, const struct lane_host *host, const struct 
 	s->recv_op.cb = on_recv;
 	s->send_op.cb = on_send;
 	if (parse_config(s, cfg, err, errlen) < 0)
-		goto out_free_state;
+		goto out_free_tls;
 	if (alloc_bufs(s, l->window ? l->window : 64) < 0 || join_account(s, cfg) < 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out_free_bufs;
@@ -1170,7 +1575,9 @@ static int smpp_open(struct lane *l, const struct lane_host *host, const struct 
 out_free_bufs:
 	free(s->slots);
 	free(s->rbuf);
-out_free_state:
+out_free_tls:
+	SSL_CTX_free(s->ssl_ctx);
+	free(s->cbuf);
 	free(s);
 	return -1;
 out_nomem:
@@ -1187,6 +1594,9 @@ static void free_state(struct smpp *s)
 	text_cache_free(s);
 	buf_release(&s->out);
 	buf_release(&s->sending);
+	SSL_free(s->ssl);
+	SSL_CTX_free(s->ssl_ctx);
+	free(s->cbuf);
 	free(s->slots);
 	free(s->rbuf);
 	free(s);
@@ -1220,9 +1630,29 @@ static void smpp_close(struct lane *l)
 	fail(s, "closing");
 }
 
+/* Integer members become gauges tocsin_adapter_smpp_*{lane=...}; early_* are the account's. */
+static void smpp_describe(struct lane *l, struct json_t *o)
+{
+	const struct smpp *s = l->adapter_state;
+	if (!s)
+		return;
+	const struct smpp_account *a = s->acct;
+	json_object_set_new(o, "smpp_bound", json_integer(s->state == B_BOUND));
+	json_object_set_new(o, "smpp_tls", json_integer(s->ssl_ctx != NULL));
+	json_object_set_new(o, "smpp_parts_in_flight", json_integer((json_int_t)s->inflight));
+	json_object_set_new(o, "smpp_last_error", json_string(s->last_error));
+	if (!a)
+		return;
+	json_object_set_new(o, "smpp_account", json_string(a->name));
+	json_object_set_new(o, "smpp_early_receipts_waiting", json_integer((json_int_t)a->early.waiting));
+	json_object_set_new(o, "smpp_early_receipts_matched", json_integer((json_int_t)a->early.matched));
+	json_object_set_new(o, "smpp_early_receipts_dropped", json_integer((json_int_t)a->early.dropped));
+}
+
 const struct adapter_ops adapter_smpp = {
 	.name = "smpp",
 	.open = smpp_open,
 	.submit = smpp_submit,
 	.close = smpp_close,
+	.describe = smpp_describe,
 };

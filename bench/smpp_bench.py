@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """bench/smpp_bench.py: SMS submission speed through the engine (issue 5).
 
-  /usr/bin/python3 bench/smpp_bench.py [BUILD_DIR] [--scale 0.2] [--rate-seconds 20]
+  /usr/bin/python3 bench/smpp_bench.py [BUILD_DIR] [--scale 0.2] [--rate-seconds 20] [--no-tls]
 
 For SMSC latency 0 and 5 ms, with and without receipts flowing back, it
 measures submits per second through one SMPP bind of tocsind (window 100,
 no rate limit; a district-wide SMS-only warning with a one-part GSM text)
 against bench/smpp_blaster (pre-encoded submit_sm written as fast as the
 same window allows: the bare baseline) on the same bench/smsc_sim, in the
-same run. Then the rate accuracy of three binds at configured rates.
+same run. The same with receipts over TLS (smsc_sim --tls-cert, the lane
+and the blaster verifying a certificate made here with the openssl CLI).
+Then the rate accuracy of three binds at configured rates.
 
 Both rates are taken at the SMSC (smsc_sim's submit_seconds: first
 submit_sm read to last submit_sm_resp sent, microsecond clock), the same
@@ -36,6 +38,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("build", nargs="?", default="build")
 ap.add_argument("--scale", default="0.2")
 ap.add_argument("--rate-seconds", type=float, default=20)
+ap.add_argument("--no-tls", action="store_true", help="skip the TLS rows")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
 WORK = tempfile.mkdtemp(prefix="tocsin-smpp-bench-")
@@ -43,17 +46,36 @@ pb = load_pb(os.path.join(HERE, ".."))
 TEXT = (("en-US", "Typhoon warning", "Stay indoors."),)
 
 
+def make_certs():
+    """A CA and a certificate for localhost / 127.0.0.1 it signed, in WORK."""
+    ext = os.path.join(WORK, "san.ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for cmd in (["req", "-x509"] + ec + ["-days", "2", "-keyout", "ca.key", "-out", "ca.pem",
+                                         "-subj", "/CN=bench SMSC CA"],
+                ["req"] + ec + ["-keyout", "smsc.key", "-out", "smsc.csr", "-subj", "/CN=localhost"],
+                ["x509", "-req", "-in", "smsc.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+                 "-CAcreateserial", "-days", "2", "-extfile", ext, "-out", "smsc.pem"]):
+        subprocess.run(["openssl"] + cmd, cwd=WORK, check=True, capture_output=True)
+    return {k: os.path.join(WORK, v) for k, v in
+            (("ca", "ca.pem"), ("cert", "smsc.pem"), ("key", "smsc.key"))}
+
+
 class Smsc:
-    def __init__(self, latency, mix):
-        self.port_file = os.path.join(WORK, "smsc-%d-%s.port" % (latency, mix))
-        self.stats_file = os.path.join(WORK, "smsc-%d-%s.json" % (latency, mix))
+    def __init__(self, latency, mix, tls=None):
+        tag = "%d-%s%s" % (latency, mix, "-tls" if tls else "")
+        self.port_file = os.path.join(WORK, "smsc-%s.port" % tag)
+        self.stats_file = os.path.join(WORK, "smsc-%s.json" % tag)
         for f in (self.port_file, self.stats_file):
             if os.path.exists(f):
                 os.unlink(f)
+        tls_args = ["--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "bench", "smsc_sim"), "--port", "0", "--port-file",
              self.port_file, "--latency-ms", str(latency), "--mix", mix,
-             "--receipt-delay-ms", "0", "--stats", self.stats_file], stderr=subprocess.DEVNULL)
+             "--receipt-delay-ms", "0", "--stats", self.stats_file] + tls_args,
+            stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while not (os.path.exists(self.port_file) and open(self.port_file).read().strip()):
             if time.time() > deadline:
@@ -69,15 +91,16 @@ class Smsc:
         return self.stats
 
 
-def blaster(port, count, wait_receipts):
+def blaster(port, count, wait_receipts, tls=None):
     out = subprocess.run([os.path.join(BUILD, "bench", "smpp_blaster"), "--port", str(port),
                           "--binds", "1", "--window", "100", "--count", str(count),
-                          "--wait-receipts-ms", "3000" if wait_receipts else "0"],
+                          "--wait-receipts-ms", "3000" if wait_receipts else "0"]
+                         + (["--tls-ca", tls["ca"]] if tls else []),
                          capture_output=True, text=True, check=True).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
-def engine(redis, bureau, keyring, smsc, lanes, ident, phones):
+def engine(redis, bureau, keyring, smsc, lanes, ident, phones, tls=None):
     opts = {("dispatch", "channels"): "sms", ("server", "threads"): "1"}
     for name, rate in lanes:
         sec = "lane " + name
@@ -85,6 +108,9 @@ def engine(redis, bureau, keyring, smsc, lanes, ident, phones):
                      (sec, "host"): "127.0.0.1", (sec, "port"): str(smsc.port),
                      (sec, "system_id"): "bench", (sec, "window"): "100",
                      (sec, "rate"): str(rate), (sec, "burst"): str(max(1, rate / 20))})
+        if tls:
+            opts.update({(sec, "tls"): "on", (sec, "ca_file"): tls["ca"],
+                         (sec, "server_name"): "localhost"})
     d = Tocsind(os.path.join(BUILD, "engine", "tocsind"), WORK, redis.address, keyring, opts,
                 name=ident).start()
     time.sleep(0.5)  # binds
@@ -102,10 +128,10 @@ def submit(d, bureau, w):
     urllib.request.urlopen(req, timeout=10).read()
 
 
-def engine_rate(redis, bureau, keyring, latency, mix, phones):
-    smsc = Smsc(latency, mix)
-    ident = "smpp-bench-%d-%s" % (latency, mix.split("=")[0])
-    d = engine(redis, bureau, keyring, smsc, [("sms-1", 0)], ident, phones)
+def engine_rate(redis, bureau, keyring, latency, mix, phones, tls=None):
+    smsc = Smsc(latency, mix, tls)
+    ident = "smpp-bench-%d-%s%s" % (latency, mix.split("=")[0], "-tls" if tls else "")
+    d = engine(redis, bureau, keyring, smsc, [("sms-1", 0)], ident, phones, tls)
     try:
         submit(d, bureau, bureau.warning(ident=ident, targets=["350102"], infos=TEXT))
         while True:
@@ -168,22 +194,26 @@ def main():
     with open(keyring, "w") as f:
         f.write(bureau.keyring)
     rows = []
+    tls = None if args.no_tls else make_certs()
+    cases = [(lat, mix, label, None) for lat in (0, 5)
+             for mix, label in (("none=100", "no receipts"), ("delivrd=100", "receipts"))]
+    if tls:
+        cases += [(lat, "delivrd=100", "receipts, TLS", tls) for lat in (0, 5)]
     try:
-        for latency in (0, 5):
-            for mix, label in (("none=100", "no receipts"), ("delivrd=100", "receipts")):
-                smsc = Smsc(latency, mix)
-                try:
-                    base = blaster(smsc.port, phones, mix != "none=100")
-                finally:
-                    st = smsc.stop()
-                base["blaster_seconds"] = base["seconds"]
-                base["seconds"] = st["submit_seconds"]
-                base["submits_per_s"] = st["submit_sm"] / st["submit_seconds"]
-                eng = engine_rate(redis, bureau, keyring, latency, mix, phones)
-                rows.append((latency, label, eng, base))
-                print("latency %d ms, %s: engine %.0f submits/s, bare blaster %.0f/s: ratio %.2f"
-                      % (latency, label, eng["submits_per_s"], base["submits_per_s"],
-                         eng["submits_per_s"] / base["submits_per_s"]), flush=True)
+        for latency, mix, label, t in cases:
+            smsc = Smsc(latency, mix, t)
+            try:
+                base = blaster(smsc.port, phones, mix != "none=100", t)
+            finally:
+                st = smsc.stop()
+            base["blaster_seconds"] = base["seconds"]
+            base["seconds"] = st["submit_seconds"]
+            base["submits_per_s"] = st["submit_sm"] / st["submit_seconds"]
+            eng = engine_rate(redis, bureau, keyring, latency, mix, phones, t)
+            rows.append((latency, label, eng, base))
+            print("latency %d ms, %s: engine %.0f submits/s, bare blaster %.0f/s: ratio %.2f"
+                  % (latency, label, eng["submits_per_s"], base["submits_per_s"],
+                     eng["submits_per_s"] / base["submits_per_s"]), flush=True)
         acc = rate_accuracy(redis, bureau, keyring, [300, 200, 100])
         for a in acc:
             print("rate: %s configured %d/s achieved %.1f/s ratio %.3f"

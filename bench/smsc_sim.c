@@ -6,7 +6,8 @@
  *            [--throttle-rate 0] [--receipt-delay-ms 0]
  *            [--mix delivrd=90,undeliv=5,expired=3,none=2]
  *            [--id-format mixed|dec|hex] [--receipts mixed|tlv|text]
- *            [--bad-prefix DIGITS] [--stats FILE]
+ *            [--bad-prefix DIGITS] [--receipt-first] [--stats FILE]
+ *            [--tls-cert CHAIN.pem --tls-key KEY.pem]
  *
  * It accepts bind_transceiver/transmitter/receiver (any credentials, or
  * only --password), answers submit_sm after --latency-ms with a message id
@@ -16,7 +17,11 @@
  * transceivers/receivers of the same system_id in turn, with a stat drawn
  * from --mix. The id formats of the response and the receipt differ on
  * purpose (decimal vs hex, case, leading zeros) and the receipt carries
- * TLVs and/or Appendix B text.
+ * TLVs and/or Appendix B text. With --receipt-first the receipt is queued
+ * when the submit_sm is read, so it leaves before the submit_sm_resp when
+ * --receipt-delay-ms <= --latency-ms (the client cannot know its id yet).
+ * With --tls-cert and --tls-key the listener speaks SMPP over TLS only
+ * (OpenSSL on the non-blocking socket); failed handshakes are counted.
  *
  * Counts go to --stats as JSON on SIGUSR1 and at exit (SIGTERM, SIGINT),
  * with submit_seconds: first submit_sm read to last submit_sm_resp queued
@@ -41,6 +46,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "smpp.h"
 
 #define MAX_CONNS 1024
@@ -49,6 +57,8 @@
 struct conn {
 	int fd;
 	unsigned gen;
+	SSL *ssl;      /* TLS listener only */
+	bool tls_ready; /* handshake done */
 	bool bound, can_receive;
 	char system_id[16];
 	uint8_t *rbuf;
@@ -78,7 +88,8 @@ struct fifo {
 
 struct opts {
 	int port;
-	const char *port_file, *password, *stats, *bad_prefix;
+	const char *port_file, *password, *stats, *bad_prefix, *tls_cert, *tls_key;
+	bool receipt_first;
 	unsigned latency_ms, receipt_delay_ms;
 	double throttle_rate;
 	unsigned mix[4]; /* delivrd, undeliv, expired, none */
@@ -89,7 +100,8 @@ struct opts {
 struct stats {
 	uint64_t binds, bind_refused, unbinds, submits, messages, parts_udh, dc_ucs2, dc_gsm,
 		dc_other, throttled, rejected, accepted, receipts_delivrd, receipts_undeliv,
-		receipts_expired, receipts_none, receipts_unsent, deliver_resps, enquire_links;
+		receipts_expired, receipts_none, receipts_unsent, deliver_resps, enquire_links,
+		tls_handshakes, tls_failures;
 	/* the client's pace as the SMSC sees it: first submit_sm read .. last submit_sm_resp queued */
 	uint64_t first_submit_us, last_submit_resp_us;
 	uint64_t *dest_set;
@@ -98,6 +110,7 @@ struct stats {
 
 struct sim {
 	struct opts o;
+	SSL_CTX *ssl_ctx;
 	int ep, lfd;
 	struct conn c[MAX_CONNS];
 	struct fifo resp, rcpt;
@@ -207,12 +220,13 @@ static void write_stats(const struct sim *s)
 		"\"dc_other\": %lu, \"throttled\": %lu, \"rejected\": %lu, \"accepted\": %lu, "
 		"\"unique_destinations\": %zu, \"receipts\": {\"DELIVRD\": %lu, \"UNDELIV\": %lu, "
 		"\"EXPIRED\": %lu, \"none\": %lu, \"unsent\": %lu}, \"deliver_sm_resp\": %lu, "
-		"\"enquire_link\": %lu, \"submit_seconds\": %.6f}\n",
+		"\"enquire_link\": %lu, \"tls_handshakes\": %lu, \"tls_failures\": %lu, "
+		"\"submit_seconds\": %.6f}\n",
 		st->binds, st->bind_refused, st->unbinds, st->submits, st->messages, st->parts_udh,
 		st->dc_ucs2, st->dc_gsm, st->dc_other, st->throttled, st->rejected, st->accepted,
 		st->dests, st->receipts_delivrd, st->receipts_undeliv, st->receipts_expired,
 		st->receipts_none, st->receipts_unsent, st->deliver_resps, st->enquire_links,
-		st->last_submit_resp_us > st->first_submit_us
+		st->tls_handshakes, st->tls_failures, st->last_submit_resp_us > st->first_submit_us
 			? (double)(st->last_submit_resp_us - st->first_submit_us) / 1e6 : 0.0);
 	fclose(f);
 	rename(tmp, s->o.stats);
@@ -224,6 +238,7 @@ static void conn_close(struct sim *s, int i)
 {
 	struct conn *c = &s->c[i];
 	epoll_ctl(s->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	SSL_free(c->ssl);
 	close(c->fd);
 	free(c->rbuf);
 	free(c->wbuf);
@@ -239,18 +254,69 @@ static void want_write(struct sim *s, int i, bool on)
 	epoll_ctl(s->ep, EPOLL_CTL_MOD, s->c[i].fd, &ev);
 }
 
+/* Advance the TLS handshake; true once it is done (false: wait, or the connection was closed). */
+static bool tls_step(struct sim *s, int i)
+{
+	struct conn *c = &s->c[i];
+	if (c->tls_ready)
+		return true;
+	int r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		c->tls_ready = true;
+		s->st.tls_handshakes++;
+		want_write(s, i, false);
+		return true;
+	}
+	int e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		want_write(s, i, e == SSL_ERROR_WANT_WRITE);
+		return false;
+	}
+	char why[200] = "the client closed the connection";
+	if (ERR_peek_error())
+		ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+	ERR_clear_error();
+	fprintf(stderr, "smsc_sim: TLS handshake failed: %s\n", why);
+	s->st.tls_failures++;
+	conn_close(s, i);
+	return false;
+}
+
+/* Send from c's output: <0 error (closed), 0 would block, else bytes sent. */
+static ssize_t conn_send(struct sim *s, int i)
+{
+	struct conn *c = &s->c[i];
+	if (!c->ssl) {
+		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+		if (n < 0 && (errno == EAGAIN || errno == EINTR))
+			return 0;
+		return n > 0 ? n : -1;
+	}
+	if (!tls_step(s, i))
+		return c->fd < 0 ? -2 : 0;
+	size_t len = c->wlen - c->woff;
+	int n = SSL_write(c->ssl, c->wbuf + c->woff, len > INT32_MAX ? INT32_MAX : (int)len);
+	if (n > 0)
+		return n;
+	int e = SSL_get_error(c->ssl, n);
+	ERR_clear_error();
+	return e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? 0 : -1;
+}
+
 static void conn_flush(struct sim *s, int i)
 {
 	struct conn *c = &s->c[i];
+	if (c->ssl && !tls_step(s, i))
+		return;
 	while (c->woff < c->wlen) {
-		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && errno == EAGAIN) {
+		ssize_t n = conn_send(s, i);
+		if (n == -2)
+			return; /* closed by the handshake */
+		if (n == 0) {
 			want_write(s, i, true);
 			return;
 		}
-		if (n <= 0) {
+		if (n < 0) {
 			conn_close(s, i);
 			return;
 		}
@@ -304,6 +370,12 @@ static void accept_all(struct sim *s)
 		c->rbuf = malloc(RBUF);
 		if (!c->rbuf)
 			abort();
+		if (s->ssl_ctx) {
+			c->ssl = SSL_new(s->ssl_ctx);
+			if (!c->ssl || SSL_set_fd(c->ssl, fd) != 1)
+				abort();
+			SSL_set_accept_state(c->ssl);
+		}
 		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = (uint32_t)i};
 		epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &ev);
 	}
@@ -425,6 +497,12 @@ static void on_submit(struct sim *s, int i, const struct smpp_pdu *p)
 		snprintf(e.system_id, sizeof(e.system_id), "%s", c->system_id);
 		snprintf(e.src, sizeof(e.src), "%s", p->u.sm.source_addr);
 		snprintf(e.dst, sizeof(e.dst), "%s", p->u.sm.dest_addr);
+		if (s->o.receipt_first) {
+			struct ev r = e;
+			r.due_ms = now_ms() + s->o.receipt_delay_ms;
+			r.stat = pick_stat(s);
+			fifo_push(&s->rcpt, &r);
+		}
 	}
 	fifo_push(&s->resp, &e);
 }
@@ -462,24 +540,17 @@ static void on_pdu(struct sim *s, int i, const struct smpp_pdu *p)
 	conn_put(c, out, smpp_encode_header(out, sizeof(out), p->id | SMPP_RESP, 0, p->seq));
 }
 
-static void conn_read(struct sim *s, int i)
+/* Handle every whole PDU in c's input; false when the stream was broken (closed). */
+static bool conn_pdus(struct sim *s, int i)
 {
 	struct conn *c = &s->c[i];
-	ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF - c->rlen, 0);
-	if (n < 0 && (errno == EAGAIN || errno == EINTR))
-		return;
-	if (n <= 0) {
-		conn_close(s, i);
-		return;
-	}
-	c->rlen += (size_t)n;
 	size_t off = 0;
 	for (;;) {
 		struct smpp_pdu p;
 		ssize_t k = smpp_decode(c->rbuf + off, c->rlen - off, &p);
 		if (k < 0) {
 			conn_close(s, i);
-			return;
+			return false;
 		}
 		if (k == 0)
 			break;
@@ -488,7 +559,50 @@ static void conn_read(struct sim *s, int i)
 	}
 	memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 	c->rlen -= off;
+	return true;
+}
+
+/* TLS: everything the session can decrypt now (epoll does not see what OpenSSL buffers). */
+static void conn_read_tls(struct sim *s, int i)
+{
+	struct conn *c = &s->c[i];
+	if (!tls_step(s, i))
+		return;
+	for (;;) {
+		/* conn_pdus leaves less than one PDU: there is always room */
+		int n = SSL_read(c->ssl, c->rbuf + c->rlen, (int)(RBUF - c->rlen));
+		if (n <= 0) {
+			int e = SSL_get_error(c->ssl, n);
+			ERR_clear_error();
+			if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+				break;
+			conn_close(s, i);
+			return;
+		}
+		c->rlen += (size_t)n;
+		if (!conn_pdus(s, i))
+			return;
+	}
 	conn_flush(s, i);
+}
+
+static void conn_read(struct sim *s, int i)
+{
+	struct conn *c = &s->c[i];
+	if (c->ssl) {
+		conn_read_tls(s, i);
+		return;
+	}
+	ssize_t n = recv(c->fd, c->rbuf + c->rlen, RBUF - c->rlen, 0);
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	if (n <= 0) {
+		conn_close(s, i);
+		return;
+	}
+	c->rlen += (size_t)n;
+	if (conn_pdus(s, i))
+		conn_flush(s, i);
 }
 
 /* --- timed events --- */
@@ -505,7 +619,7 @@ static void send_resp(struct sim *s, struct ev *e, uint64_t now)
 				    e->seq, e->status ? NULL : id);
 	c->wlen += n;
 	s->st.last_submit_resp_us = now_us();
-	if (e->status)
+	if (e->status || s->o.receipt_first)
 		return;
 	struct ev r = *e;
 	r.due_ms = now + s->o.receipt_delay_ms;
@@ -577,7 +691,7 @@ static int run_due(struct sim *s)
 {
 	uint64_t now = now_ms();
 	struct ev *e;
-	while ((e = fifo_due(&s->resp, now))) {
+	while (!s->o.receipt_first && (e = fifo_due(&s->resp, now))) {
 		struct ev copy = *e;
 		fifo_pop(&s->resp);
 		send_resp(s, &copy, now);
@@ -589,6 +703,11 @@ static int run_due(struct sim *s)
 			send_receipt(s, &copy);
 		else
 			s->st.receipts_none++;
+	}
+	while (s->o.receipt_first && (e = fifo_due(&s->resp, now))) { /* after the receipts */
+		struct ev copy = *e;
+		fifo_pop(&s->resp);
+		send_resp(s, &copy, now);
 	}
 	for (int i = 0; i < MAX_CONNS; i++)
 		if (s->c[i].fd >= 0 && s->c[i].wlen > s->c[i].woff)
@@ -627,7 +746,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		{"port", 1, 0, 'p'}, {"port-file", 1, 0, 'P'}, {"password", 1, 0, 'w'},
 		{"latency-ms", 1, 0, 'l'}, {"throttle-rate", 1, 0, 't'},
 		{"receipt-delay-ms", 1, 0, 'r'}, {"mix", 1, 0, 'm'}, {"id-format", 1, 0, 'i'},
-		{"receipts", 1, 0, 'R'}, {"bad-prefix", 1, 0, 'b'}, {"stats", 1, 0, 's'}, {0}};
+		{"receipts", 1, 0, 'R'}, {"bad-prefix", 1, 0, 'b'}, {"stats", 1, 0, 's'},
+		{"receipt-first", 0, 0, 'F'}, {"tls-cert", 1, 0, 'C'}, {"tls-key", 1, 0, 'K'}, {0}};
 	*o = (struct opts){.mix = {90, 5, 3, 2}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -643,8 +763,33 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		case 'R': o->receipts = !strcmp(optarg, "tlv") ? 1 : !strcmp(optarg, "text") ? 2 : 0; break;
 		case 'b': o->bad_prefix = optarg; break;
 		case 's': o->stats = optarg; break;
+		case 'F': o->receipt_first = true; break;
+		case 'C': o->tls_cert = optarg; break;
+		case 'K': o->tls_key = optarg; break;
 		default: return -1;
 		}
+	}
+	return !o->tls_cert == !o->tls_key ? 0 : -1;
+}
+
+static int tls_init(struct sim *s)
+{
+	if (!s->o.tls_cert)
+		return 0;
+	s->ssl_ctx = SSL_CTX_new(TLS_server_method());
+	if (!s->ssl_ctx)
+		return -1;
+	SSL_CTX_set_min_proto_version(s->ssl_ctx, TLS1_2_VERSION);
+	SSL_CTX_set_options(s->ssl_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_mode(s->ssl_ctx, SSL_MODE_ENABLE_PARTIAL_WRITE |
+					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	if (SSL_CTX_use_certificate_chain_file(s->ssl_ctx, s->o.tls_cert) != 1 ||
+	    SSL_CTX_use_PrivateKey_file(s->ssl_ctx, s->o.tls_key, SSL_FILETYPE_PEM) != 1 ||
+	    SSL_CTX_check_private_key(s->ssl_ctx) != 1) {
+		char why[200];
+		ERR_error_string_n(ERR_get_error(), why, sizeof(why));
+		fprintf(stderr, "smsc_sim: %s / %s: %s\n", s->o.tls_cert, s->o.tls_key, why);
+		return -1;
 	}
 	return 0;
 }
@@ -702,7 +847,8 @@ int main(int argc, char **argv)
 	if (parse_opts(&s.o, argc, argv) < 0) {
 		fprintf(stderr, "usage: smsc_sim --port N [--port-file F] [--password P] [--latency-ms MS] "
 			"[--throttle-rate R] [--receipt-delay-ms MS] [--mix delivrd=90,undeliv=5,expired=3,none=2] "
-			"[--id-format mixed|dec|hex] [--receipts mixed|tlv|text] [--bad-prefix DIGITS] [--stats FILE]\n");
+			"[--id-format mixed|dec|hex] [--receipts mixed|tlv|text] [--bad-prefix DIGITS] [--receipt-first] "
+			"[--stats FILE] [--tls-cert CHAIN.pem --tls-key KEY.pem]\n");
 		return 2;
 	}
 	for (int i = 0; i < MAX_CONNS; i++)
@@ -714,7 +860,7 @@ int main(int argc, char **argv)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	s.ep = epoll_create1(EPOLL_CLOEXEC);
-	if (s.ep < 0 || listen_on(&s) < 0)
+	if (s.ep < 0 || tls_init(&s) < 0 || listen_on(&s) < 0)
 		return 1;
 	serve(&s);
 	write_stats(&s);

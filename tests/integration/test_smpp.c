@@ -9,8 +9,13 @@
  * protobuf-c envelope (dummy signature: campaign_new does not verify).
  * The sim run checks acceptance, one receipt per part matched across two
  * binds of one account, counts equal to the simulator's own, permanent
- * failures named, throttling, reconnect after the SMSC dies, and unbind on
- * close. Processes are started here and stopped by pid.
+ * failures named, throttling, reconnect after the SMSC dies, unbind on
+ * close, SMPP over TLS (a CA and certificates made here with the openssl
+ * CLI: verified bind, wrong CA and wrong name refused with the reason
+ * named), and receipts sent before their submit_sm_resp (none lost; the
+ * early-receipt cache's bounds counted). The npm run checks the codec
+ * against node's `smpp` server, in plain TCP and over TLS. Processes are
+ * started here and stopped by pid.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -28,9 +33,11 @@
 
 #define MAX_D 512
 
+#define N_LANES 12
+
 struct driver {
 	struct loop loop;
-	struct lane lanes[4];
+	struct lane lanes[N_LANES];
 	struct lane_host host;
 	struct delivery d[MAX_D];
 	int outcome[MAX_D];          /* -1 until reported */
@@ -38,7 +45,8 @@ struct driver {
 	uint32_t retry_after[MAX_D];
 	unsigned rc_delivered, rc_permanent, rc_expired, rc_unknown_id;
 	unsigned parts_delivered[MAX_D];
-	unsigned ups[4], downs[4];
+	unsigned ups[N_LANES], downs[N_LANES];
+	char why[N_LANES][320]; /* the last up/down reason */
 	size_t n;
 };
 
@@ -91,6 +99,7 @@ static void on_up(void *ctx, struct lane *l, bool up, const char *why)
 		dr->ups[i]++;
 	else
 		dr->downs[i]++;
+	snprintf(dr->why[i], sizeof(dr->why[i]), "%s", why ? why : "");
 	printf("lane %s %s (%s)\n", l->name, up ? "up" : "down", why);
 }
 
@@ -214,8 +223,10 @@ static bool all_reported(struct driver *dr, void *arg)
 	return true;
 }
 
-static void open_lane(struct driver *dr, size_t i, const char *name, const char *port,
-		      const char *account, unsigned window)
+/* extra: more {key, value} pairs, ending with {NULL}. 0, or -1 with err. */
+static int try_open(struct driver *dr, size_t i, const char *name, const char *port,
+		    const char *account, unsigned window, const char *const (*extra)[2], char *err,
+		    size_t errlen)
 {
 	struct lane *l = &dr->lanes[i];
 	lane_init(l, name, CHANNEL_SMS, 0, 0, window, 0);
@@ -232,11 +243,27 @@ static void open_lane(struct driver *dr, size_t i, const char *name, const char 
 		snprintf(cfg.kv[k].value, sizeof(cfg.kv[k].value), "%s", kv[k][1]);
 		cfg.n_kv++;
 	}
+	for (size_t k = 0; extra && extra[k][0]; k++, cfg.n_kv++) {
+		snprintf(cfg.kv[cfg.n_kv].key, sizeof(cfg.kv[0].key), "%s", extra[k][0]);
+		snprintf(cfg.kv[cfg.n_kv].value, sizeof(cfg.kv[0].value), "%s", extra[k][1]);
+	}
+	return adapter_smpp.open(l, &dr->host, &cfg, err, errlen);
+}
+
+static void open_lane_kv(struct driver *dr, size_t i, const char *name, const char *port,
+			 const char *account, unsigned window, const char *const (*extra)[2])
+{
 	char err[256] = "";
-	if (adapter_smpp.open(l, &dr->host, &cfg, err, sizeof(err)) < 0) {
+	if (try_open(dr, i, name, port, account, window, extra, err, sizeof(err)) < 0) {
 		printf("open %s: %s\n", name, err);
 		exit(1);
 	}
+}
+
+static void open_lane(struct driver *dr, size_t i, const char *name, const char *port,
+		      const char *account, unsigned window)
+{
+	open_lane_kv(dr, i, name, port, account, window, NULL);
 }
 
 static json_t *read_stats(pid_t pid, const char *path)
@@ -286,6 +313,8 @@ static const char LONG_INSTR[] =
 	"人员撤离至安全地带，关好门窗，远离广告牌和临时搭建物，低洼地区居民注意防范内涝和山洪。"
 	"学校停课，船只回港避风，密切关注气象部门发布的最新信息，如遇险情请拨打一一零求助。";
 
+static void settle_receipts(struct driver *dr);
+
 /* Phase A: two binds of one account, a mix of texts, receipts on either bind. */
 static void phase_counts(struct driver *dr, const char *sim, const char *dir)
 {
@@ -333,14 +362,7 @@ static void phase_counts(struct driver *dr, const char *sim, const char *dir)
 		}
 	}
 	CHECK(accepted == 200 && permanent == 4, "accepted %u permanent %u", accepted, permanent);
-	/* receipts: wait until they stop coming */
-	unsigned last = ~0u;
-	for (int quiet = 0; quiet < 5;) {
-		run_for(dr, 100);
-		unsigned now = dr->rc_delivered + dr->rc_permanent + dr->rc_expired;
-		quiet = now == last ? quiet + 1 : 0;
-		last = now;
-	}
+	settle_receipts(dr); /* until they stop coming */
 	json_t *j = read_stats(pid, stats);
 	printf("sim1: submit_sm %lld messages %lld accepted %lld DELIVRD %lld UNDELIV %lld "
 	       "EXPIRED %lld none %lld; ours: delivered %u permanent %u expired %u\n",
@@ -449,43 +471,303 @@ static void phase_reconnect(struct driver *dr, const char *sim, const char *dir)
 	stop(pid);
 }
 
-/* npm mode: node's smpp server checks data_coding 8 and the UDH of a long Chinese text. */
-static void phase_npm(struct driver *dr, const char *script, const char *dir)
+/* A private CA, a certificate for localhost and 127.0.0.1 it signed, and an unrelated CA. */
+static bool make_certs(const char *dir)
 {
-	char port_file[512], out[512];
-	snprintf(port_file, sizeof(port_file), "%s/node.port", dir);
-	snprintf(out, sizeof(out), "%s/node.json", dir);
+	char cmd[4096];
+	snprintf(cmd, sizeof(cmd),
+		 "cd '%s' && printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\\n' > san.ext && "
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+		 "-keyout ca.key -out ca.pem -subj '/CN=tocsin test SMSC CA' 2>/dev/null && "
+		 "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 "
+		 "-keyout other-ca.key -out other-ca.pem -subj '/CN=an unrelated CA' 2>/dev/null && "
+		 "openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout smsc.key "
+		 "-out smsc.csr -subj '/CN=localhost' 2>/dev/null && "
+		 "openssl x509 -req -in smsc.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 2 "
+		 "-extfile san.ext -out smsc.pem 2>/dev/null",
+		 dir);
+	return system(cmd) == 0;
+}
+
+static long long adapter_num(struct lane *l, const char *key)
+{
+	json_t *o = json_object();
+	adapter_smpp.describe(l, o);
+	long long v = json_integer_value(json_object_get(o, key));
+	json_decref(o);
+	return v;
+}
+
+static unsigned receipts_seen(struct driver *dr)
+{
+	return dr->rc_delivered + dr->rc_permanent + dr->rc_expired;
+}
+
+/* Run until receipts stop coming (five quiet 100 ms rounds). */
+static void settle_receipts(struct driver *dr)
+{
+	unsigned last = ~0u;
+	for (int quiet = 0; quiet < 5;) {
+		run_for(dr, 100);
+		unsigned now = receipts_seen(dr);
+		quiet = now == last ? quiet + 1 : 0;
+		last = now;
+	}
+}
+
+/* The adapter's last failure reason (describe(): smpp_last_error), into dr->why[i]. */
+static const char *last_error(struct driver *dr, size_t i)
+{
+	json_t *o = json_object();
+	adapter_smpp.describe(&dr->lanes[i], o);
+	snprintf(dr->why[i], sizeof(dr->why[i]), "%s",
+		 json_string_value(json_object_get(o, "smpp_last_error")) ?: "");
+	json_decref(o);
+	return dr->why[i];
+}
+
+static bool handshake_refused(struct driver *dr, void *arg)
+{
+	return strstr(last_error(dr, *(size_t *)arg), "TLS handshake failed") != NULL;
+}
+
+/* Queue `count` deliveries alternating the long and short texts; returns the parts. */
+static unsigned add_batch(struct driver *dr, struct campaign *a, struct campaign *b, int count,
+			  const char *prefix)
+{
+	unsigned parts = 0;
+	for (int i = 0; i < count; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "%s%04d", prefix, i);
+		add_delivery(dr, i % 2 ? b : a, addr);
+		parts += dr->d[dr->n - 1].parts;
+	}
+	return parts;
+}
+
+/* Phase D: SMPP over TLS; a verified bind works end to end, a wrong CA or name is refused and named. */
+static void phase_tls(struct driver *dr, const char *sim, const char *dir)
+{
+	char port_file[512], stats[512], cert[512], key[512], ca[512], other[512];
+	snprintf(port_file, sizeof(port_file), "%s/sim4.port", dir);
+	snprintf(stats, sizeof(stats), "%s/sim4.json", dir);
+	snprintf(cert, sizeof(cert), "%s/smsc.pem", dir);
+	snprintf(key, sizeof(key), "%s/smsc.key", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	snprintf(other, sizeof(other), "%s/other-ca.pem", dir);
+	if (!make_certs(dir)) {
+		CHECK(0, "the openssl CLI could not make the test certificates in %s", dir);
+		return;
+	}
+	/* bad TLS settings fail open() with the key named */
+	char err[256] = "";
+	const char *const bad_tls[][2] = {{"tls", "maybe"}, {NULL, NULL}};
+	const char *const bad_ca[][2] = {{"tls", "on"}, {"ca_file", "/nonexistent/ca.pem"}, {NULL, NULL}};
+	CHECK(try_open(dr, 4, "sms-bad", "2775", "acct-X", 4, bad_tls, err, sizeof(err)) < 0 &&
+		      strstr(err, "tls: on or off"), "tls = maybe refused: %s", err);
+	CHECK(try_open(dr, 4, "sms-bad", "2775", "acct-X", 4, bad_ca, err, sizeof(err)) < 0 &&
+		      strstr(err, "ca_file") && strstr(err, "/nonexistent/ca.pem"),
+	      "missing ca_file refused: %s", err);
+	unlink(port_file);
+	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--tls-cert", cert,
+			"--tls-key", key, "--receipt-delay-ms", "5", "--mix", "delivrd=1", "--stats",
+			stats, NULL};
+	pid_t pid = spawn(argv);
+	char port[16];
+	snprintf(port, sizeof(port), "%s", wait_port(port_file));
+	const char *const good[][2] = {{"tls", "on"}, {"ca_file", ca}, {"server_name", "localhost"},
+				       {NULL, NULL}};
+	open_lane_kv(dr, 4, "sms-tls", port, "acct-T", 16, good);
+	size_t up[2] = {4, 5};
+	CHECK(run_until(dr, lanes_up, up, 5000), "TLS bind up (%s)", dr->why[4]);
+	CHECK(adapter_num(&dr->lanes[4], "smpp_tls") == 1, "describe says TLS");
+
+	struct campaign *zl = make_campaign("w-tls-long", "zh-CN", LONG_HEAD, LONG_INSTR);
+	struct campaign *zs = make_campaign("w-tls-short", "zh-CN", "台风红色预警", "请留在室内。");
+	size_t first = dr->n;
+	unsigned parts = add_batch(dr, zl, zs, 40, "+861370000"), before = dr->rc_delivered;
+	size_t r[4] = {first, dr->n, 4, 5};
+	CHECK(run_until(dr, all_reported, r, 10000), "all 40 reported over TLS");
+	unsigned accepted = 0;
+	for (size_t i = first; i < dr->n; i++)
+		accepted += dr->outcome[i] == OUTCOME_ACCEPTED;
+	settle_receipts(dr);
+	json_t *j = read_stats(pid, stats);
+	printf("sim4 (TLS): handshakes %lld binds %lld submit_sm %lld DELIVRD %lld; ours: accepted "
+	       "%u receipts %u of %u parts\n", jget(j, "tls_handshakes", NULL), jget(j, "binds", NULL),
+	       jget(j, "submit_sm", NULL), jget(j, "receipts", "DELIVRD"), accepted,
+	       dr->rc_delivered - before, parts);
+	CHECK(accepted == 40, "accepted %u of 40", accepted);
+	CHECK(jget(j, "submit_sm", NULL) == parts, "parts on the wire");
+	CHECK(jget(j, "receipts", "DELIVRD") == parts && dr->rc_delivered - before == parts,
+	      "every part's receipt back over TLS");
+	CHECK(jget(j, "tls_handshakes", NULL) == 1 && jget(j, "binds", NULL) == 1, "one TLS bind");
+	json_decref(j);
+
+	const char *const wrong_ca[][2] = {{"tls", "on"}, {"ca_file", other},
+					   {"server_name", "localhost"}, {NULL, NULL}};
+	const char *const wrong_name[][2] = {{"tls", "on"}, {"ca_file", ca},
+					     {"server_name", "smsc.example.net"}, {NULL, NULL}};
+	open_lane_kv(dr, 5, "sms-tls-wrong-ca", port, "acct-T5", 4, wrong_ca);
+	open_lane_kv(dr, 6, "sms-tls-wrong-name", port, "acct-T6", 4, wrong_name);
+	size_t i5 = 5, i6 = 6;
+	CHECK(run_until(dr, handshake_refused, &i5, 5000), "wrong CA refused (%s)", dr->why[5]);
+	CHECK(run_until(dr, handshake_refused, &i6, 5000), "wrong name refused (%s)", dr->why[6]);
+	printf("wrong CA: %s\nwrong name: %s\n", dr->why[5], dr->why[6]);
+	CHECK(strstr(dr->why[5], "certificate verify failed: unable to get local issuer certificate"),
+	      "the reason names the verification failure: %s", dr->why[5]);
+	CHECK(strstr(dr->why[6], "certificate verify failed: hostname mismatch"),
+	      "the reason names the name mismatch: %s", dr->why[6]);
+	CHECK(dr->ups[5] == 0 && dr->ups[6] == 0, "never up");
+	j = read_stats(pid, stats);
+	CHECK(jget(j, "binds", NULL) == 1 && jget(j, "tls_failures", NULL) >= 2,
+	      "no bind past a refused certificate (binds %lld, TLS failures %lld)",
+	      jget(j, "binds", NULL), jget(j, "tls_failures", NULL));
+	json_decref(j);
+	for (size_t i = 4; i < 7; i++)
+		adapter_smpp.close(&dr->lanes[i]);
+	run_for(dr, 300);
+	stop(pid);
+	j = json_load_file(stats, 0, NULL);
+	CHECK(j && jget(j, "unbinds", NULL) == 1, "unbind over TLS on close");
+	json_decref(j);
+	campaign_free(zl);
+	campaign_free(zs);
+}
+
+/* One early-receipt run: lane `li` against a --receipt-first SMSC; every delivery accepted. */
+static void early_run(struct driver *dr, size_t li, const char *port, const char *account,
+		      unsigned window, const char *const (*extra)[2], struct campaign *a,
+		      struct campaign *b, int count, unsigned *parts, unsigned *rc)
+{
+	open_lane_kv(dr, li, account, port, account, window, extra);
+	size_t up[2] = {li, li + 1};
+	CHECK(run_until(dr, lanes_up, up, 5000), "bind up (%s)", account);
+	size_t first = dr->n;
+	unsigned before = dr->rc_delivered;
+	*parts = add_batch(dr, a, b, count, "+861360000");
+	size_t r[4] = {first, dr->n, li, li + 1};
+	CHECK(run_until(dr, all_reported, r, 10000), "all reported (%s)", account);
+	for (size_t i = first; i < dr->n; i++)
+		CHECK(dr->outcome[i] == OUTCOME_ACCEPTED, "accepted (%s)", account);
+	settle_receipts(dr);
+	run_for(dr, 200); /* the 100 ms tick trims what aged out */
+	*rc = dr->rc_delivered - before;
+}
+
+/* Phase E: every receipt comes before its submit_sm_resp: none lost; the cache's bounds counted. */
+static void phase_early(struct driver *dr, const char *sim, const char *dir)
+{
+	char port_file[512], stats[512];
+	snprintf(port_file, sizeof(port_file), "%s/sim5.port", dir);
+	snprintf(stats, sizeof(stats), "%s/sim5.json", dir);
+	unlink(port_file);
+	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--receipt-first",
+			"--latency-ms", "30", "--mix", "delivrd=1", "--stats", stats, NULL};
+	pid_t pid = spawn(argv);
+	char port[16];
+	snprintf(port, sizeof(port), "%s", wait_port(port_file));
+	struct campaign *zl = make_campaign("w-early-long", "zh-CN", LONG_HEAD, LONG_INSTR);
+	struct campaign *en = make_campaign("w-early-en", "en-US", "Typhoon red warning", "Stay indoors.");
+	unsigned parts, rc;
+
+	/* default cache: nothing lost, every receipt matched from the cache */
+	early_run(dr, 7, port, "acct-E1", 32, NULL, zl, en, 60, &parts, &rc);
+	long long m = adapter_num(&dr->lanes[7], "smpp_early_receipts_matched"),
+		  d = adapter_num(&dr->lanes[7], "smpp_early_receipts_dropped");
+	json_t *j = read_stats(pid, stats);
+	printf("sim5 (receipt first): DELIVRD %lld; ours: receipts %u of %u parts, early matched "
+	       "%lld dropped %lld\n", jget(j, "receipts", "DELIVRD"), rc, parts, m, d);
+	CHECK(jget(j, "receipts", "DELIVRD") == parts && rc == parts, "no receipt lost");
+	CHECK(m == parts && d == 0, "all matched from the early cache");
+	CHECK(adapter_num(&dr->lanes[7], "smpp_early_receipts_waiting") == 0, "none left waiting");
+	for (size_t i = dr->n - 60; i < dr->n; i++)
+		CHECK(dr->parts_delivered[i] == dr->d[i].parts, "every part of delivery %zu", i);
+	json_decref(j);
+	adapter_smpp.close(&dr->lanes[7]);
+	run_for(dr, 200);
+
+	/* a cache of 4 against a window of 16: the overflow is dropped and counted */
+	const char *const small[][2] = {{"early_receipts", "4"}, {NULL, NULL}};
+	early_run(dr, 8, port, "acct-E2", 16, small, en, en, 40, &parts, &rc);
+	m = adapter_num(&dr->lanes[8], "smpp_early_receipts_matched");
+	d = adapter_num(&dr->lanes[8], "smpp_early_receipts_dropped");
+	printf("cache of 4: receipts %u of %u, early matched %lld dropped %lld\n", rc, parts, m, d);
+	CHECK(d > 0 && m + d == parts && rc == m, "overflow counted (matched %lld dropped %lld)", m, d);
+	adapter_smpp.close(&dr->lanes[8]);
+	run_for(dr, 200);
+
+	/* receipts kept 5 ms against a 30 ms SMSC latency: all age out, counted */
+	const char *const brief[][2] = {{"early_receipt_ms", "5"}, {NULL, NULL}};
+	early_run(dr, 9, port, "acct-E3", 8, brief, en, en, 16, &parts, &rc);
+	m = adapter_num(&dr->lanes[9], "smpp_early_receipts_matched");
+	d = adapter_num(&dr->lanes[9], "smpp_early_receipts_dropped");
+	printf("kept 5 ms: receipts %u of %u, early matched %lld dropped %lld\n", rc, parts, m, d);
+	CHECK(m == 0 && d == parts && rc == 0, "aged out and counted (matched %lld dropped %lld)", m, d);
+	adapter_smpp.close(&dr->lanes[9]);
+	run_for(dr, 300);
+	stop(pid);
+	campaign_free(zl);
+	campaign_free(en);
+}
+
+/*
+ * npm mode: node's smpp server checks data_coding 8 and the UDH of a long
+ * Chinese text, in plain TCP and over TLS (node-smpp's secure server with the
+ * certificate made here; the lane verifies it).
+ */
+static void phase_npm(struct driver *dr, const char *script, const char *dir, bool tls)
+{
+	char port_file[512], out[512], cert[512], key[512], ca[512];
+	snprintf(port_file, sizeof(port_file), "%s/node%s.port", dir, tls ? "-tls" : "");
+	snprintf(out, sizeof(out), "%s/node%s.json", dir, tls ? "-tls" : "");
+	snprintf(cert, sizeof(cert), "%s/smsc.pem", dir);
+	snprintf(key, sizeof(key), "%s/smsc.key", dir);
+	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
+	if (tls && !make_certs(dir)) {
+		CHECK(0, "the openssl CLI could not make the test certificates in %s", dir);
+		return;
+	}
 	unlink(port_file);
 	unlink(out);
 	struct campaign *zl = make_campaign("w-node", "zh-CN", LONG_HEAD, LONG_INSTR);
 	char *argv[] = {"/usr/bin/node", (char *)script, port_file, out,
-			(char *)campaign_text(zl, 0), NULL};
+			(char *)campaign_text(zl, 0), tls ? key : NULL, cert, NULL};
 	pid_t pid = spawn(argv);
-	open_lane(dr, 0, "sms-node", wait_port(port_file), "acct-N", 8);
-	size_t up[2] = {0, 1};
-	CHECK(run_until(dr, lanes_up, up, 5000), "bind to node smpp");
+	size_t li = tls ? 1 : 0;
+	const char *const tls_kv[][2] = {{"tls", "on"}, {"ca_file", ca}, {"server_name", "localhost"},
+					 {NULL, NULL}};
+	open_lane_kv(dr, li, tls ? "sms-node-tls" : "sms-node", wait_port(port_file),
+		     tls ? "acct-NT" : "acct-N", 8, tls ? tls_kv : NULL);
+	size_t up[2] = {li, li + 1};
+	CHECK(run_until(dr, lanes_up, up, 5000), "bind to node smpp%s (%s)", tls ? " over TLS" : "",
+	      dr->why[li]);
+	size_t di = dr->n;
+	unsigned before = dr->rc_delivered;
 	add_delivery(dr, zl, "+8613800138000");
-	size_t r[4] = {0, 1, 0, 1};
+	size_t r[4] = {di, di + 1, li, li + 1};
 	CHECK(run_until(dr, all_reported, r, 5000), "reported");
-	CHECK(dr->outcome[0] == OUTCOME_ACCEPTED, "accepted by node: %d", dr->outcome[0]);
-	for (int i = 0; i < 300 && dr->rc_delivered < dr->d[0].parts; i++)
+	CHECK(dr->outcome[di] == OUTCOME_ACCEPTED, "accepted by node: %d", dr->outcome[di]);
+	for (int i = 0; i < 300 && dr->rc_delivered - before < dr->d[di].parts; i++)
 		run_for(dr, 10);
-	CHECK(dr->rc_delivered == dr->d[0].parts, "receipts %u of %u parts", dr->rc_delivered,
-	      dr->d[0].parts);
-	adapter_smpp.close(&dr->lanes[0]);
+	CHECK(dr->rc_delivered - before == dr->d[di].parts, "receipts %u of %u parts",
+	      dr->rc_delivered - before, dr->d[di].parts);
+	adapter_smpp.close(&dr->lanes[li]);
 	run_for(dr, 300);
 	stop(pid);
 	json_t *j = json_load_file(out, 0, NULL);
 	CHECK(j != NULL, "node wrote %s", out);
 	if (j) {
 		char *seen = json_dumps(j, JSON_COMPACT);
-		printf("node saw: %s\n", seen ? seen : "?");
+		printf("node%s saw: %s\n", tls ? " (TLS)" : "", seen ? seen : "?");
 		free(seen);
-		CHECK(json_integer_value(json_object_get(j, "parts")) == dr->d[0].parts, "node parts");
+		CHECK(json_integer_value(json_object_get(j, "parts")) == dr->d[di].parts, "node parts");
 		CHECK(json_is_true(json_object_get(j, "all_dc8")), "data_coding 8");
 		CHECK(json_is_true(json_object_get(j, "udh_ok")), "UDH 05 00 03 ref total seq");
 		CHECK(json_is_true(json_object_get(j, "text_ok")), "reassembled text");
 		CHECK(json_is_true(json_object_get(j, "unbound")), "unbind seen");
+		CHECK(json_is_true(json_object_get(j, "tls")) == tls, "node's session %s TLS",
+		      tls ? "is" : "is not");
 		json_decref(j);
 	}
 	campaign_free(zl);
@@ -508,15 +790,18 @@ int main(int argc, char **argv)
 	dr.host = (struct lane_host){.loop = &dr.loop, .ctx = &dr, .report = on_report,
 				     .receipt = on_receipt, .up = on_up};
 	if (!strcmp(argv[1], "npm")) {
-		phase_npm(&dr, argv[2], argv[3]);
+		phase_npm(&dr, argv[2], argv[3], false);
+		phase_npm(&dr, argv[2], argv[3], true);
 	} else {
 		phase_counts(&dr, argv[2], argv[3]);
 		phase_throttle(&dr, argv[2], argv[3]);
 		phase_reconnect(&dr, argv[2], argv[3]);
+		phase_tls(&dr, argv[2], argv[3]);
+		phase_early(&dr, argv[2], argv[3]);
 	}
 	for (size_t i = 0; i < dr.n; i++)
 		free(dr.d[i].address);
-	for (size_t i = 0; i < 4; i++)
+	for (size_t i = 0; i < N_LANES; i++)
 		lane_release(&dr.lanes[i]);
 	loop_release(&dr.loop);
 	printf("%s (%d failures)\n", failures ? "FAILED" : "PASSED", failures);

@@ -1,8 +1,10 @@
 // tests/integration/test_smpp.js: an independent SMSC for the SMS adapter,
 // built on node's `smpp` package (farhadi/node-smpp) in server mode.
 //
-//   node test_smpp.js PORT_FILE OUT_FILE EXPECTED_TEXT
+//   node test_smpp.js PORT_FILE OUT_FILE EXPECTED_TEXT [KEY.pem CERT.pem]
 //
+// With a key and certificate the server is node-smpp's secure server
+// (SMPP over TLS, node's tls module); `tls` in OUT_FILE says which ran.
 // Accepts one bind_transceiver, answers each submit_sm with a decimal
 // message id, then sends a deliver_sm receipt whose id is the same number
 // in upper-case hex (TLVs and Appendix B text), so the adapter must
@@ -14,8 +16,10 @@
 const fs = require('fs');
 const smpp = require('smpp');
 
-const [portFile, outFile, expected] = process.argv.slice(2);
-const seen = {parts: 0, all_dc8: true, udh_ok: true, text_ok: false, unbound: false, bound: false};
+const [portFile, outFile, expected, keyFile, certFile] = process.argv.slice(2);
+const secure = Boolean(keyFile && certFile);
+const seen = {parts: 0, all_dc8: true, udh_ok: true, text_ok: false, unbound: false, bound: false,
+	tls: false};
 const pieces = [];
 let total = 0, nextId = 1000000;
 
@@ -41,9 +45,11 @@ function checkPart(pdu) {
 		seen.text_ok = pieces.join('') === expected;
 }
 
-const server = smpp.createServer({}, (session) => {
+const options = secure ? {key: fs.readFileSync(keyFile), cert: fs.readFileSync(certFile)} : {};
+const server = smpp.createServer(options, (session) => {
 	session.on('bind_transceiver', (pdu) => {
 		seen.bound = true;
+		seen.tls = Boolean(session.socket.encrypted);
 		session.send(pdu.response());
 		save();
 	});
