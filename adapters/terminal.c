@@ -68,12 +68,16 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "adapters.h"
 #include "campaign.h"
 #include "log.h"
 #include "redis.h"
 #include "terminal.h"
 #include "terminal_ready.h"
+#include "tls.h"
 
 #define TCONN_OUTPUT_MAX (1u << 20)
 #define LINGER_MS 2000
@@ -97,6 +101,7 @@ struct tconn {
 	struct timer timer;            /* handshake deadline, heartbeat tick, linger */
 	struct buf out, sending;       /* both empty (no memory) while idle */
 	uint8_t *rx;                   /* a partial frame, NULL when none */
+	SSL *ssl;                      /* TLS lanes: memory BIOs, the ring moves ciphertext */
 	uint32_t rx_len, rx_cap, sending_off;
 	uint64_t last_rx_ms, last_tx_ms;
 	int fd;
@@ -152,6 +157,7 @@ struct tgw {
 	unsigned nbufs, bufsz;
 	uint16_t bgid;
 	struct tconn *conns;
+	SSL_CTX *tls;                  /* set when the lane has tls_cert and tls_key */
 	struct term *nowhere;          /* holds deliveries that cannot be sent, for close() */
 	struct term **buckets;
 	size_t nbuckets, nterms;
@@ -321,11 +327,37 @@ static void tconn_note_close(struct tconn *c, enum terminal_close_reason why, co
 
 /* --- output -------------------------------------------------------------- */
 
+/* Move the TLS records OpenSSL wrote into c->out. 0 or -ENOBUFS/-ENOMEM. */
+static int tls_drain(struct tconn *c)
+{
+	BIO *w = SSL_get_wbio(c->ssl);
+	size_t pending;
+	while ((pending = BIO_ctrl_pending(w)) > 0) {
+		int ret = buf_reserve(&c->out, pending, TCONN_OUTPUT_MAX);
+		if (ret)
+			return ret;
+		int n = BIO_read(w, c->out.data + c->out.len, (int)pending);
+		if (n <= 0)
+			break;
+		c->out.len += (size_t)n;
+	}
+	return 0;
+}
+
 static int tconn_write(struct tconn *c, const uint8_t *data, size_t len)
 {
+	int ret;
 	if (c->state == TC_CLOSING)
 		return -EPIPE;
-	int ret = buf_append(&c->out, data, len, TCONN_OUTPUT_MAX);
+	if (c->ssl) { /* a memory BIO takes everything or fails */
+		if (!SSL_is_init_finished(c->ssl) || SSL_write(c->ssl, data, (int)len) != (int)len) {
+			ERR_clear_error();
+			return -EPIPE;
+		}
+		ret = tls_drain(c);
+	} else {
+		ret = buf_append(&c->out, data, len, TCONN_OUTPUT_MAX);
+	}
 	if (ret)
 		return ret;
 	c->last_tx_ms = loop_now_ms(c->gw->host.loop);
@@ -397,6 +429,7 @@ static void tconn_free(struct tconn *c)
 	struct tgw *gw = c->gw;
 	loop_timer_cancel(gw->host.loop, &c->timer);
 	close(c->fd);
+	SSL_free(c->ssl);
 	buf_release(&c->out);
 	buf_release(&c->sending);
 	free(c->rx);
@@ -464,6 +497,10 @@ static void tconn_reject(struct tconn *c, Tocsin__Terminal__RejectReason rr,
 	if (c->term && c->term->conn == c)
 		term_offline(c->gw, c->term);
 	c->term = NULL;
+	if (c->ssl && !SSL_is_init_finished(c->ssl)) {
+		tconn_close(c, why); /* no channel to say why on */
+		return;
+	}
 	c->state = TC_LINGER; /* input is dropped from now on */
 	rj.has_reason = true;
 	rj.reason = rr;
@@ -527,7 +564,16 @@ static void tconn_new(struct tgw *gw, int fd)
 	gw->st.conns++;
 	gw->st.accepted_conns++;
 	loop_timer_set(gw->host.loop, &c->timer, gw->handshake_ms, on_handshake_timeout);
-	send_challenge(c);
+	if (gw->tls) { /* the Challenge follows the TLS handshake (tls_input) */
+		BIO *rb, *wb;
+		c->ssl = tls_new_ssl(gw->tls, &rb, &wb);
+		if (!c->ssl) {
+			tconn_close(c, TERMINAL_CLOSE_NO_MEMORY);
+			return;
+		}
+	} else {
+		send_challenge(c);
+	}
 	arm_recv(c);
 }
 
@@ -980,6 +1026,49 @@ static int consume(struct tconn *c, const uint8_t *p, size_t n, enum terminal_cl
 	return 0;
 }
 
+/*
+ * Ciphertext in: run the handshake (then send the Challenge), decrypt,
+ * consume. 0, or -1 with *why (TERMINAL_CLOSE_PEER for a close_notify).
+ */
+static int tls_input(struct tconn *c, const uint8_t *p, size_t n, enum terminal_close_reason *why)
+{
+	uint8_t plain[16384];
+	*why = TERMINAL_CLOSE_TLS;
+	if (BIO_write(SSL_get_rbio(c->ssl), p, (int)n) != (int)n) {
+		*why = TERMINAL_CLOSE_NO_MEMORY;
+		return -1;
+	}
+	if (!SSL_is_init_finished(c->ssl)) {
+		int r = SSL_do_handshake(c->ssl);
+		if (tls_drain(c) < 0)
+			return -1;
+		tconn_flush(c);
+		if (r != 1) {
+			int e = SSL_get_error(c->ssl, r);
+			ERR_clear_error();
+			return e == SSL_ERROR_WANT_READ ? 0 : -1;
+		}
+		send_challenge(c);
+	}
+	while (c->state != TC_CLOSING && c->state != TC_LINGER) {
+		int k = SSL_read(c->ssl, plain, sizeof(plain));
+		if (k > 0) {
+			if (consume(c, plain, (size_t)k, why) < 0)
+				return -1;
+			continue;
+		}
+		int e = SSL_get_error(c->ssl, k);
+		ERR_clear_error();
+		if (e == SSL_ERROR_WANT_READ)
+			break;
+		*why = e == SSL_ERROR_ZERO_RETURN ? TERMINAL_CLOSE_PEER : TERMINAL_CLOSE_TLS;
+		return -1;
+	}
+	if (c->state != TC_CLOSING && tls_drain(c) == 0) /* e.g. TLS 1.3 key updates */
+		tconn_flush(c);
+	return 0;
+}
+
 static void recycle_buf(struct tgw *gw, unsigned bid)
 {
 	io_uring_buf_ring_add(gw->br, gw->bufs + (size_t)bid * gw->bufsz, gw->bufsz, (uint16_t)bid,
@@ -1007,8 +1096,13 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
 		c->last_rx_ms = loop_now_ms(gw->host.loop);
 		enum terminal_close_reason why;
-		if (c->state != TC_CLOSING &&
-		    consume(c, gw->bufs + (size_t)bid * gw->bufsz, (size_t)res, &why) < 0)
+		const uint8_t *data = gw->bufs + (size_t)bid * gw->bufsz;
+		int ret = c->state == TC_CLOSING ? 0
+			  : c->ssl		 ? tls_input(c, data, (size_t)res, &why)
+						 : consume(c, data, (size_t)res, &why);
+		if (ret < 0 && (why == TERMINAL_CLOSE_TLS || why == TERMINAL_CLOSE_PEER))
+			tconn_close(c, why);
+		else if (ret < 0)
 			tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__PROTOCOL_ERROR, why, NULL,
 				     why == TERMINAL_CLOSE_FRAME_TOO_LONG ? "frame too long"
 									  : "protocol error");
@@ -1288,6 +1382,20 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 			 "and max_connections must be positive", cfg->name);
 		return -1;
 	}
+	const char *cert = config_lane_get(cfg, "tls_cert", ""), *key = config_lane_get(cfg, "tls_key", "");
+	if (cert[0] || key[0]) {
+		char why[512];
+		if (!cert[0] || !key[0]) {
+			snprintf(err, errlen, "[lane %s] tls_cert and tls_key go together", cfg->name);
+			return -1;
+		}
+		gw->tls = tls_server_ctx(cert, key, why, sizeof(why));
+		if (!gw->tls) {
+			snprintf(err, errlen, "[lane %s] %s", cfg->name, why);
+			return -1;
+		}
+		SSL_CTX_set_num_tickets(gw->tls, 0); /* terminals keep one long connection */
+	}
 	if (gw->nbufs < 8 || gw->nbufs > 32768 || (gw->nbufs & (gw->nbufs - 1)) ||
 	    gw->bufsz < 64 || gw->bufsz > 65536) {
 		snprintf(err, errlen, "[lane %s] recv_buffers must be a power of two in 8..32768, "
@@ -1348,6 +1456,7 @@ static void gw_free(struct tgw *gw)
 	tready_release(&gw->ready);
 	free(gw->buckets);
 	free(gw->nowhere);
+	SSL_CTX_free(gw->tls);
 	free(gw->arena_mem);
 	free(gw);
 }
@@ -1541,6 +1650,7 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 		snprintf(key, sizeof(key), "closed_%s", terminal_close_reason_name(i));
 		set_int(o, key, gw->st.closed[i]);
 	}
+	json_object_set_new(o, "tls", json_boolean(gw->tls != NULL));
 	json_object_set_new(o, "segments", segments_json(&gw->ready));
 	if (gw->offline_stale) { /* a scan of every terminal, only after something changed */
 		gw->n_offline = terminal_offline_oldest(l, gw->offline, TERMINAL_OFFLINE_LIST);

@@ -6,7 +6,7 @@
  *
  *   terminal_swarm --csv terminals.csv [--target 127.0.0.1:7000] [--count 1000]
  *       [--play-ms 100] [--fail-pct 0] [--churn 0] [--reconnect-ms 1000]
- *       [--src-ips 1] [--connect-rate 5000] [--stats FILE]
+ *       [--src-ips 1] [--connect-rate 5000] [--stats FILE] [--tls] [--ca FILE]
  *
  * terminals.csv is the loader's format (id,segment,kind,covers_persons,
  * secret; header row; no quoted fields). Each terminal connects, answers
@@ -18,7 +18,9 @@
  * each reconnecting after --reconnect-ms. A terminal rejected with
  * BAD_CREDENTIALS or UNSUPPORTED_VERSION stays off; other disconnects
  * reconnect. --src-ips K spreads connections over 127.0.0.1..127.0.0.K
- * (28k ephemeral ports per source address).
+ * (28k ephemeral ports per source address). --tls speaks TLS to the
+ * gateway (certificate checked against --ca FILE when given, else not
+ * checked: a benchmark against a throw-away certificate).
  *
  * Counters are written as JSON to --stats FILE on SIGUSR1 (and it keeps
  * running) and on SIGTERM/SIGINT (then it exits 0). Unique alerts count
@@ -46,8 +48,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 
 #include "terminal_frame.h"
 
@@ -55,12 +59,13 @@
 #define MAX_WARNINGS 256
 #define SIG_TAG UINT64_MAX
 
-enum st { ST_OFF, ST_CONNECTING, ST_CHALLENGED, ST_HELLO_SENT, ST_READY, ST_DEAD };
+enum st { ST_OFF, ST_CONNECTING, ST_TLS, ST_CHALLENGED, ST_HELLO_SENT, ST_READY, ST_DEAD };
 #define N_ACK_STATES 6
 
 struct sterm {
 	char *id, *secret;
 	size_t slen;
+	SSL *ssl;      /* --tls only */
 	int fd;
 	uint8_t state;
 	bool fails, want_out;
@@ -87,13 +92,14 @@ struct warn_count {
 struct stats {
 	uint64_t connects, connect_errors, auth_ok, rejected[8], disconnects, reconnects;
 	uint64_t alerts, alerts_unique, stops, acks[N_ACK_STATES], heartbeats_in, heartbeats_out;
-	uint64_t protocol_errors, churned;
+	uint64_t protocol_errors, churned, tls_errors;
 };
 
 struct swarm {
 	struct sockaddr_in target;
 	unsigned play_ms, fail_pct, churn, reconnect_ms, src_ips, connect_rate;
 	const char *stats_path;
+	SSL_CTX *tls;  /* --tls */
 	struct sterm *t;
 	size_t n;
 	size_t next_connect; /* terminals not yet started */
@@ -225,6 +231,8 @@ static void term_off(struct swarm *s, uint32_t idx, bool reconnect)
 		close(t->fd); /* also removes it from the epoll set */
 		t->fd = -1;
 	}
+	SSL_free(t->ssl);
+	t->ssl = NULL;
 	if (t->state == ST_READY)
 		s->online--;
 	t->state = reconnect ? ST_OFF : ST_DEAD;
@@ -279,12 +287,40 @@ static void set_out(struct swarm *s, uint32_t idx, bool on)
 	t->want_out = on;
 }
 
+/* recv/send, or their TLS forms: -1 with errno EAGAIN while TLS waits for the socket. */
+static ssize_t tls_result(SSL *ssl, int k)
+{
+	if (k > 0)
+		return k;
+	int e = SSL_get_error(ssl, k);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	errno = EIO;
+	return -1;
+}
+
+static ssize_t t_recv(struct sterm *t, void *p, size_t n)
+{
+	return t->ssl ? tls_result(t->ssl, SSL_read(t->ssl, p, (int)n)) : recv(t->fd, p, n, 0);
+}
+
+static ssize_t t_send(struct sterm *t, const void *p, size_t n)
+{
+	return t->ssl ? tls_result(t->ssl, SSL_write(t->ssl, p, (int)n))
+		      : send(t->fd, p, n, MSG_NOSIGNAL);
+}
+
 /* Write what is queued; 0, or -1 when the connection broke. */
 static int flush_out(struct swarm *s, uint32_t idx)
 {
 	struct sterm *t = &s->t[idx];
 	while (t->tx_off < t->tx_len) {
-		ssize_t n = send(t->fd, t->tx + t->tx_off, t->tx_len - t->tx_off, MSG_NOSIGNAL);
+		ssize_t n = t_send(t, t->tx + t->tx_off, t->tx_len - t->tx_off);
 		if (n < 0 && errno == EAGAIN) {
 			set_out(s, idx, true);
 			return 0;
@@ -449,7 +485,7 @@ static int read_input(struct swarm *s, uint32_t idx)
 			t->rx = r;
 			t->rx_cap = (uint32_t)cap;
 		}
-		ssize_t n = recv(t->fd, t->rx + t->rx_len, t->rx_cap - t->rx_len, 0);
+		ssize_t n = t_recv(t, t->rx + t->rx_len, t->rx_cap - t->rx_len);
 		if (n < 0 && errno == EAGAIN)
 			return 0;
 		if (n <= 0)
@@ -495,6 +531,36 @@ static void on_connected(struct swarm *s, uint32_t idx)
 	s->st.connects++;
 	t->state = ST_CHALLENGED;
 	set_out(s, idx, false);
+	if (s->tls) {
+		t->ssl = SSL_new(s->tls);
+		if (!t->ssl || SSL_set_fd(t->ssl, t->fd) != 1) {
+			s->st.connect_errors++;
+			term_off(s, idx, true);
+			return;
+		}
+		SSL_set_connect_state(t->ssl);
+		t->state = ST_TLS;
+	}
+}
+
+/* One step of the TLS handshake: 1 done, 0 waiting, -1 failed. */
+static int tls_step(struct swarm *s, uint32_t idx)
+{
+	struct sterm *t = &s->t[idx];
+	int r = SSL_do_handshake(t->ssl);
+	if (r == 1) {
+		t->state = ST_CHALLENGED;
+		set_out(s, idx, false);
+		return 1;
+	}
+	int e = SSL_get_error(t->ssl, r);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		set_out(s, idx, e == SSL_ERROR_WANT_WRITE);
+		return 0;
+	}
+	s->st.tls_errors++;
+	return -1;
 }
 
 static void on_io(struct swarm *s, uint32_t idx, uint32_t events)
@@ -506,8 +572,16 @@ static void on_io(struct swarm *s, uint32_t idx, uint32_t events)
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
 		on_connected(s, idx);
-		if (t->state != ST_CHALLENGED)
+		if (t->state != ST_CHALLENGED && t->state != ST_TLS)
 			return;
+	}
+	if (t->state == ST_TLS) {
+		int r = tls_step(s, idx);
+		if (r < 0)
+			goto broken;
+		if (r == 0)
+			return;
+		events |= EPOLLIN; /* the Challenge may be in TLS's buffer already */
 	}
 	if ((events & EPOLLOUT) && flush_out(s, idx) < 0)
 		goto broken;
@@ -609,13 +683,14 @@ static void write_stats(const struct swarm *s)
 	fprintf(f, "{\"terminals\":%zu,\"online\":%lu,\"connects\":%lu,\"connect_errors\":%lu,"
 		   "\"auth_ok\":%lu,\"disconnects\":%lu,\"reconnects\":%lu,\"churned\":%lu,"
 		   "\"alerts\":%lu,\"alerts_unique\":%lu,\"stops\":%lu,\"heartbeats_in\":%lu,"
-		   "\"heartbeats_out\":%lu,\"rejected\":{",
+		   "\"heartbeats_out\":%lu,\"tls_errors\":%lu,\"rejected\":{",
 		s->n, (unsigned long)s->online, (unsigned long)st->connects,
 		(unsigned long)st->connect_errors, (unsigned long)st->auth_ok,
 		(unsigned long)st->disconnects, (unsigned long)st->reconnects,
 		(unsigned long)st->churned, (unsigned long)st->alerts,
 		(unsigned long)st->alerts_unique, (unsigned long)st->stops,
-		(unsigned long)st->heartbeats_in, (unsigned long)st->heartbeats_out);
+		(unsigned long)st->heartbeats_in, (unsigned long)st->heartbeats_out,
+		(unsigned long)st->tls_errors);
 	for (int i = 0; i < 8; i++)
 		fprintf(f, "%s\"%s\":%lu", i ? "," : "", reject_names[i], (unsigned long)st->rejected[i]);
 	fprintf(f, "},\"acks\":{");
@@ -676,7 +751,7 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: terminal_swarm --csv FILE [--target HOST:PORT] [--count N] "
 			"[--play-ms MS] [--fail-pct P] [--churn N] [--reconnect-ms MS] "
-			"[--src-ips K] [--connect-rate R] [--stats FILE]\n");
+			"[--src-ips K] [--connect-rate R] [--stats FILE] [--tls] [--ca FILE]\n");
 	exit(2);
 }
 
@@ -698,7 +773,9 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		{"csv", 1, 0, 'c'},      {"target", 1, 0, 't'},     {"count", 1, 0, 'n'},
 		{"play-ms", 1, 0, 'p'},  {"fail-pct", 1, 0, 'f'},   {"churn", 1, 0, 'u'},
 		{"reconnect-ms", 1, 0, 'r'}, {"src-ips", 1, 0, 'i'}, {"connect-rate", 1, 0, 'k'},
-		{"stats", 1, 0, 's'},    {0, 0, 0, 0}};
+		{"stats", 1, 0, 's'},    {"tls", 0, 0, 'T'},        {"ca", 1, 0, 'C'},
+		{0, 0, 0, 0}};
+	const char *ca = NULL;
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -712,11 +789,22 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		case 'i': s->src_ips = (unsigned)atoi(optarg); break;
 		case 'k': s->connect_rate = (unsigned)atoi(optarg); break;
 		case 's': s->stats_path = optarg; break;
+		case 'T': s->tls = SSL_CTX_new(TLS_client_method()); break;
+		case 'C': ca = optarg; break;
 		default: usage();
 		}
 	}
 	if (!*csv || !*count || !s->connect_rate)
 		usage();
+	if (s->tls) {
+		SSL_CTX_set_mode(s->tls, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		if (ca && SSL_CTX_load_verify_locations(s->tls, ca, NULL) != 1) {
+			fprintf(stderr, "terminal_swarm: cannot load --ca %s\n", ca);
+			exit(2);
+		}
+		SSL_CTX_set_verify(s->tls, ca ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	}
 }
 
 static int setup(struct swarm *s)

@@ -55,10 +55,11 @@ struct rec {
 
 struct fixture {
 	char dir[64], tocsin[512], swarm[512], redis_addr[64];
-	int redis_port, gw_port;
-	pid_t redis_pid, swarm_pid[3];
+	int redis_port, gw_port, tls_port;
+	pid_t redis_pid, swarm_pid[4];
 	struct loop loop;
-	struct lane lane;
+	struct lane lane, tls_lane;
+	struct lane *cur;      /* the lane submit(), start_swarm() and test_scale() use */
 	struct lane_host host;
 	struct delivery *dels;
 	struct rec *recs;
@@ -325,14 +326,14 @@ static uint64_t submit(struct fixture *fx, struct campaign *c, const char *addre
 	memset(d, 0, sizeof(*d));
 	d->id = id;
 	d->campaign = c;
-	d->lane = &fx->lane;
+	d->lane = fx->cur;
 	d->address = strdup(address);
 	d->household = UINT32_MAX;
 	d->parts = 1;
 	d->channel = CHANNEL_TERMINAL;
 	d->state = DELIVERY_SENT;
 	d->attempts = 1;
-	fx->lane.adapter->submit(&fx->lane, d);
+	fx->cur->adapter->submit(fx->cur, d);
 	return id;
 }
 
@@ -352,7 +353,7 @@ static bool run_until(struct fixture *fx, bool (*cond)(struct fixture *, void *)
 static bool online_at_least(struct fixture *fx, void *arg)
 {
 	uint64_t on, known, persons;
-	terminal_readiness(&fx->lane, &on, &known, &persons);
+	terminal_readiness(fx->cur, &on, &known, &persons);
 	return on >= *(uint64_t *)arg;
 }
 
@@ -382,7 +383,10 @@ static bool sleep_cond(struct fixture *fx, void *arg)
 static pid_t start_swarm(struct fixture *fx, const char *csv, const char *stats, int count)
 {
 	char target[64], csvp[128], statsp[128], n[16], log[128];
-	snprintf(target, sizeof(target), "127.0.0.1:%d", fx->gw_port);
+	bool tls = fx->cur == &fx->tls_lane;
+	char ca[128];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", tls ? fx->tls_port : fx->gw_port);
+	snprintf(ca, sizeof(ca), "%s/cert.pem", fx->dir);
 	snprintf(csvp, sizeof(csvp), "%s/%s", fx->dir, csv);
 	snprintf(statsp, sizeof(statsp), "%s/%s", fx->dir, stats);
 	snprintf(n, sizeof(n), "%d", count);
@@ -391,7 +395,7 @@ static pid_t start_swarm(struct fixture *fx, const char *csv, const char *stats,
 	snprintf(pct, sizeof(pct), "%d", FAIL_PCT);
 	char *argv[] = {fx->swarm, "--csv", csvp, "--target", target, "--count", n, "--play-ms",
 			"50", "--fail-pct", pct, "--stats", statsp, "--connect-rate", "20000",
-			"--src-ips", "8", NULL};
+			"--src-ips", "8", tls ? "--tls" : NULL, "--ca", ca, NULL};
 	return spawn(argv, log);
 }
 
@@ -526,7 +530,7 @@ static long rss_bytes(void)
 
 static void test_scale(struct fixture *fx, int scale)
 {
-	uint64_t want = N_FUNC + 2 + (uint64_t)scale;
+	uint64_t want = (fx->cur == &fx->lane ? N_FUNC + 2 : 0) + (uint64_t)scale;
 	long before = rss_bytes();
 	fx->swarm_pid[2] = start_swarm(fx, "swarm_c.csv", "c.json", scale);
 	bool ok = run_until(fx, online_at_least, &want, 120000);
@@ -534,11 +538,12 @@ static void test_scale(struct fixture *fx, int scale)
 	run_until(fx, sleep_cond, NULL, 1000);
 	long after = rss_bytes();
 	struct terminal_stats st;
-	terminal_stats(&fx->lane, &st);
-	printf("# scale: %d idle authenticated connections, RSS delta %ld bytes = %.0f bytes per "
+	terminal_stats(fx->cur, &st);
+	printf("# scale: %d idle authenticated %s connections, RSS delta %ld bytes = %.0f bytes per "
 	       "connection (gateway process; kernel socket memory not included; struct tconn %lu "
 	       "+ struct term %lu bytes; shared ring %lu bytes not in the delta)\n",
-	       scale, after - before, (double)(after - before) / scale,
+	       scale, fx->cur == &fx->lane ? "plaintext" : "TLS", after - before,
+	       (double)(after - before) / scale,
 	       (unsigned long)st.conn_bytes, (unsigned long)st.term_bytes,
 	       (unsigned long)st.ring_bytes);
 	struct campaign *w3 = make_campaign(fx, "W3", TOCSIN__MSG_TYPE__ALERT, NULL, 3600);
@@ -1111,10 +1116,107 @@ static void test_readiness(struct fixture *fx)
 	free(sp);
 }
 
+/* --- TLS: the same protocol inside TLS, certificate made at test time ----------------------- */
+
+static bool tls_closed_once(struct fixture *fx, void *arg)
+{
+	struct terminal_stats st;
+	terminal_stats(&fx->tls_lane, &st);
+	return st.closed[TERMINAL_CLOSE_TLS] >= *(uint64_t *)arg;
+}
+
+static void test_tls(struct fixture *fx, struct campaign *w)
+{
+	enum { N_TLS = 50 };
+	fx->cur = &fx->tls_lane;
+	uint64_t want = N_TLS;
+	fx->swarm_pid[3] = start_swarm(fx, "swarm_a.csv", "tls.json", N_TLS);
+	CHECK(fx, run_until(fx, online_at_least, &want, 20000),
+	      "%d terminals authenticated over TLS (certificate checked by the swarm)", N_TLS);
+	struct range r = {fx->n_dels, 0};
+	char id[32];
+	for (int i = 0; i < N_TLS; i++) {
+		snprintf(id, sizeof(id), "t-%04d", i);
+		submit(fx, w, id);
+	}
+	r.to = fx->n_dels;
+	CHECK(fx, run_until(fx, all_final, &r, 20000), "an alert over TLS: every delivery final");
+	int delivered = 0, failed = 0, want_failed = 0;
+	for (uint64_t i = r.from; i < r.to; i++) {
+		bool fails = fnv1a(fx->dels[i].address) % 100 < FAIL_PCT;
+		want_failed += fails;
+		delivered += !fails && final_outcome(&fx->recs[i]) == OUTCOME_DELIVERED;
+		failed += fails && final_outcome(&fx->recs[i]) == OUTCOME_PERMANENT &&
+			  !strcmp(fx->recs[i].reason, "terminal: speaker fault");
+	}
+	CHECK(fx, delivered == N_TLS - want_failed && failed == want_failed,
+	      "over TLS: %d DELIVERED, %d PERMANENT (speaker fault)", delivered, failed);
+	/* plaintext on the TLS port: not a TLS handshake, closed and counted */
+	uint64_t tls_before = 0, one;
+	struct terminal_stats st;
+	terminal_stats(&fx->tls_lane, &st);
+	tls_before = st.closed[TERMINAL_CLOSE_TLS];
+	one = tls_before + 1;
+	struct rawt *raw = calloc(1, sizeof(*raw));
+	raw->fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx->tls_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	connect(raw->fd, (struct sockaddr *)&sa, sizeof(sa));
+	raw_write(raw, "\0\0\0\x05hello", 9);
+	CHECK(fx, run_until(fx, tls_closed_once, &one, 3000) && raw_next(fx, raw, 3000) == NULL &&
+		      raw->eof,
+	      "plaintext on the TLS port: closed, counted as tls");
+	raw_close(raw);
+	free(raw);
+	json_t *o = json_object();
+	adapter_terminal.describe(&fx->tls_lane, o);
+	CHECK(fx, json_is_true(json_object_get(o, "tls")), "describe says tls");
+	json_decref(o);
+	stop_pid(&fx->swarm_pid[3]);
+	fx->cur = &fx->lane;
+}
+
+/* A gateway lane on port; with TLS, a certificate made now for 127.0.0.1. */
+static int open_lane(struct fixture *fx, struct lane *l, const char *name, int port, bool tls)
+{
+	struct config_lane cfg = {.channel = "terminal", .adapter = "terminal"};
+	char err[256], cert[128], key[128], addr[32];
+	snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+	snprintf(cert, sizeof(cert), "%s/cert.pem", fx->dir);
+	snprintf(key, sizeof(key), "%s/key.pem", fx->dir);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	const char *kv[][2] = {{"listen", addr},	      {"ack_timeout_ms", "1000"},
+			       {"heartbeat_ms", "2000"},      {"max_connections", "100000"},
+			       {"handshake_ms", "2000"},      {"tls_cert", cert},
+			       {"tls_key", key}};
+	cfg.n_kv = tls ? 7 : 5;
+	for (size_t i = 0; i < cfg.n_kv; i++) {
+		snprintf(cfg.kv[i].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
+		snprintf(cfg.kv[i].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
+	}
+	if (tls) {
+		char log[128];
+		snprintf(log, sizeof(log), "%s/openssl.log", fx->dir);
+		char *argv[] = {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+				"ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+				"-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+				"subjectAltName=IP:127.0.0.1", NULL};
+		if (run_wait(argv, log) != 0) {
+			printf("# openssl req failed (see %s)\n", log);
+			return -1;
+		}
+	}
+	lane_init(l, name, CHANNEL_TERMINAL, 0, 0, 200000, loop_now_ms(&fx->loop));
+	l->adapter = &adapter_terminal;
+	if (adapter_terminal.open(l, &fx->host, &cfg, err, sizeof(err)) < 0) {
+		printf("# open %s: %s\n", name, err);
+		return -1;
+	}
+	return 0;
+}
+
 static int setup(struct fixture *fx, int scale)
 {
-	struct config_lane cfg = {.name = "terminals", .channel = "terminal", .adapter = "terminal"};
-	char err[256];
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_terminal.XXXXXX");
 	if (!mkdtemp(fx->dir))
 		return -1;
@@ -1125,38 +1227,32 @@ static int setup(struct fixture *fx, int scale)
 		printf("# redis or tocsin load failed (see %s)\n", fx->dir);
 		return -1;
 	}
-	fx->gw_port = free_port();
-	const char *kv[][2] = {{"ack_timeout_ms", "1000"}, {"heartbeat_ms", "2000"},
-			       {"max_connections", "100000"}, {"handshake_ms", "2000"}};
-	snprintf(cfg.kv[0].key, sizeof(cfg.kv[0].key), "listen");
-	snprintf(cfg.kv[0].value, sizeof(cfg.kv[0].value), "127.0.0.1:%d", fx->gw_port);
-	for (size_t i = 0; i < 4; i++) {
-		snprintf(cfg.kv[i + 1].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
-		snprintf(cfg.kv[i + 1].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
-	}
-	cfg.n_kv = 5;
 	snprintf(fx->redis_addr, sizeof(fx->redis_addr), "127.0.0.1:%d", fx->redis_port);
 	fx->host = (struct lane_host){.loop = &fx->loop, .redis = fx->redis_addr, .prefix = "tocsin:",
 				      .ctx = fx, .report = on_report, .receipt = on_receipt,
 				      .up = on_up};
-	lane_init(&fx->lane, "terminals", CHANNEL_TERMINAL, 0, 0, 200000, loop_now_ms(&fx->loop));
-	fx->lane.adapter = &adapter_terminal;
-	if (adapter_terminal.open(&fx->lane, &fx->host, &cfg, err, sizeof(err)) < 0) {
-		printf("# open: %s\n", err);
-		return -1;
-	}
-	return 0;
+	fx->cur = &fx->lane;
+	fx->gw_port = free_port();
+	fx->tls_port = free_port();
+	return open_lane(fx, &fx->lane, "terminals", fx->gw_port, false) < 0 ||
+			       open_lane(fx, &fx->tls_lane, "terminals-tls", fx->tls_port, true) < 0
+		       ? -1
+		       : 0;
 }
 
 static void teardown(struct fixture *fx)
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		stop_pid(&fx->swarm_pid[i]);
-	if (fx->lane.adapter_state) {
+	bool open = fx->lane.adapter_state || fx->tls_lane.adapter_state;
+	if (fx->lane.adapter_state)
 		adapter_terminal.close(&fx->lane);
+	if (fx->tls_lane.adapter_state)
+		adapter_terminal.close(&fx->tls_lane);
+	if (open)
 		run_until(fx, sleep_cond, NULL, 300); /* let the cancelled ops come back */
-	}
 	lane_release(&fx->lane);
+	lane_release(&fx->tls_lane);
 	stop_pid(&fx->redis_pid);
 	for (size_t i = 0; i < fx->n_dels; i++)
 		free(fx->dels[i].address);
@@ -1173,6 +1269,7 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		return 2;
 	int scale = argc > 3 ? atoi(argv[3]) : 10000;
+	bool tls_scale = argc > 4 && !strcmp(argv[4], "tls"); /* the scale check over TLS */
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < (rlim_t)scale + 1024) {
@@ -1223,8 +1320,13 @@ int main(int argc, char **argv)
 	run_until(&fx, sleep_cond, NULL, 200);
 	test_reconnect(&fx, w1);
 	test_readiness(&fx);
-	if (scale > 0)
+	test_tls(&fx, w1);
+	if (scale > 0 && tls_scale) {
+		fx.cur = &fx.tls_lane;
 		test_scale(&fx, scale);
+	} else if (scale > 0) {
+		test_scale(&fx, scale);
+	}
 	teardown(&fx);
 	campaign_free(w1);
 	loop_release(&fx.loop);
