@@ -1027,6 +1027,28 @@ static int consume(struct tconn *c, const uint8_t *p, size_t n, enum terminal_cl
 }
 
 /*
+ * After the handshake: drop what it grew. The memory BIOs keep their
+ * largest buffer (the certificate flight) for life, so fresh ones replace
+ * them once both are empty; OpenSSL's record buffers go too (they come
+ * back for the next record).
+ */
+static void tls_slim(struct tconn *c)
+{
+	if (BIO_ctrl_pending(SSL_get_rbio(c->ssl)) || BIO_ctrl_pending(SSL_get_wbio(c->ssl)))
+		return;
+	BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+	if (!r || !w) {
+		BIO_free(r);
+		BIO_free(w);
+		return;
+	}
+	BIO_set_mem_eof_return(r, -1);
+	SSL_set_bio(c->ssl, r, w); /* frees the old pair */
+	if (SSL_free_buffers(c->ssl) != 1)
+		ERR_clear_error(); /* a partial record pending: they stay */
+}
+
+/*
  * Ciphertext in: run the handshake (then send the Challenge), decrypt,
  * consume. 0, or -1 with *why (TERMINAL_CLOSE_PEER for a close_notify).
  */
@@ -1049,8 +1071,13 @@ static int tls_input(struct tconn *c, const uint8_t *p, size_t n, enum terminal_
 			return e == SSL_ERROR_WANT_READ ? 0 : -1;
 		}
 		send_challenge(c);
+		tls_slim(c);
 	}
-	while (c->state != TC_CLOSING && c->state != TC_LINGER) {
+	/* Only while there are bytes: an SSL_read on nothing allocates a 16 KB record buffer
+	 * and keeps it, which would cost every idle connection that much. */
+	BIO *rb = SSL_get_rbio(c->ssl);
+	while (c->state != TC_CLOSING && c->state != TC_LINGER &&
+	       (BIO_ctrl_pending(rb) > 0 || SSL_pending(c->ssl) > 0)) {
 		int k = SSL_read(c->ssl, plain, sizeof(plain));
 		if (k > 0) {
 			if (consume(c, plain, (size_t)k, why) < 0)
