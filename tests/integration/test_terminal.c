@@ -1133,6 +1133,13 @@ static bool tls_closed_once(struct fixture *fx, void *arg)
 	return st.closed[TERMINAL_CLOSE_TLS] >= *(uint64_t *)arg;
 }
 
+static bool tls_lane_empty(struct fixture *fx, void *arg)
+{
+	struct terminal_stats st;
+	terminal_stats(&fx->tls_lane, &st);
+	return st.conns == 0;
+}
+
 static void test_tls(struct fixture *fx, struct campaign *w)
 {
 	enum { N_TLS = 50 };
@@ -1181,6 +1188,7 @@ static void test_tls(struct fixture *fx, struct campaign *w)
 	CHECK(fx, json_is_true(json_object_get(o, "tls")), "describe says tls");
 	json_decref(o);
 	stop_pid(&fx->swarm_pid[3]);
+	run_until(fx, tls_lane_empty, NULL, 5000); /* freed now, not during the scale measurement */
 	fx->cur = &fx->lane;
 }
 
