@@ -6,19 +6,29 @@
  * (proto/terminal_frame.h, proto/README-terminal.md). Everything runs on the
  * dispatcher's loop: a multishot accept, one multishot recv per connection
  * over a provided-buffer ring shared by all connections, plain sends,
- * user-space timers. Credentials come from Redis (the current population
- * version), through the engine's async client on the same loop.
+ * user-space timers. Credentials and the segment tree behind readiness
+ * (terminal_ready.h) come from Redis (the current population version),
+ * through the engine's async client on the same loop. With tls_cert and
+ * tls_key, each connection runs OpenSSL over memory BIOs (tls_input): the
+ * ring moves ciphertext and the Challenge follows the TLS handshake.
  *
  * Lane keys: listen = 0.0.0.0:7000, ack_timeout_ms = 5000,
  * heartbeat_ms = 30000, max_connections = 200000, recv_buffers = 4096,
- * recv_buffer_size = 2048, handshake_ms = 10000. Configure the lane's
- * window as the number of terminals: a delivery for an offline terminal
- * holds its slot until the terminal comes back or the warning expires.
+ * recv_buffer_size = 2048, handshake_ms = 10000, tls_cert, tls_key.
+ * Configure the lane's window as the number of terminals: a delivery for
+ * an offline terminal holds its slot until the terminal comes back or the
+ * warning expires.
+ *
+ * Every connection that ends is counted once, under one
+ * terminal_close_reason, and logged (tconn_note_close): at the move to
+ * LINGER (a Reject on its way) or straight to CLOSING.
  *
  * Connection states:
  *
  *   state       entered when                 leaves on
  *   CHALLENGED  accepted; Challenge queued   Hello -> AUTHING; handshake_ms -> close
+ *               (TLS: once the handshake     (the deadline is never extended: slowloris)
+ *               is done)
  *   AUTHING     Hello parsed; Redis EVAL     reply: mac ok -> READY (Welcome)
  *               in flight (holds a ref)      bad -> Reject, LINGER; Redis down -> Reject TRY_LATER
  *   READY       Welcome queued; in the map   EOF/error/3 silent heartbeats -> CLOSING;
@@ -44,11 +54,13 @@
  * itself once its ops and the Redis client are idle (reaper timer).
  *
  * Memory: an idle authenticated plaintext connection costs its struct tconn
- * (TCONN_BYTES below, ~200 bytes), a timer-heap slot (8 bytes) and its
- * struct term (~60 bytes + id); no receive or send buffer is kept while
- * idle (partial frames and output are malloc'd on demand and freed when
- * drained). The recv buffers are one shared ring (recv_buffers x
- * recv_buffer_size, 8 MiB by default). Kernel socket memory is extra.
+ * (TCONN_BYTES below, 200 bytes) and a timer-heap slot (8 bytes), ~270
+ * bytes of heap measured; a TLS one adds OpenSSL's idle SSL (~14.7 KB).
+ * Each terminal of the population has a struct term (48 bytes + id),
+ * connected or not. No receive or send buffer is kept while idle (partial
+ * frames and output are malloc'd on demand and freed when drained). The
+ * recv buffers are one shared ring (recv_buffers x recv_buffer_size, 8 MiB
+ * by default). Kernel socket memory is extra.
  *
  * Out of memory: a connection that cannot allocate is closed; a submit
  * that cannot allocate its tdel aborts (like the loop's timer heap: losing

@@ -1,8 +1,8 @@
 /*
  * adapters/terminal.h: what the terminal gateway (adapters/terminal.c,
  * `adapter = terminal`) offers beyond the adapter contract: broadcast
- * readiness, the terminals offline longest, counters, and the HMAC used
- * to authenticate terminals (shared with bench/terminal_swarm.c).
+ * readiness, the terminals offline longest, counters (with why each
+ * connection closed), and the HMAC used to authenticate terminals.
  *
  * All functions taking a lane run on the lane's loop thread; a lane whose
  * adapter is not the terminal gateway (or is closed) reads as all zeros.
@@ -19,8 +19,10 @@
 
 /*
  * online: authenticated connections; total_known: distinct terminal ids the
- * gateway has seen (authenticated or addressed by a delivery);
- * persons_online: sum of covers_persons of the online terminals.
+ * gateway knows (the current population's, and any authenticated or
+ * addressed by a delivery); persons_online: persons covered by the online
+ * terminals, each counted once (the model is in terminal_ready.h; per
+ * segment through the adapter's describe()).
  */
 void terminal_readiness(const struct lane *l, uint64_t *online, uint64_t *total_known,
 			uint64_t *persons_online);
