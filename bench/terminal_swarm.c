@@ -34,8 +34,8 @@
  * message (Alert / frame / PUBLISH) arrived and the one its first answer
  * (Ack RECEIVED / byte / PUBACK) was written; 0 when none.
  *
- * Counters are written as JSON to --stats FILE on SIGUSR1 (and it keeps
- * running) and on SIGTERM/SIGINT (then it exits 0). Unique alerts count
+ * Counters are written as JSON to --stats FILE on SIGUSR1 and SIGUSR2 (and
+ * it keeps running) and on SIGTERM/SIGINT (then it exits 0). Unique alerts count
  * each (terminal, warning id) once; per-warning counts are listed too.
  *
  * Terminal states: OFF -> CONNECTING -> CHALLENGED (waiting for Challenge)

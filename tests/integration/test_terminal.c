@@ -1,7 +1,10 @@
 /*
  * tests/integration/test_terminal.c: the terminal gateway end to end.
  *
- *   test_terminal TOCSIN_BINARY TERMINAL_SWARM_BINARY [SCALE_CONNECTIONS]
+ *   test_terminal TOCSIN_BINARY TERMINAL_SWARM_BINARY [SCALE_CONNECTIONS [tls]]
+ *
+ * (tls: the scale check runs on the TLS lane; SWARM_RATE in the environment
+ * sets the swarms' connects per second, 20000 by default.)
  *
  * Starts a private redis-server (stopped by pid), loads a tiny population
  * with terminals through `tocsin load`, runs adapter_terminal on a loop in
@@ -15,9 +18,23 @@
  *      never sent when the terminal connects later; an earlier warning
  *      still in force is sent at once on connect and DELIVERED;
  *   4. a Cancel reaches terminals as stop=true;
- *   5. the offline-longest list and readiness counts;
- *   6. scale: SCALE_CONNECTIONS (default 10000) more terminals connect; the
- *      bytes per idle connection (RSS delta) and the fan-out time of one
+ *   5. bad input, with the test's own raw client, each closed with its
+ *      reason counted: unknown id, bad HMAC, an answer to another
+ *      connection's challenge, a recorded Hello replayed, a frame too long,
+ *      an Ack before Hello;
+ *   6. slowloris: a silent and a dribbling handshake are closed at the
+ *      handshake deadline, while 50 other terminals are served meanwhile;
+ *   7. duplicate id (the newer wins, the older gets REPLACED); Update and
+ *      Cancel as the terminal sees them; heartbeats from the gateway, and a
+ *      silent terminal closed after 3 intervals while a live one stays;
+ *   8. offline then reconnect: a held alert and an unacknowledged one (same
+ *      seq) arrive on reconnect;
+ *   9. readiness arithmetic per segment with exact numbers (speaker and
+ *      displays overlapping), and the offline-longest order;
+ *  10. TLS (certificate made here with the openssl CLI): 50 terminals over
+ *      TLS get an alert; plaintext on the TLS port is counted as tls;
+ *  11. scale: SCALE_CONNECTIONS (default 10000) more terminals connect; the
+ *      heap and RSS bytes per idle connection and the fan-out time of one
  *      alert to all of them are printed, not asserted.
  * Exit 0 = pass, 1 = fail, 77 = skipped (no redis-server or io_uring).
  */
@@ -1203,7 +1220,7 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	const char *kv[][2] = {{"listen", addr},	      {"ack_timeout_ms", "1000"},
 			       {"heartbeat_ms", "2000"},      {"max_connections", "100000"},
-			       {"handshake_ms", "2000"},      {"tls_cert", cert},
+			       {"handshake_ms", tls ? "10000" : "2000"}, {"tls_cert", cert},
 			       {"tls_key", key}};
 	cfg.n_kv = tls ? 7 : 5;
 	for (size_t i = 0; i < cfg.n_kv; i++) {
