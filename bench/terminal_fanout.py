@@ -60,6 +60,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("build", nargs="?", default="build")
 ap.add_argument("--conns", type=int, nargs="+", default=[10000, 19000])
 ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--play-ms", type=int, default=0,
+                help="tocsind's terminals: delay from Ack RECEIVED to Ack PLAYED (0: both at once)")
 ap.add_argument("--results", action="store_true", help="append the section to bench/RESULTS.md")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
@@ -103,7 +105,7 @@ class Swarm:
         self.stats = os.path.join(WORK, name + ".json")
         self.times = os.path.join(WORK, name + ".times")
         argv = [SWARM, "--count", str(n), "--target", target, "--mode", mode, "--src-ips", "8",
-                "--connect-rate", "20000", "--play-ms", "0", "--stats", self.stats,
+                "--connect-rate", "20000", "--play-ms", str(args.play_ms), "--stats", self.stats,
                 "--times", self.times] + list(extra)
         self.p = start(argv, name)
         # SIGUSR1 kills it until it has blocked the signal: wait for that
@@ -388,12 +390,14 @@ def main():
 
 
 def report(results, skipped, hard):
-    cmd = "/usr/bin/python3 bench/terminal_fanout.py %s --conns %s --rounds %d" % (
-        args.build, " ".join(str(n) for n in args.conns), args.rounds)
+    cmd = "/usr/bin/python3 bench/terminal_fanout.py %s --conns %s --rounds %d --play-ms %d" % (
+        args.build, " ".join(str(n) for n in args.conns), args.rounds, args.play_ms)
     out = ["### Fan-out of one ~1 KB alert (`%s`)" % cmd, "",
            "%s, %s, %d cores; medians of %d rounds; times in ms from the push (t0) on "
-           "CLOCK_MONOTONIC; the same receiver (`terminal_swarm`, one epoll process) for all three."
-           % (time.strftime("%Y-%m-%d"), os.uname().release, os.cpu_count(), args.rounds), "",
+           "CLOCK_MONOTONIC; the same receiver (`terminal_swarm`, one epoll process) for all three; "
+           "terminals answer Ack RECEIVED at once and Ack PLAYED %d ms later."
+           % (time.strftime("%Y-%m-%d"), os.uname().release, os.cpu_count(), args.rounds,
+              args.play_ms), "",
            "| N | system | first | p50 | p99 | last receipt | last answer sent | sender saw all answers | spread (last − first) |",
            "|---|---|---|---|---|---|---|---|---|"]
     for n, r in results.items():
