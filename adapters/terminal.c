@@ -154,6 +154,14 @@ struct tauth { /* one Redis lookup in flight */
 	char id[TERMINAL_ID_MAX + 1];
 };
 
+struct alert_cache { /* the last Alert packed without its seq (encode_alert) */
+	const struct campaign *campaign;
+	unsigned lang;
+	char *id;
+	uint8_t *body;
+	uint32_t len;
+};
+
 struct tgw {
 	struct lane_host host;
 	struct lane *lane;
@@ -181,6 +189,7 @@ struct tgw {
 	struct terminal_offline offline[TERMINAL_OFFLINE_LIST];
 	size_t n_offline;              /* the cached offline-longest list ... */
 	bool offline_stale;            /* ... recomputed when a terminal comes or goes */
+	struct alert_cache alert;
 	struct terminal_stats st;
 	struct terminal_arena arena;
 	uint8_t *arena_mem;
@@ -368,6 +377,10 @@ static int tconn_write(struct tconn *c, const uint8_t *data, size_t len)
 		}
 		ret = tls_drain(c);
 	} else {
+		if (!c->out.data && len <= TCONN_OUTPUT_MAX) { /* usually one frame: its size, not 2x */
+			c->out.data = malloc(len);
+			c->out.alloc = c->out.data ? len : 0;
+		}
 		ret = buf_append(&c->out, data, len, TCONN_OUTPUT_MAX);
 	}
 	if (ret)
@@ -810,18 +823,26 @@ static void term_flush_held(struct tgw *gw, struct term *t)
 	}
 }
 
-/* The Alert for d, encoded once: resends and late terminals get the same bytes. */
-static int encode_alert(struct delivery *d, uint64_t seq, uint8_t **out, uint32_t *len)
+/*
+ * The Alert for d, encoded once per delivery: resends and late terminals
+ * get the same bytes. Every delivery of one warning and language shares
+ * the Alert but its seq, so the rest is packed once (gw->alert, keyed by
+ * campaign, id and language) and each frame is assembled around it:
+ * Frame{alert = Alert{seq} ‖ rest}. Protobuf takes fields in any order.
+ */
+static int alert_rest(struct tgw *gw, struct delivery *d)
 {
 	struct campaign *c = d->campaign;
+	const char *id = campaign_id(c);
+	struct alert_cache *ac = &gw->alert;
+	if (ac->body && ac->campaign == c && ac->lang == d->lang && !strcmp(ac->id, id))
+		return 0;
 	const Tocsin__Warning *w = campaign_warning(c);
 	const Tocsin__Info *in = campaign_info(c, d->lang);
 	Tocsin__Terminal__Alert a = TOCSIN__TERMINAL__ALERT__INIT;
-	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
-	a.has_seq = a.has_msg_type = a.has_severity = a.has_colour = true;
+	a.has_msg_type = a.has_severity = a.has_colour = true;
 	a.has_expires = a.has_drill = a.has_stop = true;
-	a.seq = seq;
-	a.warning_id = (char *)campaign_id(c);
+	a.warning_id = (char *)id;
 	a.msg_type = w->msg_type;
 	a.severity = in->severity;
 	a.colour = w->colour;
@@ -834,17 +855,59 @@ static int encode_alert(struct delivery *d, uint64_t seq, uint8_t **out, uint32_
 	a.stop = w->msg_type == TOCSIN__MSG_TYPE__CANCEL;
 	a.n_references = w->n_references;
 	a.references = w->references;
-	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_ALERT;
-	f.alert = &a;
-	size_t n = terminal_frame_size(&f);
-	*out = malloc(n);
-	if (!*out)
-		return -ENOMEM;
-	if (terminal_frame_encode(&f, *out, n) < 0) {
-		free(*out);
-		return -EMSGSIZE;
+	size_t n = tocsin__terminal__alert__get_packed_size(&a);
+	char *idc = strdup(id);
+	uint8_t *body = n <= TERMINAL_FRAME_MAX ? malloc(n ? n : 1) : NULL;
+	if (!idc || !body) {
+		free(idc);
+		free(body);
+		return n > TERMINAL_FRAME_MAX ? -EMSGSIZE : -ENOMEM;
 	}
-	*len = (uint32_t)n;
+	tocsin__terminal__alert__pack(&a, body);
+	free(ac->body);
+	free(ac->id);
+	*ac = (struct alert_cache){.campaign = c, .lang = d->lang, .id = idc, .body = body,
+				   .len = (uint32_t)n};
+	return 0;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	for (; v >= 0x80; v >>= 7)
+		p[n++] = (uint8_t)(v | 0x80);
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static int encode_alert(struct tgw *gw, struct delivery *d, uint64_t seq, uint8_t **out,
+			uint32_t *len)
+{
+	int ret = alert_rest(gw, d);
+	if (ret < 0)
+		return ret;
+	uint8_t seqf[11], lenf[10];
+	size_t ns = 0, nl;
+	seqf[ns++] = 0x08; /* Alert.seq: field 1, varint */
+	ns += put_varint(seqf + ns, seq);
+	size_t alert_len = ns + gw->alert.len;
+	nl = put_varint(lenf, alert_len);
+	size_t payload = 1 + nl + alert_len; /* Frame.alert: field 6, length-delimited (0x32) */
+	if (payload > TERMINAL_FRAME_MAX)
+		return -EMSGSIZE;
+	uint8_t *f = malloc(TERMINAL_FRAME_HDR + payload);
+	if (!f)
+		return -ENOMEM;
+	terminal_frame_header(f, payload);
+	uint8_t *p = f + TERMINAL_FRAME_HDR;
+	*p++ = 0x32;
+	memcpy(p, lenf, nl);
+	p += nl;
+	memcpy(p, seqf, ns);
+	p += ns;
+	memcpy(p, gw->alert.body, gw->alert.len);
+	*out = f;
+	*len = (uint32_t)(TERMINAL_FRAME_HDR + payload);
 	return 0;
 }
 
@@ -863,7 +926,7 @@ static void terminal_submit(struct lane *l, struct delivery *d)
 	td->seq = ++gw->seq;
 	td->expires_s = campaign_expires(d->campaign);
 	td->state = TD_HELD;
-	if (!t || encode_alert(d, td->seq, &td->frame, &td->frame_len) < 0) {
+	if (!t || encode_alert(gw, d, td->seq, &td->frame, &td->frame_len) < 0) {
 		/* cannot be sent to anyone: answered from a 0 ms timer, never from inside submit */
 		td->fail = t ? "terminal: alert too large for a frame" : "terminal: invalid terminal id";
 		td->t = gw->nowhere;
@@ -1493,6 +1556,8 @@ static void gw_free(struct tgw *gw)
 	for (size_t i = 0; i < gw->nreasons; i++)
 		free(gw->reasons[i]);
 	tready_release(&gw->ready);
+	free(gw->alert.body);
+	free(gw->alert.id);
 	free(gw->buckets);
 	free(gw->nowhere);
 	SSL_CTX_free(gw->tls);
