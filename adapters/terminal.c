@@ -6,19 +6,29 @@
  * (proto/terminal_frame.h, proto/README-terminal.md). Everything runs on the
  * dispatcher's loop: a multishot accept, one multishot recv per connection
  * over a provided-buffer ring shared by all connections, plain sends,
- * user-space timers. Credentials come from Redis (the current population
- * version), through the engine's async client on the same loop.
+ * user-space timers. Credentials and the segment tree behind readiness
+ * (terminal_ready.h) come from Redis (the current population version),
+ * through the engine's async client on the same loop. With tls_cert and
+ * tls_key, each connection runs OpenSSL over memory BIOs (tls_input): the
+ * ring moves ciphertext and the Challenge follows the TLS handshake.
  *
  * Lane keys: listen = 0.0.0.0:7000, ack_timeout_ms = 5000,
  * heartbeat_ms = 30000, max_connections = 200000, recv_buffers = 4096,
- * recv_buffer_size = 2048, handshake_ms = 10000. Configure the lane's
- * window as the number of terminals: a delivery for an offline terminal
- * holds its slot until the terminal comes back or the warning expires.
+ * recv_buffer_size = 2048, handshake_ms = 10000, tls_cert, tls_key.
+ * Configure the lane's window as the number of terminals: a delivery for
+ * an offline terminal holds its slot until the terminal comes back or the
+ * warning expires.
+ *
+ * Every connection that ends is counted once, under one
+ * terminal_close_reason, and logged (tconn_note_close): at the move to
+ * LINGER (a Reject on its way) or straight to CLOSING.
  *
  * Connection states:
  *
  *   state       entered when                 leaves on
  *   CHALLENGED  accepted; Challenge queued   Hello -> AUTHING; handshake_ms -> close
+ *               (TLS: once the handshake     (the deadline is never extended: slowloris)
+ *               is done)
  *   AUTHING     Hello parsed; Redis EVAL     reply: mac ok -> READY (Welcome)
  *               in flight (holds a ref)      bad -> Reject, LINGER; Redis down -> Reject TRY_LATER
  *   READY       Welcome queued; in the map   EOF/error/3 silent heartbeats -> CLOSING;
@@ -44,16 +54,19 @@
  * itself once its ops and the Redis client are idle (reaper timer).
  *
  * Memory: an idle authenticated plaintext connection costs its struct tconn
- * (TCONN_BYTES below, ~200 bytes), a timer-heap slot (8 bytes) and its
- * struct term (~60 bytes + id); no receive or send buffer is kept while
- * idle (partial frames and output are malloc'd on demand and freed when
- * drained). The recv buffers are one shared ring (recv_buffers x
- * recv_buffer_size, 8 MiB by default). Kernel socket memory is extra.
+ * (TCONN_BYTES below, 200 bytes) and a timer-heap slot (8 bytes), ~270
+ * bytes of heap measured; a TLS one adds OpenSSL's idle SSL (~14.7 KB).
+ * Each terminal of the population has a struct term (48 bytes + id),
+ * connected or not. No receive or send buffer is kept while idle (partial
+ * frames and output are malloc'd on demand and freed when drained). The
+ * recv buffers are one shared ring (recv_buffers x recv_buffer_size, 8 MiB
+ * by default). Kernel socket memory is extra.
  *
  * Out of memory: a connection that cannot allocate is closed; a submit
  * that cannot allocate its tdel aborts (like the loop's timer heap: losing
  * a warning silently is worse).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <jansson.h>
 #include <netdb.h>
@@ -67,17 +80,24 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "adapters.h"
 #include "campaign.h"
 #include "log.h"
 #include "redis.h"
 #include "terminal.h"
+#include "terminal_ready.h"
+#include "tls.h"
 
 #define TCONN_OUTPUT_MAX (1u << 20)
 #define LINGER_MS 2000
 #define ACCEPT_RETRY_MS 100
 #define REAPER_MS 20
 #define MAX_REASONS 64
+#define POP_CHECK_MS 10000
+#define TERMINAL_OFFLINE_LIST 10
 
 enum tconn_state { TC_CHALLENGED, TC_AUTHING, TC_READY, TC_LINGER, TC_CLOSING };
 enum tdel_state { TD_HELD, TD_SENT, TD_ACCEPTED };
@@ -93,6 +113,7 @@ struct tconn {
 	struct timer timer;            /* handshake deadline, heartbeat tick, linger */
 	struct buf out, sending;       /* both empty (no memory) while idle */
 	uint8_t *rx;                   /* a partial frame, NULL when none */
+	SSL *ssl;                      /* TLS lanes: memory BIOs, the ring moves ciphertext */
 	uint32_t rx_len, rx_cap, sending_off;
 	uint64_t last_rx_ms, last_tx_ms;
 	int fd;
@@ -122,6 +143,7 @@ struct term {
 	struct tdel *dels;
 	uint64_t persons;
 	int64_t last_seen_s;
+	uint32_t seg;                  /* in gw->ready; TREADY_NONE when not in the population */
 	uint8_t volume, faults;
 	char id[];
 };
@@ -130,6 +152,14 @@ struct tauth { /* one Redis lookup in flight */
 	struct tconn *c;
 	uint8_t mac[TERMINAL_MAC_LEN];
 	char id[TERMINAL_ID_MAX + 1];
+};
+
+struct alert_cache { /* the last Alert packed without its seq (encode_alert) */
+	const struct campaign *campaign;
+	unsigned lang;
+	char *id;
+	uint8_t *body;
+	uint32_t len;
 };
 
 struct tgw {
@@ -147,10 +177,19 @@ struct tgw {
 	unsigned nbufs, bufsz;
 	uint16_t bgid;
 	struct tconn *conns;
+	SSL_CTX *tls;                  /* set when the lane has tls_cert and tls_key */
 	struct term *nowhere;          /* holds deliveries that cannot be sent, for close() */
 	struct term **buckets;
 	size_t nbuckets, nterms;
-	uint64_t seq, online, persons_online;
+	uint64_t seq, online;
+	struct tready ready;           /* readiness per segment (terminal_ready.h) */
+	long long pop_version;         /* the population version ready was built from; 0 = none */
+	struct timer pop_timer;
+	bool pop_busy;                 /* a population query is in flight */
+	struct terminal_offline offline[TERMINAL_OFFLINE_LIST];
+	size_t n_offline;              /* the cached offline-longest list ... */
+	bool offline_stale;            /* ... recomputed when a terminal comes or goes */
+	struct alert_cache alert;
 	struct terminal_stats st;
 	struct terminal_arena arena;
 	uint8_t *arena_mem;
@@ -161,7 +200,7 @@ struct tgw {
 #define TCONN_BYTES sizeof(struct tconn)
 #define CONTAINER(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
 
-static void tconn_close(struct tconn *c);
+static void tconn_close(struct tconn *c, enum terminal_close_reason why);
 static void tconn_flush(struct tconn *c);
 static void arm_recv(struct tconn *c);
 static void arm_accept(struct tgw *gw);
@@ -223,7 +262,9 @@ static struct term *term_get(struct tgw *gw, const char *id)
 	size_t j = id_hash(id) & (gw->nbuckets - 1);
 	t->hnext = gw->buckets[j];
 	gw->buckets[j] = t;
+	t->seg = TREADY_NONE;
 	gw->nterms++;
+	gw->offline_stale = true;
 	return t;
 }
 
@@ -248,13 +289,100 @@ static const char *intern_reason(struct tgw *gw, const char *why)
 	return s;
 }
 
+/* --- close reasons ------------------------------------------------------------ */
+
+const char *terminal_close_reason_name(enum terminal_close_reason r)
+{
+	static const char *names[TERMINAL_CLOSE_N] = {
+		[TERMINAL_CLOSE_PEER] = "peer",
+		[TERMINAL_CLOSE_HANDSHAKE_TIMEOUT] = "handshake_timeout",
+		[TERMINAL_CLOSE_HEARTBEAT_TIMEOUT] = "heartbeat_timeout",
+		[TERMINAL_CLOSE_BAD_MAC] = "bad_mac",
+		[TERMINAL_CLOSE_UNKNOWN_ID] = "unknown_id",
+		[TERMINAL_CLOSE_UNSUPPORTED_VERSION] = "unsupported_version",
+		[TERMINAL_CLOSE_CREDENTIALS_UNAVAILABLE] = "credentials_unavailable",
+		[TERMINAL_CLOSE_REPLACED] = "replaced",
+		[TERMINAL_CLOSE_FRAME_TOO_LONG] = "frame_too_long",
+		[TERMINAL_CLOSE_PROTOCOL_ERROR] = "protocol_error",
+		[TERMINAL_CLOSE_OUTPUT_FULL] = "output_full",
+		[TERMINAL_CLOSE_TOO_MANY] = "too_many",
+		[TERMINAL_CLOSE_NO_MEMORY] = "no_memory",
+		[TERMINAL_CLOSE_TLS] = "tls",
+		[TERMINAL_CLOSE_SHUTDOWN] = "shutdown",
+	};
+	return (unsigned)r < TERMINAL_CLOSE_N ? names[r] : "?";
+}
+
+static void log_close(const struct tgw *gw, int fd, enum terminal_close_reason why, const char *id)
+{
+	struct sockaddr_storage sa;
+	socklen_t len = sizeof(sa);
+	char ip[INET6_ADDRSTRLEN] = "?";
+	unsigned port = 0;
+	if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0) {
+		if (sa.ss_family == AF_INET) {
+			const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
+			inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
+			port = ntohs(a->sin_port);
+		} else if (sa.ss_family == AF_INET6) {
+			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
+			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
+			port = ntohs(a->sin6_port);
+		}
+	}
+	/* Ordinary goodbyes at debug; everything the operator may need to act on at info. */
+	enum log_level lvl = why == TERMINAL_CLOSE_PEER || why == TERMINAL_CLOSE_SHUTDOWN ? LOG_DEBUG
+											: LOG_INFO;
+	tlog(lvl, "msg=\"terminal connection closed\" lane=%s reason=%s terminal=%s peer=%s:%u",
+	     gw->lane->name, terminal_close_reason_name(why), id && id[0] ? id : "-", ip, port);
+}
+
+/* Count and log why c is going; once per connection (LINGER and CLOSING are past it). */
+static void tconn_note_close(struct tconn *c, enum terminal_close_reason why, const char *id)
+{
+	if (c->state == TC_LINGER || c->state == TC_CLOSING)
+		return;
+	c->gw->st.closed[why]++;
+	log_close(c->gw, c->fd, why, id ? id : c->term ? c->term->id : NULL);
+}
+
 /* --- output -------------------------------------------------------------- */
+
+/* Move the TLS records OpenSSL wrote into c->out. 0 or -ENOBUFS/-ENOMEM. */
+static int tls_drain(struct tconn *c)
+{
+	BIO *w = SSL_get_wbio(c->ssl);
+	size_t pending;
+	while ((pending = BIO_ctrl_pending(w)) > 0) {
+		int ret = buf_reserve(&c->out, pending, TCONN_OUTPUT_MAX);
+		if (ret)
+			return ret;
+		int n = BIO_read(w, c->out.data + c->out.len, (int)pending);
+		if (n <= 0)
+			break;
+		c->out.len += (size_t)n;
+	}
+	return 0;
+}
 
 static int tconn_write(struct tconn *c, const uint8_t *data, size_t len)
 {
+	int ret;
 	if (c->state == TC_CLOSING)
 		return -EPIPE;
-	int ret = buf_append(&c->out, data, len, TCONN_OUTPUT_MAX);
+	if (c->ssl) { /* a memory BIO takes everything or fails */
+		if (!SSL_is_init_finished(c->ssl) || SSL_write(c->ssl, data, (int)len) != (int)len) {
+			ERR_clear_error();
+			return -EPIPE;
+		}
+		ret = tls_drain(c);
+	} else {
+		if (!c->out.data && len <= TCONN_OUTPUT_MAX) { /* usually one frame: its size, not 2x */
+			c->out.data = malloc(len);
+			c->out.alloc = c->out.data ? len : 0;
+		}
+		ret = buf_append(&c->out, data, len, TCONN_OUTPUT_MAX);
+	}
 	if (ret)
 		return ret;
 	c->last_tx_ms = loop_now_ms(c->gw->host.loop);
@@ -273,7 +401,7 @@ static int tconn_send_frame(struct tconn *c, const Tocsin__Terminal__Frame *f)
 	if (p != small)
 		free(p);
 	if (ret < 0 && c->state != TC_CLOSING)
-		tconn_close(c); /* a terminal that does not read is cut off */
+		tconn_close(c, ret == -ENOMEM ? TERMINAL_CLOSE_NO_MEMORY : TERMINAL_CLOSE_OUTPUT_FULL);
 	return ret;
 }
 
@@ -297,7 +425,7 @@ static void on_send(struct op *op, int res, uint32_t flags)
 	struct tconn *c = CONTAINER(op, struct tconn, send_op);
 	c->send_armed = false;
 	if (res < 0 || c->state == TC_CLOSING) {
-		tconn_close(c);
+		tconn_close(c, TERMINAL_CLOSE_PEER);
 		tconn_unref(c);
 		return;
 	}
@@ -315,7 +443,7 @@ static void on_send(struct op *op, int res, uint32_t flags)
 	else
 		buf_release(&c->out);
 	if (c->state == TC_LINGER && !c->send_armed)
-		tconn_close(c);
+		tconn_close(c, TERMINAL_CLOSE_PEER); /* counted when it started lingering */
 	tconn_unref(c);
 }
 
@@ -326,6 +454,7 @@ static void tconn_free(struct tconn *c)
 	struct tgw *gw = c->gw;
 	loop_timer_cancel(gw->host.loop, &c->timer);
 	close(c->fd);
+	SSL_free(c->ssl);
 	buf_release(&c->out);
 	buf_release(&c->sending);
 	free(c->rx);
@@ -350,14 +479,16 @@ static void term_offline(struct tgw *gw, struct term *t)
 	t->conn = NULL;
 	t->last_seen_s = loop_wall_s();
 	gw->online--;
-	gw->persons_online -= t->persons;
+	gw->offline_stale = true;
+	tready_online(&gw->ready, t->seg, -1);
 }
 
-static void tconn_close(struct tconn *c)
+static void tconn_close(struct tconn *c, enum terminal_close_reason why)
 {
 	struct tgw *gw = c->gw;
 	if (c->state == TC_CLOSING)
 		return;
+	tconn_note_close(c, why, NULL);
 	c->state = TC_CLOSING;
 	if (c->term && c->term->conn == c)
 		term_offline(gw, c->term); /* SENT alerts are resent when it comes back */
@@ -373,29 +504,38 @@ static void tconn_close(struct tconn *c)
 
 static void on_linger(struct timer *t)
 {
-	tconn_close(CONTAINER(t, struct tconn, timer));
+	tconn_close(CONTAINER(t, struct tconn, timer), TERMINAL_CLOSE_PEER); /* counted already */
 }
 
-/* Send a Reject, then close once it is out (or after LINGER_MS). */
-static void tconn_reject(struct tconn *c, Tocsin__Terminal__RejectReason why, const char *detail)
+/*
+ * Send a Reject, then close once it is out (or after LINGER_MS). why is
+ * what gets counted and logged (with id, when the terminal named itself).
+ */
+static void tconn_reject(struct tconn *c, Tocsin__Terminal__RejectReason rr,
+			 enum terminal_close_reason why, const char *id, const char *detail)
 {
 	Tocsin__Terminal__Reject rj = TOCSIN__TERMINAL__REJECT__INIT;
 	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
 	if (c->state == TC_CLOSING || c->state == TC_LINGER)
 		return;
+	tconn_note_close(c, why, id);
 	if (c->term && c->term->conn == c)
 		term_offline(c->gw, c->term);
 	c->term = NULL;
+	if (c->ssl && !SSL_is_init_finished(c->ssl)) {
+		tconn_close(c, why); /* no channel to say why on */
+		return;
+	}
+	c->state = TC_LINGER; /* input is dropped from now on */
 	rj.has_reason = true;
-	rj.reason = why;
+	rj.reason = rr;
 	rj.detail = (char *)detail;
 	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_REJECT;
 	f.reject = &rj;
 	if (tconn_send_frame(c, &f) < 0)
 		return; /* closed */
-	c->state = TC_LINGER;
 	if (!c->send_armed) {
-		tconn_close(c);
+		tconn_close(c, why);
 		return;
 	}
 	loop_timer_set(c->gw->host.loop, &c->timer, LINGER_MS, on_linger);
@@ -404,8 +544,8 @@ static void tconn_reject(struct tconn *c, Tocsin__Terminal__RejectReason why, co
 static void on_handshake_timeout(struct timer *t)
 {
 	struct tconn *c = CONTAINER(t, struct tconn, timer);
-	c->gw->st.timeouts++;
-	tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, "no Hello in time");
+	tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, TERMINAL_CLOSE_HANDSHAKE_TIMEOUT,
+		     NULL, "no Hello in time");
 }
 
 static void send_challenge(struct tconn *c)
@@ -449,7 +589,16 @@ static void tconn_new(struct tgw *gw, int fd)
 	gw->st.conns++;
 	gw->st.accepted_conns++;
 	loop_timer_set(gw->host.loop, &c->timer, gw->handshake_ms, on_handshake_timeout);
-	send_challenge(c);
+	if (gw->tls) { /* the Challenge follows the TLS handshake (tls_input) */
+		BIO *rb, *wb;
+		c->ssl = tls_new_ssl(gw->tls, &rb, &wb);
+		if (!c->ssl) {
+			tconn_close(c, TERMINAL_CLOSE_NO_MEMORY);
+			return;
+		}
+	} else {
+		send_challenge(c);
+	}
 	arm_recv(c);
 }
 
@@ -483,13 +632,12 @@ static void tconn_ready(struct tconn *c, const char *id, uint64_t persons)
 	struct tgw *gw = c->gw;
 	struct term *t = term_get(gw, id);
 	if (!t) {
-		tconn_close(c);
+		tconn_close(c, TERMINAL_CLOSE_NO_MEMORY);
 		return;
 	}
-	if (t->conn) { /* the newest connection wins: a rebooted terminal's old socket may linger */
-		gw->st.replaced++;
-		tconn_reject(t->conn, TOCSIN__TERMINAL__REJECT_REASON__REPLACED, "connected again");
-	}
+	if (t->conn) /* the newest connection wins: a rebooted terminal's old socket may linger */
+		tconn_reject(t->conn, TOCSIN__TERMINAL__REJECT_REASON__REPLACED,
+			     TERMINAL_CLOSE_REPLACED, id, "connected again");
 	gw->st.auth_ok++;
 	c->state = TC_READY;
 	c->term = t;
@@ -497,7 +645,8 @@ static void tconn_ready(struct tconn *c, const char *id, uint64_t persons)
 	t->persons = persons;
 	t->last_seen_s = loop_wall_s();
 	gw->online++;
-	gw->persons_online += persons;
+	gw->offline_stale = true;
+	tready_online(&gw->ready, t->seg, +1);
 	send_welcome(c);
 	if (c->state != TC_READY)
 		return;
@@ -525,13 +674,16 @@ static void on_auth_reply(void *arg, redisReply *r)
 	if (c->state != TC_AUTHING || gw->closing) {
 		/* closed meanwhile: nothing to answer */
 	} else if (!r || r->type == REDIS_REPLY_ERROR) {
-		gw->st.auth_unavailable++;
-		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TRY_LATER, "credentials unavailable");
-	} else if (!reply_str(r, 0, &secret, &slen) ||
-		   !terminal_auth_check(secret, slen, c->nonce, sizeof(c->nonce), a->id, a->mac,
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TRY_LATER,
+			     TERMINAL_CLOSE_CREDENTIALS_UNAVAILABLE, a->id, "credentials unavailable");
+	} else if (!reply_str(r, 0, &secret, &slen)) {
+		/* the terminal is told the same as for a wrong mac: ids are not probed */
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__BAD_CREDENTIALS,
+			     TERMINAL_CLOSE_UNKNOWN_ID, a->id, "bad credentials");
+	} else if (!terminal_auth_check(secret, slen, c->nonce, sizeof(c->nonce), a->id, a->mac,
 					sizeof(a->mac))) {
-		gw->st.auth_failed++;
-		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__BAD_CREDENTIALS, "bad credentials");
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__BAD_CREDENTIALS,
+			     TERMINAL_CLOSE_BAD_MAC, a->id, "bad credentials");
 	} else {
 		uint64_t n = reply_str(r, 1, &persons, &plen) ? strtoull(persons, NULL, 10) : 0;
 		tconn_ready(c, a->id, n);
@@ -545,7 +697,8 @@ static int start_auth(struct tconn *c, const Tocsin__Terminal__Hello *h)
 	struct tgw *gw = c->gw;
 	if (!h->has_version || h->version < TERMINAL_PROTO_MIN_VERSION ||
 	    h->version > TERMINAL_PROTO_VERSION) {
-		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__UNSUPPORTED_VERSION, "version 1 only");
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__UNSUPPORTED_VERSION,
+			     TERMINAL_CLOSE_UNSUPPORTED_VERSION, h->terminal_id, "version 1 only");
 		return 0;
 	}
 	struct tauth *a = malloc(sizeof(*a));
@@ -558,8 +711,9 @@ static int start_auth(struct tconn *c, const Tocsin__Terminal__Hello *h)
 	size_t argvlen[] = {4, sizeof(auth_script) - 1, 1, strlen(gw->prefix), strlen(a->id)};
 	if (redis_command(&gw->rc, on_auth_reply, a, 5, argv, argvlen) < 0) {
 		free(a);
-		gw->st.auth_unavailable++;
-		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TRY_LATER, "credentials unavailable");
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TRY_LATER,
+			     TERMINAL_CLOSE_CREDENTIALS_UNAVAILABLE, h->terminal_id,
+			     "credentials unavailable");
 		return 0;
 	}
 	c->state = TC_AUTHING;
@@ -575,8 +729,8 @@ static void heartbeat_tick(struct timer *t)
 	struct tgw *gw = c->gw;
 	uint64_t now = loop_now_ms(gw->host.loop);
 	if (now - c->last_rx_ms > 3 * (uint64_t)gw->heartbeat_ms) {
-		gw->st.timeouts++;
-		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, "heartbeats stopped");
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT,
+			     TERMINAL_CLOSE_HEARTBEAT_TIMEOUT, NULL, "heartbeats stopped");
 		return;
 	}
 	if (now - c->last_tx_ms + 50 >= gw->heartbeat_ms) {
@@ -669,18 +823,26 @@ static void term_flush_held(struct tgw *gw, struct term *t)
 	}
 }
 
-/* The Alert for d, encoded once: resends and late terminals get the same bytes. */
-static int encode_alert(struct delivery *d, uint64_t seq, uint8_t **out, uint32_t *len)
+/*
+ * The Alert for d, encoded once per delivery: resends and late terminals
+ * get the same bytes. Every delivery of one warning and language shares
+ * the Alert but its seq, so the rest is packed once (gw->alert, keyed by
+ * campaign, id and language) and each frame is assembled around it:
+ * Frame{alert = Alert{seq} ‖ rest}. Protobuf takes fields in any order.
+ */
+static int alert_rest(struct tgw *gw, struct delivery *d)
 {
 	struct campaign *c = d->campaign;
+	const char *id = campaign_id(c);
+	struct alert_cache *ac = &gw->alert;
+	if (ac->body && ac->campaign == c && ac->lang == d->lang && !strcmp(ac->id, id))
+		return 0;
 	const Tocsin__Warning *w = campaign_warning(c);
 	const Tocsin__Info *in = campaign_info(c, d->lang);
 	Tocsin__Terminal__Alert a = TOCSIN__TERMINAL__ALERT__INIT;
-	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
-	a.has_seq = a.has_msg_type = a.has_severity = a.has_colour = true;
+	a.has_msg_type = a.has_severity = a.has_colour = true;
 	a.has_expires = a.has_drill = a.has_stop = true;
-	a.seq = seq;
-	a.warning_id = (char *)campaign_id(c);
+	a.warning_id = (char *)id;
 	a.msg_type = w->msg_type;
 	a.severity = in->severity;
 	a.colour = w->colour;
@@ -693,17 +855,59 @@ static int encode_alert(struct delivery *d, uint64_t seq, uint8_t **out, uint32_
 	a.stop = w->msg_type == TOCSIN__MSG_TYPE__CANCEL;
 	a.n_references = w->n_references;
 	a.references = w->references;
-	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_ALERT;
-	f.alert = &a;
-	size_t n = terminal_frame_size(&f);
-	*out = malloc(n);
-	if (!*out)
-		return -ENOMEM;
-	if (terminal_frame_encode(&f, *out, n) < 0) {
-		free(*out);
-		return -EMSGSIZE;
+	size_t n = tocsin__terminal__alert__get_packed_size(&a);
+	char *idc = strdup(id);
+	uint8_t *body = n <= TERMINAL_FRAME_MAX ? malloc(n ? n : 1) : NULL;
+	if (!idc || !body) {
+		free(idc);
+		free(body);
+		return n > TERMINAL_FRAME_MAX ? -EMSGSIZE : -ENOMEM;
 	}
-	*len = (uint32_t)n;
+	tocsin__terminal__alert__pack(&a, body);
+	free(ac->body);
+	free(ac->id);
+	*ac = (struct alert_cache){.campaign = c, .lang = d->lang, .id = idc, .body = body,
+				   .len = (uint32_t)n};
+	return 0;
+}
+
+static size_t put_varint(uint8_t *p, uint64_t v)
+{
+	size_t n = 0;
+	for (; v >= 0x80; v >>= 7)
+		p[n++] = (uint8_t)(v | 0x80);
+	p[n++] = (uint8_t)v;
+	return n;
+}
+
+static int encode_alert(struct tgw *gw, struct delivery *d, uint64_t seq, uint8_t **out,
+			uint32_t *len)
+{
+	int ret = alert_rest(gw, d);
+	if (ret < 0)
+		return ret;
+	uint8_t seqf[11], lenf[10];
+	size_t ns = 0, nl;
+	seqf[ns++] = 0x08; /* Alert.seq: field 1, varint */
+	ns += put_varint(seqf + ns, seq);
+	size_t alert_len = ns + gw->alert.len;
+	nl = put_varint(lenf, alert_len);
+	size_t payload = 1 + nl + alert_len; /* Frame.alert: field 6, length-delimited (0x32) */
+	if (payload > TERMINAL_FRAME_MAX)
+		return -EMSGSIZE;
+	uint8_t *f = malloc(TERMINAL_FRAME_HDR + payload);
+	if (!f)
+		return -ENOMEM;
+	terminal_frame_header(f, payload);
+	uint8_t *p = f + TERMINAL_FRAME_HDR;
+	*p++ = 0x32;
+	memcpy(p, lenf, nl);
+	p += nl;
+	memcpy(p, seqf, ns);
+	p += ns;
+	memcpy(p, gw->alert.body, gw->alert.len);
+	*out = f;
+	*len = (uint32_t)(TERMINAL_FRAME_HDR + payload);
 	return 0;
 }
 
@@ -722,7 +926,7 @@ static void terminal_submit(struct lane *l, struct delivery *d)
 	td->seq = ++gw->seq;
 	td->expires_s = campaign_expires(d->campaign);
 	td->state = TD_HELD;
-	if (!t || encode_alert(d, td->seq, &td->frame, &td->frame_len) < 0) {
+	if (!t || encode_alert(gw, d, td->seq, &td->frame, &td->frame_len) < 0) {
 		/* cannot be sent to anyone: answered from a 0 ms timer, never from inside submit */
 		td->fail = t ? "terminal: alert too large for a frame" : "terminal: invalid terminal id";
 		td->t = gw->nowhere;
@@ -818,17 +1022,21 @@ static int handle_frame(struct tconn *c, const uint8_t *payload, size_t len)
 	}
 }
 
-/* Keep the start of a frame that has not fully arrived. */
-static int rx_append(struct tconn *c, const uint8_t *p, size_t n)
+/* Keep the start of a frame that has not fully arrived. 0, or -1 with *why. */
+static int rx_append(struct tconn *c, const uint8_t *p, size_t n, enum terminal_close_reason *why)
 {
 	size_t need = c->rx_len + n;
-	if (need > TERMINAL_FRAME_HDR + TERMINAL_FRAME_MAX)
+	if (need > TERMINAL_FRAME_HDR + TERMINAL_FRAME_MAX) {
+		*why = TERMINAL_CLOSE_FRAME_TOO_LONG;
 		return -1;
+	}
 	if (need > c->rx_cap) {
 		size_t cap = need < 256 ? 256 : need;
 		uint8_t *r = realloc(c->rx, cap);
-		if (!r)
+		if (!r) {
+			*why = TERMINAL_CLOSE_NO_MEMORY;
 			return -1;
+		}
 		c->rx = r;
 		c->rx_cap = (uint32_t)cap;
 	}
@@ -846,42 +1054,120 @@ static size_t rx_missing(const struct tconn *c)
 	return TERMINAL_FRAME_HDR + n - c->rx_len;
 }
 
-/* Frames straight from the ring buffer; only a trailing partial one is copied. 0 or -1. */
-static int consume(struct tconn *c, const uint8_t *p, size_t n)
+/*
+ * Frames straight from the receive buffer; only a trailing partial one is
+ * copied. 0, or -1 with *why: the connection must be rejected.
+ */
+static int consume(struct tconn *c, const uint8_t *p, size_t n, enum terminal_close_reason *why)
 {
 	while (n > 0 && c->state != TC_CLOSING) {
 		const uint8_t *payload;
 		size_t plen;
+		ssize_t r;
 		if (c->rx_len) {
 			size_t take = rx_missing(c);
 			take = take < n ? take : n;
-			if (rx_append(c, p, take) < 0)
+			if (rx_append(c, p, take, why) < 0)
 				return -1;
 			p += take;
 			n -= take;
-			ssize_t r = terminal_frame_parse(c->rx, c->rx_len, &payload, &plen);
-			if (r == TERMINAL_FRAME_ERROR)
-				return -1;
+			r = terminal_frame_parse(c->rx, c->rx_len, &payload, &plen);
 			if (r == TERMINAL_FRAME_NEED_MORE)
 				continue;
-			int ret = handle_frame(c, payload, plen);
+		} else {
+			r = terminal_frame_parse(p, n, &payload, &plen);
+			if (r == TERMINAL_FRAME_NEED_MORE)
+				return rx_append(c, p, n, why);
+			if (r > 0) {
+				p += r;
+				n -= (size_t)r;
+			}
+		}
+		if (r == TERMINAL_FRAME_ERROR) {
+			*why = TERMINAL_CLOSE_FRAME_TOO_LONG; /* or zero: the stream is lost either way */
+			return -1;
+		}
+		int ret = handle_frame(c, payload, plen);
+		if (c->rx) { /* the frame was in rx: done with it */
 			free(c->rx);
 			c->rx = NULL;
 			c->rx_len = c->rx_cap = 0;
-			if (ret < 0)
+		}
+		if (ret < 0) {
+			*why = TERMINAL_CLOSE_PROTOCOL_ERROR;
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * After the handshake: drop what it grew. The memory BIOs keep their
+ * largest buffer (the certificate flight) for life, so fresh ones replace
+ * them once both are empty; OpenSSL's record buffers go too (they come
+ * back for the next record).
+ */
+static void tls_slim(struct tconn *c)
+{
+	if (BIO_ctrl_pending(SSL_get_rbio(c->ssl)) || BIO_ctrl_pending(SSL_get_wbio(c->ssl)))
+		return;
+	BIO *r = BIO_new(BIO_s_mem()), *w = BIO_new(BIO_s_mem());
+	if (!r || !w) {
+		BIO_free(r);
+		BIO_free(w);
+		return;
+	}
+	BIO_set_mem_eof_return(r, -1);
+	SSL_set_bio(c->ssl, r, w); /* frees the old pair */
+	if (SSL_free_buffers(c->ssl) != 1)
+		ERR_clear_error(); /* a partial record pending: they stay */
+}
+
+/*
+ * Ciphertext in: run the handshake (then send the Challenge), decrypt,
+ * consume. 0, or -1 with *why (TERMINAL_CLOSE_PEER for a close_notify).
+ */
+static int tls_input(struct tconn *c, const uint8_t *p, size_t n, enum terminal_close_reason *why)
+{
+	uint8_t plain[16384];
+	*why = TERMINAL_CLOSE_TLS;
+	if (BIO_write(SSL_get_rbio(c->ssl), p, (int)n) != (int)n) {
+		*why = TERMINAL_CLOSE_NO_MEMORY;
+		return -1;
+	}
+	if (!SSL_is_init_finished(c->ssl)) {
+		int r = SSL_do_handshake(c->ssl);
+		if (tls_drain(c) < 0)
+			return -1;
+		tconn_flush(c);
+		if (r != 1) {
+			int e = SSL_get_error(c->ssl, r);
+			ERR_clear_error();
+			return e == SSL_ERROR_WANT_READ ? 0 : -1;
+		}
+		send_challenge(c);
+		tls_slim(c);
+	}
+	/* Only while there are bytes: an SSL_read on nothing allocates a 16 KB record buffer
+	 * and keeps it, which would cost every idle connection that much. */
+	BIO *rb = SSL_get_rbio(c->ssl);
+	while (c->state != TC_CLOSING && c->state != TC_LINGER &&
+	       (BIO_ctrl_pending(rb) > 0 || SSL_pending(c->ssl) > 0)) {
+		int k = SSL_read(c->ssl, plain, sizeof(plain));
+		if (k > 0) {
+			if (consume(c, plain, (size_t)k, why) < 0)
 				return -1;
 			continue;
 		}
-		ssize_t r = terminal_frame_parse(p, n, &payload, &plen);
-		if (r == TERMINAL_FRAME_ERROR)
-			return -1;
-		if (r == TERMINAL_FRAME_NEED_MORE)
-			return rx_append(c, p, n);
-		if (handle_frame(c, payload, plen) < 0)
-			return -1;
-		p += r;
-		n -= (size_t)r;
+		int e = SSL_get_error(c->ssl, k);
+		ERR_clear_error();
+		if (e == SSL_ERROR_WANT_READ)
+			break;
+		*why = e == SSL_ERROR_ZERO_RETURN ? TERMINAL_CLOSE_PEER : TERMINAL_CLOSE_TLS;
+		return -1;
 	}
+	if (c->state != TC_CLOSING && tls_drain(c) == 0) /* e.g. TLS 1.3 key updates */
+		tconn_flush(c);
 	return 0;
 }
 
@@ -911,11 +1197,17 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
 		c->last_rx_ms = loop_now_ms(gw->host.loop);
-		if (c->state != TC_CLOSING &&
-		    consume(c, gw->bufs + (size_t)bid * gw->bufsz, (size_t)res) < 0) {
-			gw->st.protocol_errors++;
-			tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__PROTOCOL_ERROR, "protocol error");
-		}
+		enum terminal_close_reason why;
+		const uint8_t *data = gw->bufs + (size_t)bid * gw->bufsz;
+		int ret = c->state == TC_CLOSING ? 0
+			  : c->ssl		 ? tls_input(c, data, (size_t)res, &why)
+						 : consume(c, data, (size_t)res, &why);
+		if (ret < 0 && (why == TERMINAL_CLOSE_TLS || why == TERMINAL_CLOSE_PEER))
+			tconn_close(c, why);
+		else if (ret < 0)
+			tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__PROTOCOL_ERROR, why, NULL,
+				     why == TERMINAL_CLOSE_FRAME_TOO_LONG ? "frame too long"
+									  : "protocol error");
 		recycle_buf(gw, bid);
 	}
 	if (flags & IORING_CQE_F_MORE)
@@ -927,7 +1219,7 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 	} else if (res > 0) {
 		arm_recv(c); /* the kernel ended the multishot (CQ overflow): re-arm */
 	} else if (c->state != TC_LINGER) {
-		tconn_close(c); /* EOF, error or cancelled */
+		tconn_close(c, TERMINAL_CLOSE_PEER); /* EOF, error or cancelled */
 	}
 	tconn_unref(c);
 }
@@ -947,7 +1239,7 @@ static void on_accept(struct op *op, int res, uint32_t flags)
 		gw->accept_armed = false;
 	if (res >= 0) {
 		if (gw->closing || gw->st.conns >= gw->max_conns) {
-			gw->st.refused_conns += !gw->closing;
+			gw->st.closed[TERMINAL_CLOSE_TOO_MANY] += !gw->closing;
 			close(res);
 		} else {
 			tconn_new(gw, res);
@@ -1038,6 +1330,140 @@ fail:
 	return -1;
 }
 
+/* --- population: the segment tree behind readiness ----------------------------------------- */
+
+/*
+ * One round trip, read-only: the current version (nothing more when it is
+ * ARGV[2], the one we hold), then the district -> street -> community tree
+ * with each segment's persons, the buildings that have terminals, and the
+ * terminals on each. Rows: "S<TAB>kind<TAB>parent<TAB>persons<TAB>id" (kind
+ * 0..3, parent = 1-based row number of the parent segment, 0 = none) and
+ * "T<TAB>segment row<TAB>terminal id". About two commands per building.
+ */
+static const char pop_script[] =
+	"local p = ARGV[1] "
+	"local v = redis.call('GET', p .. 'pop:current') "
+	"if not v then return false end "
+	"if v == ARGV[2] then return {v} end "
+	"local b = p .. 'pop:v' .. v .. ':' "
+	"local out, n = {v}, 0 "
+	"local function seg(id, kind, parent) "
+	"  local persons = redis.call('HGET', b .. 'seg:' .. id, 'persons') or '0' "
+	"  n = n + 1 "
+	"  out[#out + 1] = 'S\t' .. kind .. '\t' .. parent .. '\t' .. persons .. '\t' .. id "
+	"  return n "
+	"end "
+	"local function terms(id, row) "
+	"  for _, t in ipairs(redis.call('LRANGE', b .. 'terms:' .. id, 0, -1)) do "
+	"    out[#out + 1] = 'T\t' .. row .. '\t' .. t "
+	"  end "
+	"end "
+	"for _, d in ipairs(redis.call('LRANGE', b .. 'roots', 0, -1)) do "
+	"  local di = seg(d, 0, 0) "
+	"  for _, st in ipairs(redis.call('LRANGE', b .. 'kids:' .. d, 0, -1)) do "
+	"    local si = seg(st, 1, di) "
+	"    for _, c in ipairs(redis.call('LRANGE', b .. 'kids:' .. st, 0, -1)) do "
+	"      local ci = seg(c, 2, si) "
+	"      terms(c, ci) "
+	"      for _, bl in ipairs(redis.call('LRANGE', b .. 'kids:' .. c, 0, -1)) do "
+	"        if redis.call('EXISTS', b .. 'terms:' .. bl) == 1 then terms(bl, seg(bl, 3, ci)) end "
+	"      end "
+	"    end "
+	"  end "
+	"end "
+	"return out";
+
+/* One "S\t" row (without its "S\t") into r; the segment's index or TREADY_NONE. */
+static uint32_t pop_seg_row(struct tready *r, char *row)
+{
+	char *f[4], *save = NULL;
+	int n = 0;
+	for (char *tok = strtok_r(row, "\t", &save); tok && n < 4; tok = strtok_r(NULL, "\t", &save))
+		f[n++] = tok;
+	if (n != 4)
+		return TREADY_NONE;
+	unsigned long kind = strtoul(f[0], NULL, 10), parent = strtoul(f[1], NULL, 10);
+	return tready_add_seg(r, (enum tready_kind)(kind > 3 ? 3 : kind),
+			      parent ? (uint32_t)(parent - 1) : TREADY_NONE,
+			      strtoull(f[2], NULL, 10), f[3]);
+}
+
+/* Rebuild readiness from the script's rows; terminals keep their online state. */
+static void pop_apply(struct tgw *gw, const redisReply *r)
+{
+	struct tready fresh = {0};
+	char row[512];
+	for (size_t i = 0; i < gw->nbuckets; i++)
+		for (struct term *t = gw->buckets[i]; t; t = t->hnext)
+			t->seg = TREADY_NONE;
+	for (size_t i = 1; i < r->elements; i++) {
+		const redisReply *e = r->element[i];
+		if (e->type != REDIS_REPLY_STRING || e->len < 3 || e->len >= sizeof(row))
+			continue;
+		memcpy(row, e->str, e->len + 1);
+		if (row[0] == 'S') {
+			pop_seg_row(&fresh, row + 2);
+			continue;
+		}
+		char *tab = strchr(row + 2, '\t');
+		if (row[0] != 'T' || !tab || !terminal_id_valid(tab + 1))
+			continue;
+		unsigned long seg = strtoul(row + 2, NULL, 10);
+		struct term *t = term_get(gw, tab + 1);
+		if (!t || seg == 0 || seg > fresh.n)
+			continue;
+		t->seg = (uint32_t)(seg - 1);
+		tready_add_terminal(&fresh, t->seg);
+	}
+	tready_release(&gw->ready);
+	gw->ready = fresh;
+	for (size_t i = 0; i < gw->nbuckets; i++)
+		for (struct term *t = gw->buckets[i]; t; t = t->hnext)
+			if (t->conn && t->conn->state == TC_READY)
+				tready_online(&gw->ready, t->seg, +1);
+	log_info("msg=\"terminal readiness: population loaded\" lane=%s version=%lld segments=%zu "
+		 "terminals=%zu", gw->lane->name, gw->pop_version, fresh.n, gw->nterms);
+}
+
+static void on_pop_timer(struct timer *t);
+
+static void on_pop_reply(void *arg, redisReply *r)
+{
+	struct tgw *gw = arg;
+	gw->pop_busy = false;
+	if (gw->closing)
+		return;
+	if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 1 &&
+	    r->element[0]->type == REDIS_REPLY_STRING) {
+		long long v = strtoll(r->element[0]->str, NULL, 10);
+		if (v != gw->pop_version) {
+			gw->pop_version = v;
+			pop_apply(gw, r);
+		}
+	} else if (r && r->type == REDIS_REPLY_ERROR) {
+		log_warn("msg=\"terminal readiness: population query failed\" lane=%s err=\"%.200s\"",
+			 gw->lane->name, r->str);
+	}
+	loop_timer_set(gw->host.loop, &gw->pop_timer, POP_CHECK_MS, on_pop_timer);
+}
+
+static void on_pop_timer(struct timer *t)
+{
+	struct tgw *gw = CONTAINER(t, struct tgw, pop_timer);
+	char have[24];
+	snprintf(have, sizeof(have), "%lld", gw->pop_version);
+	const char *argv[] = {"EVAL", pop_script, "0", gw->prefix, have};
+	size_t lens[] = {4, sizeof(pop_script) - 1, 1, strlen(gw->prefix), strlen(have)};
+	if (gw->closing || gw->pop_busy)
+		return;
+	if (redis_command(&gw->rc, on_pop_reply, gw, 5, argv, lens) < 0) {
+		/* not connected yet: try again soon */
+		loop_timer_set(gw->host.loop, &gw->pop_timer, 500, on_pop_timer);
+		return;
+	}
+	gw->pop_busy = true;
+}
+
 /* --- open / close ------------------------------------------------------------------------ */
 
 static unsigned key_uint(const struct config_lane *cfg, const char *key, const char *def)
@@ -1057,6 +1483,20 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 		snprintf(err, errlen, "[lane %s] ack_timeout_ms, heartbeat_ms (>= 100), handshake_ms "
 			 "and max_connections must be positive", cfg->name);
 		return -1;
+	}
+	const char *cert = config_lane_get(cfg, "tls_cert", ""), *key = config_lane_get(cfg, "tls_key", "");
+	if (cert[0] || key[0]) {
+		char why[512];
+		if (!cert[0] || !key[0]) {
+			snprintf(err, errlen, "[lane %s] tls_cert and tls_key go together", cfg->name);
+			return -1;
+		}
+		gw->tls = tls_server_ctx(cert, key, why, sizeof(why));
+		if (!gw->tls) {
+			snprintf(err, errlen, "[lane %s] %s", cfg->name, why);
+			return -1;
+		}
+		SSL_CTX_set_num_tickets(gw->tls, 0); /* terminals keep one long connection */
 	}
 	if (gw->nbufs < 8 || gw->nbufs > 32768 || (gw->nbufs & (gw->nbufs - 1)) ||
 	    gw->bufsz < 64 || gw->bufsz > 65536) {
@@ -1115,8 +1555,12 @@ static void gw_free(struct tgw *gw)
 	}
 	for (size_t i = 0; i < gw->nreasons; i++)
 		free(gw->reasons[i]);
+	tready_release(&gw->ready);
+	free(gw->alert.body);
+	free(gw->alert.id);
 	free(gw->buckets);
 	free(gw->nowhere);
+	SSL_CTX_free(gw->tls);
 	free(gw->arena_mem);
 	free(gw);
 }
@@ -1136,6 +1580,7 @@ static int terminal_open(struct lane *l, const struct lane_host *host,
 		return -1;
 	}
 	redis_start(&gw->rc);
+	loop_timer_set(gw->host.loop, &gw->pop_timer, 0, on_pop_timer);
 	arm_accept(gw);
 	l->adapter_state = gw;
 	/* Up at once: deliveries for terminals not (yet) connected are held, not refused. */
@@ -1177,13 +1622,14 @@ static void terminal_close(struct lane *l)
 			drop_deliveries(gw, t);
 	drop_deliveries(gw, gw->nowhere);
 	loop_timer_cancel(gw->host.loop, &gw->accept_retry);
+	loop_timer_cancel(gw->host.loop, &gw->pop_timer);
 	if (gw->accept_armed) {
 		struct io_uring_sqe *sqe = loop_sqe(gw->host.loop, NULL);
 		io_uring_prep_cancel(sqe, &gw->accept_op, 0);
 	}
 	for (struct tconn *c = gw->conns, *next; c; c = next) {
 		next = c->next; /* tconn_close may free c */
-		tconn_close(c);
+		tconn_close(c, TERMINAL_CLOSE_SHUTDOWN);
 	}
 	redis_stop(&gw->rc);
 	loop_timer_set(gw->host.loop, &gw->reaper, 0, on_reaper);
@@ -1200,19 +1646,29 @@ void terminal_readiness(const struct lane *l, uint64_t *online, uint64_t *total_
 			uint64_t *persons_online)
 {
 	const struct tgw *gw = gw_of(l);
+	uint64_t persons = 0, covered = 0;
+	if (gw)
+		tready_total(&gw->ready, &persons, &covered);
 	*online = gw ? gw->online : 0;
 	*total_known = gw ? gw->nterms : 0;
-	*persons_online = gw ? gw->persons_online : 0;
+	*persons_online = covered;
+}
+
+/* Oldest last_seen first; ties by id, so the list is stable. */
+static bool offline_before(const struct term *t, const struct terminal_offline *o)
+{
+	return t->last_seen_s < o->last_seen_s ||
+	       (t->last_seen_s == o->last_seen_s && strcmp(t->id, o->id) < 0);
 }
 
 static void offline_insert(struct terminal_offline *out, size_t *k, size_t n, const struct term *t)
 {
 	size_t i = *k;
-	if (i == n && (n == 0 || out[n - 1].last_seen_s <= t->last_seen_s))
+	if (i == n && (n == 0 || !offline_before(t, &out[n - 1])))
 		return;
 	if (i == n)
 		i--;
-	while (i > 0 && out[i - 1].last_seen_s > t->last_seen_s) {
+	while (i > 0 && offline_before(t, &out[i - 1])) {
 		out[i] = out[i - 1];
 		i--;
 	}
@@ -1246,20 +1702,69 @@ void terminal_stats(const struct lane *l, struct terminal_stats *out)
 	out->ring_bytes = (uint64_t)gw->nbufs * gw->bufsz;
 }
 
+static void set_int(json_t *o, const char *key, uint64_t v)
+{
+	json_object_set_new(o, key, json_integer((json_int_t)v));
+}
+
+/* Readiness per district, street and community (buildings only feed their community). */
+static json_t *segments_json(const struct tready *r)
+{
+	json_t *a = json_array();
+	for (size_t i = 0; i < r->n; i++) {
+		const struct tready_seg *s = &r->segs[i];
+		if (s->kind == TREADY_BUILDING)
+			continue;
+		json_t *o = json_object();
+		json_object_set_new(o, "segment", json_string(s->id));
+		json_object_set_new(o, "kind", json_string(tready_kind_name(s->kind)));
+		set_int(o, "persons", s->persons);
+		set_int(o, "covered", s->covered);
+		json_object_set_new(o, "share",
+				    json_real(s->persons ? (double)s->covered / (double)s->persons : 0));
+		set_int(o, "terminals", s->terms);
+		set_int(o, "online", s->online_sub);
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
 static void terminal_describe(struct lane *l, struct json_t *o)
 {
-	uint64_t online, known, persons;
-	struct terminal_offline off[10];
-	terminal_readiness(l, &online, &known, &persons);
-	json_object_set_new(o, "terminals_online", json_integer((json_int_t)online));
-	json_object_set_new(o, "terminals_known", json_integer((json_int_t)known));
-	json_object_set_new(o, "persons_online", json_integer((json_int_t)persons));
-	size_t n = terminal_offline_oldest(l, off, 10);
+	struct tgw *gw = l->adapter_state;
+	uint64_t persons = 0, covered = 0;
+	if (!gw)
+		return;
+	tready_total(&gw->ready, &persons, &covered);
+	set_int(o, "terminals_online", gw->online);
+	set_int(o, "terminals_known", gw->nterms);
+	set_int(o, "persons_online", covered);
+	set_int(o, "population", persons);
+	set_int(o, "population_version", (uint64_t)gw->pop_version);
+	set_int(o, "connections", gw->st.conns);
+	set_int(o, "accepted_connections", gw->st.accepted_conns);
+	set_int(o, "authenticated", gw->st.auth_ok);
+	set_int(o, "alerts_sent", gw->st.alerts_sent);
+	set_int(o, "alerts_resent", gw->st.resends);
+	set_int(o, "acks", gw->st.acks);
+	set_int(o, "alerts_held", gw->st.held);
+	set_int(o, "alerts_expired", gw->st.expired);
+	for (int i = 0; i < TERMINAL_CLOSE_N; i++) {
+		char key[64];
+		snprintf(key, sizeof(key), "closed_%s", terminal_close_reason_name(i));
+		set_int(o, key, gw->st.closed[i]);
+	}
+	json_object_set_new(o, "tls", json_boolean(gw->tls != NULL));
+	json_object_set_new(o, "segments", segments_json(&gw->ready));
+	if (gw->offline_stale) { /* a scan of every terminal, only after something changed */
+		gw->n_offline = terminal_offline_oldest(l, gw->offline, TERMINAL_OFFLINE_LIST);
+		gw->offline_stale = false;
+	}
 	json_t *a = json_array();
-	for (size_t i = 0; i < n; i++) {
+	for (size_t i = 0; i < gw->n_offline; i++) {
 		json_t *t = json_object();
-		json_object_set_new(t, "id", json_string(off[i].id));
-		json_object_set_new(t, "last_seen", json_integer(off[i].last_seen_s));
+		json_object_set_new(t, "id", json_string(gw->offline[i].id));
+		json_object_set_new(t, "last_seen", json_integer(gw->offline[i].last_seen_s));
 		json_array_append_new(a, t);
 	}
 	json_object_set_new(o, "offline_longest", a);

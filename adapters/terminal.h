@@ -1,8 +1,8 @@
 /*
  * adapters/terminal.h: what the terminal gateway (adapters/terminal.c,
  * `adapter = terminal`) offers beyond the adapter contract: broadcast
- * readiness, the terminals offline longest, counters, and the HMAC used
- * to authenticate terminals (shared with bench/terminal_swarm.c).
+ * readiness, the terminals offline longest, counters (with why each
+ * connection closed), and the HMAC used to authenticate terminals.
  *
  * All functions taking a lane run on the lane's loop thread; a lane whose
  * adapter is not the terminal gateway (or is closed) reads as all zeros.
@@ -19,8 +19,10 @@
 
 /*
  * online: authenticated connections; total_known: distinct terminal ids the
- * gateway has seen (authenticated or addressed by a delivery);
- * persons_online: sum of covers_persons of the online terminals.
+ * gateway knows (the current population's, and any authenticated or
+ * addressed by a delivery); persons_online: persons covered by the online
+ * terminals, each counted once (the model is in terminal_ready.h; per
+ * segment through the adapter's describe()).
  */
 void terminal_readiness(const struct lane *l, uint64_t *online, uint64_t *total_known,
 			uint64_t *persons_online);
@@ -33,10 +35,32 @@ struct terminal_offline {
 /* The up-to-n offline terminals seen longest ago, oldest first. Returns how many. */
 size_t terminal_offline_oldest(const struct lane *l, struct terminal_offline *out, size_t n);
 
+/* Why a connection was closed: each is counted and logged once per connection. */
+enum terminal_close_reason {
+	TERMINAL_CLOSE_PEER,                    /* EOF or a socket error from the terminal */
+	TERMINAL_CLOSE_HANDSHAKE_TIMEOUT,       /* no whole Hello within handshake_ms (slowloris) */
+	TERMINAL_CLOSE_HEARTBEAT_TIMEOUT,       /* silent for 3 heartbeat intervals */
+	TERMINAL_CLOSE_BAD_MAC,                 /* known id, wrong HMAC (or an old challenge's) */
+	TERMINAL_CLOSE_UNKNOWN_ID,              /* no such terminal in the current population */
+	TERMINAL_CLOSE_UNSUPPORTED_VERSION,
+	TERMINAL_CLOSE_CREDENTIALS_UNAVAILABLE, /* Redis down: TRY_LATER */
+	TERMINAL_CLOSE_REPLACED,                /* the same id authenticated on a newer connection */
+	TERMINAL_CLOSE_FRAME_TOO_LONG,          /* a length above TERMINAL_FRAME_MAX, or 0 */
+	TERMINAL_CLOSE_PROTOCOL_ERROR,          /* a malformed or unexpected frame */
+	TERMINAL_CLOSE_OUTPUT_FULL,             /* a terminal that does not read its output */
+	TERMINAL_CLOSE_TOO_MANY,                /* accepted beyond max_connections */
+	TERMINAL_CLOSE_NO_MEMORY,
+	TERMINAL_CLOSE_TLS,                     /* a failed TLS handshake or record */
+	TERMINAL_CLOSE_SHUTDOWN,                /* the gateway closed */
+	TERMINAL_CLOSE_N
+};
+/* "bad_mac", "handshake_timeout", ...: the suffix of the closed_* counters. */
+const char *terminal_close_reason_name(enum terminal_close_reason r);
+
 struct terminal_stats {
-	uint64_t accepted_conns, refused_conns, auth_ok, auth_failed, auth_unavailable;
-	uint64_t protocol_errors, timeouts, replaced, alerts_sent, resends, acks;
+	uint64_t accepted_conns, auth_ok, alerts_sent, resends, acks;
 	uint64_t enobufs, held, expired;
+	uint64_t closed[TERMINAL_CLOSE_N];
 	uint64_t conns;  /* open connections, authenticated or not */
 	uint64_t conn_bytes, term_bytes; /* sizeof the per-connection and per-terminal structs */
 	uint64_t ring_bytes;             /* the shared receive-buffer ring (resident from open) */

@@ -2,13 +2,19 @@
  * bench/fanout_blaster.c: the baseline for bench/terminal_scale.sh: a bare
  * epoll fan-out with no protocol, no protobuf, no authentication.
  *
- *   fanout_blaster [--conns 100000] [--frame 200] [--src-ips 8]
+ *   fanout_blaster [--conns 100000] [--frame 200] [--src-ips 8] [--port-file FILE]
  *
  * The process forks: the child opens --conns connections to the parent's
  * listener (127.0.0.1, ephemeral port) and answers each --frame-byte
  * message with one byte. The parent accepts them all, reports its RSS per
  * connection, writes one frame to every connection, and reports the time
  * until every one-byte answer came back. Output: one JSON line.
+ *
+ * With --port-file the receivers are someone else's (bench/terminal_swarm
+ * --mode raw, so every system under test is measured by the same receiver):
+ * no fork; the listening port goes to FILE; once --conns connections are
+ * in, it waits 1 s, notes t0 (CLOCK_MONOTONIC, µs, as "t0_us"), writes the
+ * frame to all, and reports when the last answer came ("last_answer_us").
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -78,6 +84,13 @@ static void clients(int port, int n, int frame, int src_ips)
 	}
 }
 
+static long long now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (long long)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static int serve(int lfd, int n, int frame, pid_t child)
 {
 	int *fds = calloc((size_t)n, sizeof(int)), ep = epoll_create1(0);
@@ -91,6 +104,9 @@ static int serve(int lfd, int n, int frame, pid_t child)
 		epoll_ctl(ep, EPOLL_CTL_ADD, fds[i], &e);
 	}
 	long rss1 = rss_bytes();
+	if (child < 0)
+		usleep(1000000); /* external receivers: let their last handshakes settle */
+	long long t0_us = now_us();
 	double t0 = now_s();
 	for (int i = 0; i < n; i++)
 		if (send(fds[i], msg, (size_t)frame, MSG_NOSIGNAL) != frame)
@@ -105,18 +121,24 @@ static int serve(int lfd, int n, int frame, pid_t child)
 			answers += recv(evs[i].data.fd, b, sizeof(b), 0) > 0;
 	}
 	double t = now_s() - t0;
-	printf("{\"conns\":%d,\"frame\":%d,\"rss_per_conn\":%.0f,\"fanout_ms\":%.1f,\"answers\":%d}\n",
-	       n, frame, (double)(rss1 - rss0) / n, t * 1000, answers);
-	kill(child, SIGTERM);
-	waitpid(child, NULL, 0);
+	printf("{\"conns\":%d,\"frame\":%d,\"rss_per_conn\":%.0f,\"fanout_ms\":%.1f,\"answers\":%d,"
+	       "\"t0_us\":%lld,\"last_answer_us\":%lld}\n",
+	       n, frame, (double)(rss1 - rss0) / n, t * 1000, answers, t0_us,
+	       t0_us + (long long)(t * 1e6));
+	if (child > 0) {
+		kill(child, SIGTERM);
+		waitpid(child, NULL, 0);
+	}
 	return answers == n ? 0 : 1;
 }
 
 int main(int argc, char **argv)
 {
 	int n = 100000, frame = 200, src_ips = 8, o;
+	const char *port_file = NULL;
 	static const struct option opts[] = {{"conns", 1, 0, 'n'}, {"frame", 1, 0, 'f'},
-					     {"src-ips", 1, 0, 'i'}, {0, 0, 0, 0}};
+					     {"src-ips", 1, 0, 'i'}, {"port-file", 1, 0, 'p'},
+					     {0, 0, 0, 0}};
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1)
 		if (o == 'n')
 			n = atoi(optarg);
@@ -124,6 +146,8 @@ int main(int argc, char **argv)
 			frame = atoi(optarg);
 		else if (o == 'i')
 			src_ips = atoi(optarg);
+		else if (o == 'p')
+			port_file = optarg;
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	rl.rlim_cur = (rlim_t)n + 512;
@@ -139,6 +163,12 @@ int main(int argc, char **argv)
 	if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) < 0 || listen(lfd, 65535) < 0)
 		return 1;
 	getsockname(lfd, (struct sockaddr *)&sa, &len);
+	if (port_file) {
+		FILE *f = fopen(port_file, "w");
+		if (!f || fprintf(f, "%d\n", ntohs(sa.sin_port)) < 0 || fclose(f) != 0)
+			return 1;
+		return serve(lfd, n, frame, -1);
+	}
 	pid_t child = fork();
 	if (child == 0) {
 		close(lfd);

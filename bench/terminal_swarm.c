@@ -6,7 +6,7 @@
  *
  *   terminal_swarm --csv terminals.csv [--target 127.0.0.1:7000] [--count 1000]
  *       [--play-ms 100] [--fail-pct 0] [--churn 0] [--reconnect-ms 1000]
- *       [--src-ips 1] [--connect-rate 5000] [--stats FILE]
+ *       [--src-ips 1] [--connect-rate 5000] [--stats FILE] [--tls] [--ca FILE]
  *
  * terminals.csv is the loader's format (id,segment,kind,covers_persons,
  * secret; header row; no quoted fields). Each terminal connects, answers
@@ -18,10 +18,24 @@
  * each reconnecting after --reconnect-ms. A terminal rejected with
  * BAD_CREDENTIALS or UNSUPPORTED_VERSION stays off; other disconnects
  * reconnect. --src-ips K spreads connections over 127.0.0.1..127.0.0.K
- * (28k ephemeral ports per source address).
+ * (28k ephemeral ports per source address). --tls speaks TLS to the
+ * gateway (certificate checked against --ca FILE when given, else not
+ * checked: a benchmark against a throw-away certificate).
  *
- * Counters are written as JSON to --stats FILE on SIGUSR1 (and it keeps
- * running) and on SIGTERM/SIGINT (then it exits 0). Unique alerts count
+ * The same receiver serves the fan-out baselines (bench/terminal_fanout.py),
+ * so every system is measured by one program with one epoll loop:
+ *   --mode raw --frame B: plain TCP to bench/fanout_blaster --port-file;
+ *       each B-byte message is answered with one byte;
+ *   --mode mqtt: MQTT 3.1.1 subscribers (clean session, no keep-alive) of
+ *       topic "alert" at QoS 1 (e.g. Eclipse Mosquitto); each PUBLISH is
+ *       answered with PUBACK.
+ * (--csv is optional in those modes.) --times FILE writes, on SIGUSR2 and
+ * at exit, one line per terminal: the CLOCK_MONOTONIC microsecond its first
+ * message (Alert / frame / PUBLISH) arrived and the one its first answer
+ * (Ack RECEIVED / byte / PUBACK) was written; 0 when none.
+ *
+ * Counters are written as JSON to --stats FILE on SIGUSR1 and SIGUSR2 (and
+ * it keeps running) and on SIGTERM/SIGINT (then it exits 0). Unique alerts count
  * each (terminal, warning id) once; per-warning counts are listed too.
  *
  * Terminal states: OFF -> CONNECTING -> CHALLENGED (waiting for Challenge)
@@ -46,8 +60,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ssl.h>
 
 #include "terminal_frame.h"
 
@@ -55,12 +71,13 @@
 #define MAX_WARNINGS 256
 #define SIG_TAG UINT64_MAX
 
-enum st { ST_OFF, ST_CONNECTING, ST_CHALLENGED, ST_HELLO_SENT, ST_READY, ST_DEAD };
+enum st { ST_OFF, ST_CONNECTING, ST_TLS, ST_CHALLENGED, ST_HELLO_SENT, ST_READY, ST_DEAD };
 #define N_ACK_STATES 6
 
 struct sterm {
 	char *id, *secret;
 	size_t slen;
+	SSL *ssl;      /* --tls only */
 	int fd;
 	uint8_t state;
 	bool fails, want_out;
@@ -87,13 +104,20 @@ struct warn_count {
 struct stats {
 	uint64_t connects, connect_errors, auth_ok, rejected[8], disconnects, reconnects;
 	uint64_t alerts, alerts_unique, stops, acks[N_ACK_STATES], heartbeats_in, heartbeats_out;
-	uint64_t protocol_errors, churned;
+	uint64_t protocol_errors, churned, tls_errors;
 };
+
+enum mode { MODE_TERMINAL, MODE_RAW, MODE_MQTT };
 
 struct swarm {
 	struct sockaddr_in target;
+	enum mode mode;
+	unsigned frame;          /* --mode raw: message size */
+	const char *times_path;
+	uint64_t *recv_us, *ack_us;
 	unsigned play_ms, fail_pct, churn, reconnect_ms, src_ips, connect_rate;
 	const char *stats_path;
+	SSL_CTX *tls;  /* --tls */
 	struct sterm *t;
 	size_t n;
 	size_t next_connect; /* terminals not yet started */
@@ -108,6 +132,7 @@ struct swarm {
 	struct terminal_arena arena;
 	uint8_t *arena_mem;
 	uint64_t rng;
+	uint8_t scratch[TERMINAL_FRAME_MAX + TERMINAL_FRAME_HDR]; /* every read lands here first */
 };
 
 static uint64_t now_ms(void)
@@ -115,6 +140,13 @@ static uint64_t now_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
 }
 
 static uint32_t fnv1a(const char *s)
@@ -216,6 +248,17 @@ fail:
 	return -1;
 }
 
+/* --mode raw / mqtt without --csv: n anonymous receivers. */
+static int blank_terminals(struct swarm *s, size_t n)
+{
+	s->t = calloc(n, sizeof(*s->t));
+	if (!s->t)
+		return -1;
+	for (s->n = 0; s->n < n; s->n++)
+		s->t[s->n].fd = -1;
+	return 0;
+}
+
 /* --- connections ------------------------------------------------------------------ */
 
 static void term_off(struct swarm *s, uint32_t idx, bool reconnect)
@@ -225,6 +268,8 @@ static void term_off(struct swarm *s, uint32_t idx, bool reconnect)
 		close(t->fd); /* also removes it from the epoll set */
 		t->fd = -1;
 	}
+	SSL_free(t->ssl);
+	t->ssl = NULL;
 	if (t->state == ST_READY)
 		s->online--;
 	t->state = reconnect ? ST_OFF : ST_DEAD;
@@ -279,12 +324,40 @@ static void set_out(struct swarm *s, uint32_t idx, bool on)
 	t->want_out = on;
 }
 
+/* recv/send, or their TLS forms: -1 with errno EAGAIN while TLS waits for the socket. */
+static ssize_t tls_result(SSL *ssl, int k)
+{
+	if (k > 0)
+		return k;
+	int e = SSL_get_error(ssl, k);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		errno = EAGAIN;
+		return -1;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN)
+		return 0;
+	errno = EIO;
+	return -1;
+}
+
+static ssize_t t_recv(struct sterm *t, void *p, size_t n)
+{
+	return t->ssl ? tls_result(t->ssl, SSL_read(t->ssl, p, (int)n)) : recv(t->fd, p, n, 0);
+}
+
+static ssize_t t_send(struct sterm *t, const void *p, size_t n)
+{
+	return t->ssl ? tls_result(t->ssl, SSL_write(t->ssl, p, (int)n))
+		      : send(t->fd, p, n, MSG_NOSIGNAL);
+}
+
 /* Write what is queued; 0, or -1 when the connection broke. */
 static int flush_out(struct swarm *s, uint32_t idx)
 {
 	struct sterm *t = &s->t[idx];
 	while (t->tx_off < t->tx_len) {
-		ssize_t n = send(t->fd, t->tx + t->tx_off, t->tx_len - t->tx_off, MSG_NOSIGNAL);
+		ssize_t n = t_send(t, t->tx + t->tx_off, t->tx_len - t->tx_off);
 		if (n < 0 && errno == EAGAIN) {
 			set_out(s, idx, true);
 			return 0;
@@ -300,23 +373,55 @@ static int flush_out(struct swarm *s, uint32_t idx)
 	return 0;
 }
 
-static int send_frame(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Frame *f)
+/* Room for n more output bytes: where they go, or NULL. */
+static uint8_t *tx_room(struct sterm *t, size_t n)
 {
-	struct sterm *t = &s->t[idx];
-	size_t n = terminal_frame_size(f);
 	if (t->tx_len + n > t->tx_cap) {
 		size_t cap = t->tx_len + n + 256;
 		uint8_t *p = realloc(t->tx, cap);
 		if (!p)
-			return -1;
+			return NULL;
 		t->tx = p;
 		t->tx_cap = (uint32_t)cap;
 	}
-	if (terminal_frame_encode(f, t->tx + t->tx_len, n) < 0)
+	return t->tx + t->tx_len;
+}
+
+static int send_bytes(struct swarm *s, uint32_t idx, const void *p, size_t n)
+{
+	struct sterm *t = &s->t[idx];
+	uint8_t *dst = tx_room(t, n);
+	if (!dst)
+		return -1;
+	memcpy(dst, p, n);
+	t->tx_len += (uint32_t)n;
+	t->last_tx_ms = now_ms();
+	return flush_out(s, idx);
+}
+
+static int send_frame(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Frame *f)
+{
+	struct sterm *t = &s->t[idx];
+	size_t n = terminal_frame_size(f);
+	uint8_t *dst = tx_room(t, n);
+	if (!dst || terminal_frame_encode(f, dst, n) < 0)
 		return -1;
 	t->tx_len += (uint32_t)n;
 	t->last_tx_ms = now_ms();
 	return flush_out(s, idx);
+}
+
+/* The first message and the first answer of each terminal, for --times. */
+static void note_recv(struct swarm *s, uint32_t idx)
+{
+	if (s->recv_us && !s->recv_us[idx])
+		s->recv_us[idx] = now_us();
+}
+
+static void note_ack(struct swarm *s, uint32_t idx)
+{
+	if (s->ack_us && !s->ack_us[idx])
+		s->ack_us[idx] = now_us();
 }
 
 /* --- protocol ----------------------------------------------------------------------- */
@@ -388,9 +493,12 @@ static int on_alert(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Alert
 		s->st.stops += a->has_stop && a->stop;
 		count_warning(s, a->warning_id);
 	}
+	note_recv(s, idx);
 	ev_push(s, (struct ev){.due_ms = now_ms() + s->play_ms, .idx = idx, .gen = t->gen,
 			       .alert_seq = a->seq, .kind = 0});
-	return send_ack(s, idx, a->seq, TOCSIN__TERMINAL__ACK_STATE__RECEIVED, NULL);
+	int ret = send_ack(s, idx, a->seq, TOCSIN__TERMINAL__ACK_STATE__RECEIVED, NULL);
+	note_ack(s, idx);
+	return ret;
 }
 
 static int on_reject(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Reject *r)
@@ -435,43 +543,159 @@ static int on_frame(struct swarm *s, uint32_t idx, const uint8_t *p, size_t n)
 	}
 }
 
+/* --mode raw: every --frame bytes are one message, answered with one byte. */
+static int raw_input(struct swarm *s, uint32_t idx, const uint8_t *data, size_t len, size_t *off)
+{
+	(void)data;
+	while (len - *off >= s->frame) {
+		*off += s->frame;
+		s->st.alerts++;
+		note_recv(s, idx);
+		if (send_bytes(s, idx, "k", 1) < 0)
+			return -1;
+		note_ack(s, idx);
+	}
+	return 0;
+}
+
+static void mqtt_str(uint8_t **p, const char *str)
+{
+	size_t n = strlen(str);
+	*(*p)++ = (uint8_t)(n >> 8);
+	*(*p)++ = (uint8_t)n;
+	memcpy(*p, str, n);
+	*p += n;
+}
+
+/* CONNECT (MQTT 3.1.1, clean session, keep-alive off) and SUBSCRIBE alert at QoS 1. */
+static int mqtt_hello(struct swarm *s, uint32_t idx)
+{
+	uint8_t b[256], *p = b + 2, *v;
+	char cid[32];
+	snprintf(cid, sizeof(cid), "swarm-%d-%u", (int)getpid(), idx);
+	mqtt_str(&p, "MQTT");
+	*p++ = 4;    /* protocol level 3.1.1 */
+	*p++ = 0x02; /* clean session */
+	*p++ = 0;
+	*p++ = 0;    /* keep-alive 0: off */
+	mqtt_str(&p, cid);
+	b[0] = 0x10;
+	b[1] = (uint8_t)(p - b - 2);
+	v = p;
+	*p++ = 0x82;
+	*p++ = 0; /* length, below */
+	*p++ = 0;
+	*p++ = 1; /* packet id */
+	mqtt_str(&p, "alert");
+	*p++ = 1; /* QoS 1 */
+	v[1] = (uint8_t)(p - v - 2);
+	s->t[idx].state = ST_HELLO_SENT;
+	return send_bytes(s, idx, b, (size_t)(p - b));
+}
+
+/* --mode mqtt: SUBACK -> ready; PUBLISH -> PUBACK. */
+static int mqtt_input(struct swarm *s, uint32_t idx, const uint8_t *data, size_t dlen, size_t *off)
+{
+	struct sterm *t = &s->t[idx];
+	for (;;) {
+		const uint8_t *p = data + *off;
+		size_t avail = dlen - *off, len = 0, i = 1;
+		unsigned shift = 0;
+		for (; i < avail && i < 5; i++, shift += 7) {
+			len |= (size_t)(p[i] & 0x7f) << shift;
+			if (!(p[i] & 0x80))
+				break;
+		}
+		if (i >= avail || avail < i + 1 + len)
+			return 0; /* need more */
+		const uint8_t *body = p + i + 1;
+		uint8_t kind = p[0] >> 4, qos = (p[0] >> 1) & 3;
+		*off += i + 1 + len;
+		if (kind == 9 && t->state == ST_HELLO_SENT) { /* SUBACK */
+			t->state = ST_READY;
+			s->online++;
+			s->st.auth_ok++;
+		} else if (kind == 3) { /* PUBLISH */
+			s->st.alerts++;
+			note_recv(s, idx);
+			size_t tl = len >= 2 ? (size_t)body[0] << 8 | body[1] : 0;
+			if (qos > 0 && len >= 2 + tl + 2) {
+				uint8_t ack[4] = {0x40, 2, body[2 + tl], body[3 + tl]};
+				if (send_bytes(s, idx, ack, sizeof(ack)) < 0)
+					return -1;
+				note_ack(s, idx);
+			}
+		}
+	}
+}
+
+/* --mode terminal: whole frames. 0, 1 when the terminal went off, -1 on a protocol error. */
+static int terminal_input(struct swarm *s, uint32_t idx, const uint8_t *data, size_t len,
+			  size_t *off)
+{
+	for (;;) {
+		const uint8_t *payload;
+		size_t plen;
+		ssize_t r = terminal_frame_parse(data + *off, len - *off, &payload, &plen);
+		if (r == TERMINAL_FRAME_NEED_MORE)
+			return 0;
+		if (r < 0)
+			return -1;
+		int ret = on_frame(s, idx, payload, plen);
+		if (ret != 0)
+			return ret;
+		*off += (size_t)r;
+	}
+}
+
+/*
+ * Everything the socket has: read into the shared scratch buffer and parsed
+ * from there; only an unfinished message is copied into the terminal's own
+ * rx (idle receivers keep no buffer).
+ */
 static int read_input(struct swarm *s, uint32_t idx)
 {
 	struct sterm *t = &s->t[idx];
 	for (;;) {
-		if (t->rx_cap - t->rx_len < 4096) {
-			size_t cap = t->rx_cap ? t->rx_cap * 2 : 8192;
-			if (cap > 2 * (TERMINAL_FRAME_MAX + TERMINAL_FRAME_HDR))
-				return -1;
-			uint8_t *r = realloc(t->rx, cap);
-			if (!r)
-				return -1;
-			t->rx = r;
-			t->rx_cap = (uint32_t)cap;
-		}
-		ssize_t n = recv(t->fd, t->rx + t->rx_len, t->rx_cap - t->rx_len, 0);
+		ssize_t n = t_recv(t, s->scratch, sizeof(s->scratch));
 		if (n < 0 && errno == EAGAIN)
 			return 0;
 		if (n <= 0)
 			return -1;
-		t->rx_len += (uint32_t)n;
-		size_t off = 0;
-		for (;;) {
-			const uint8_t *payload;
-			size_t plen;
-			ssize_t r = terminal_frame_parse(t->rx + off, t->rx_len - off, &payload, &plen);
-			if (r == TERMINAL_FRAME_NEED_MORE)
-				break;
-			if (r < 0)
+		const uint8_t *data = s->scratch;
+		size_t len = (size_t)n, off = 0;
+		if (t->rx_len) { /* the rest of an unfinished message */
+			if (t->rx_len + len > 2 * (TERMINAL_FRAME_MAX + TERMINAL_FRAME_HDR))
 				return -1;
-			int ret = on_frame(s, idx, payload, plen);
-			if (ret != 0)
-				return ret;
-			off += (size_t)r;
+			if (t->rx_len + len > t->rx_cap) {
+				uint8_t *r = realloc(t->rx, t->rx_len + len);
+				if (!r)
+					return -1;
+				t->rx = r;
+				t->rx_cap = (uint32_t)(t->rx_len + len);
+			}
+			memcpy(t->rx + t->rx_len, data, len);
+			t->rx_len += (uint32_t)len;
+			data = t->rx;
+			len = t->rx_len;
 		}
-		memmove(t->rx, t->rx + off, t->rx_len - off);
-		t->rx_len -= (uint32_t)off;
-		if (t->rx_len == 0) { /* idle terminals keep no receive buffer */
+		int ret = s->mode == MODE_RAW    ? raw_input(s, idx, data, len, &off)
+			  : s->mode == MODE_MQTT ? mqtt_input(s, idx, data, len, &off)
+						 : terminal_input(s, idx, data, len, &off);
+		if (ret != 0)
+			return ret; /* 1: the terminal is off (its rx is gone) */
+		size_t rest = len - off;
+		if (data == t->rx) {
+			memmove(t->rx, t->rx + off, rest);
+			t->rx_len = (uint32_t)rest;
+		} else if (rest) {
+			t->rx = malloc(rest);
+			if (!t->rx)
+				return -1;
+			memcpy(t->rx, data + off, rest);
+			t->rx_len = t->rx_cap = (uint32_t)rest;
+		}
+		if (t->rx_len == 0 && t->rx) {
 			free(t->rx);
 			t->rx = NULL;
 			t->rx_cap = 0;
@@ -495,6 +719,49 @@ static void on_connected(struct swarm *s, uint32_t idx)
 	s->st.connects++;
 	t->state = ST_CHALLENGED;
 	set_out(s, idx, false);
+	if (s->mode == MODE_RAW) {
+		t->state = ST_READY;
+		s->online++;
+		s->st.auth_ok++;
+		return;
+	}
+	if (s->mode == MODE_MQTT) {
+		if (mqtt_hello(s, idx) < 0) {
+			s->st.connect_errors++;
+			term_off(s, idx, true);
+		}
+		return;
+	}
+	if (s->tls) {
+		t->ssl = SSL_new(s->tls);
+		if (!t->ssl || SSL_set_fd(t->ssl, t->fd) != 1) {
+			s->st.connect_errors++;
+			term_off(s, idx, true);
+			return;
+		}
+		SSL_set_connect_state(t->ssl);
+		t->state = ST_TLS;
+	}
+}
+
+/* One step of the TLS handshake: 1 done, 0 waiting, -1 failed. */
+static int tls_step(struct swarm *s, uint32_t idx)
+{
+	struct sterm *t = &s->t[idx];
+	int r = SSL_do_handshake(t->ssl);
+	if (r == 1) {
+		t->state = ST_CHALLENGED;
+		set_out(s, idx, false);
+		return 1;
+	}
+	int e = SSL_get_error(t->ssl, r);
+	ERR_clear_error();
+	if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE) {
+		set_out(s, idx, e == SSL_ERROR_WANT_WRITE);
+		return 0;
+	}
+	s->st.tls_errors++;
+	return -1;
 }
 
 static void on_io(struct swarm *s, uint32_t idx, uint32_t events)
@@ -506,8 +773,17 @@ static void on_io(struct swarm *s, uint32_t idx, uint32_t events)
 		if (!(events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
 			return;
 		on_connected(s, idx);
-		if (t->state != ST_CHALLENGED)
+		if (t->state != ST_CHALLENGED && t->state != ST_TLS && t->state != ST_READY &&
+		    t->state != ST_HELLO_SENT)
 			return;
+	}
+	if (t->state == ST_TLS) {
+		int r = tls_step(s, idx);
+		if (r < 0)
+			goto broken;
+		if (r == 0)
+			return;
+		events |= EPOLLIN; /* the Challenge may be in TLS's buffer already */
 	}
 	if ((events & EPOLLOUT) && flush_out(s, idx) < 0)
 		goto broken;
@@ -558,7 +834,7 @@ static void tick(struct swarm *s)
 	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
 	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_HEARTBEAT;
 	f.heartbeat = &hb;
-	for (uint32_t i = 0; i < s->next_connect; i++) {
+	for (uint32_t i = 0; s->mode == MODE_TERMINAL && i < s->next_connect; i++) {
 		struct sterm *t = &s->t[i];
 		if (t->state != ST_READY || now - t->last_tx_ms + 1000 < t->hb_ms)
 			continue;
@@ -609,13 +885,14 @@ static void write_stats(const struct swarm *s)
 	fprintf(f, "{\"terminals\":%zu,\"online\":%lu,\"connects\":%lu,\"connect_errors\":%lu,"
 		   "\"auth_ok\":%lu,\"disconnects\":%lu,\"reconnects\":%lu,\"churned\":%lu,"
 		   "\"alerts\":%lu,\"alerts_unique\":%lu,\"stops\":%lu,\"heartbeats_in\":%lu,"
-		   "\"heartbeats_out\":%lu,\"rejected\":{",
+		   "\"heartbeats_out\":%lu,\"tls_errors\":%lu,\"rejected\":{",
 		s->n, (unsigned long)s->online, (unsigned long)st->connects,
 		(unsigned long)st->connect_errors, (unsigned long)st->auth_ok,
 		(unsigned long)st->disconnects, (unsigned long)st->reconnects,
 		(unsigned long)st->churned, (unsigned long)st->alerts,
 		(unsigned long)st->alerts_unique, (unsigned long)st->stops,
-		(unsigned long)st->heartbeats_in, (unsigned long)st->heartbeats_out);
+		(unsigned long)st->heartbeats_in, (unsigned long)st->heartbeats_out,
+		(unsigned long)st->tls_errors);
 	for (int i = 0; i < 8; i++)
 		fprintf(f, "%s\"%s\":%lu", i ? "," : "", reject_names[i], (unsigned long)st->rejected[i]);
 	fprintf(f, "},\"acks\":{");
@@ -629,13 +906,32 @@ static void write_stats(const struct swarm *s)
 		rename(tmp, s->stats_path);
 }
 
+static void write_times(const struct swarm *s)
+{
+	char tmp[4096];
+	if (!s->times_path)
+		return;
+	snprintf(tmp, sizeof(tmp), "%s.tmp", s->times_path);
+	FILE *f = fopen(tmp, "w");
+	if (!f)
+		return;
+	for (size_t i = 0; i < s->n; i++)
+		fprintf(f, "%lu %lu\n", (unsigned long)s->recv_us[i], (unsigned long)s->ack_us[i]);
+	if (fclose(f) == 0)
+		rename(tmp, s->times_path);
+}
+
 /* true: stop. */
 static bool on_signal(struct swarm *s)
 {
 	struct signalfd_siginfo si;
 	bool stop = false;
 	while (read(s->sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+		if (si.ssi_signo != SIGUSR1)
+			write_times(s); /* SIGUSR2, and at exit */
 		write_stats(s);
+		if (si.ssi_signo == SIGUSR2)
+			continue;
 		stop |= si.ssi_signo != SIGUSR1;
 	}
 	return stop;
@@ -676,7 +972,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: terminal_swarm --csv FILE [--target HOST:PORT] [--count N] "
 			"[--play-ms MS] [--fail-pct P] [--churn N] [--reconnect-ms MS] "
-			"[--src-ips K] [--connect-rate R] [--stats FILE]\n");
+			"[--src-ips K] [--connect-rate R] [--stats FILE] [--tls] [--ca FILE]\n"
+			"       [--mode terminal|raw|mqtt] [--frame BYTES] [--times FILE]\n");
 	exit(2);
 }
 
@@ -698,7 +995,10 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		{"csv", 1, 0, 'c'},      {"target", 1, 0, 't'},     {"count", 1, 0, 'n'},
 		{"play-ms", 1, 0, 'p'},  {"fail-pct", 1, 0, 'f'},   {"churn", 1, 0, 'u'},
 		{"reconnect-ms", 1, 0, 'r'}, {"src-ips", 1, 0, 'i'}, {"connect-rate", 1, 0, 'k'},
-		{"stats", 1, 0, 's'},    {0, 0, 0, 0}};
+		{"stats", 1, 0, 's'},    {"tls", 0, 0, 'T'},        {"ca", 1, 0, 'C'},
+		{"mode", 1, 0, 'm'},     {"frame", 1, 0, 'F'},      {"times", 1, 0, 'x'},
+		{0, 0, 0, 0}};
+	const char *ca = NULL;
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
 		switch (o) {
@@ -712,11 +1012,31 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		case 'i': s->src_ips = (unsigned)atoi(optarg); break;
 		case 'k': s->connect_rate = (unsigned)atoi(optarg); break;
 		case 's': s->stats_path = optarg; break;
+		case 'T': s->tls = SSL_CTX_new(TLS_client_method()); break;
+		case 'C': ca = optarg; break;
+		case 'm':
+			s->mode = !strcmp(optarg, "raw")    ? MODE_RAW
+				  : !strcmp(optarg, "mqtt") ? MODE_MQTT
+				  : !strcmp(optarg, "terminal") ? MODE_TERMINAL
+								: (usage(), MODE_TERMINAL);
+			break;
+		case 'F': s->frame = (unsigned)atoi(optarg); break;
+		case 'x': s->times_path = optarg; break;
 		default: usage();
 		}
 	}
-	if (!*csv || !*count || !s->connect_rate)
+	if ((!*csv && s->mode == MODE_TERMINAL) || !*count || !s->connect_rate ||
+	    (s->mode == MODE_RAW && !s->frame))
 		usage();
+	if (s->tls) {
+		SSL_CTX_set_mode(s->tls, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+		if (ca && SSL_CTX_load_verify_locations(s->tls, ca, NULL) != 1) {
+			fprintf(stderr, "terminal_swarm: cannot load --ca %s\n", ca);
+			exit(2);
+		}
+		SSL_CTX_set_verify(s->tls, ca ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
+	}
 }
 
 static int setup(struct swarm *s)
@@ -731,6 +1051,7 @@ static int setup(struct swarm *s)
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
+	sigaddset(&set, SIGUSR2);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
 	sigprocmask(SIG_BLOCK, &set, NULL);
@@ -758,11 +1079,18 @@ int main(int argc, char **argv)
 	s->rng = (uint64_t)getpid();
 	parse_target(s, "127.0.0.1:7000");
 	parse_args(s, argc, argv, &csv, &count);
-	if (load_csv(s, csv, count) < 0 || setup(s) < 0) {
+	if ((csv ? load_csv(s, csv, count) : blank_terminals(s, count)) < 0 || setup(s) < 0) {
 		fprintf(stderr, "terminal_swarm: start-up failed\n");
 		return 1;
 	}
+	if (s->times_path) {
+		s->recv_us = calloc(s->n, sizeof(uint64_t));
+		s->ack_us = calloc(s->n, sizeof(uint64_t));
+		if (!s->recv_us || !s->ack_us)
+			return 1;
+	}
 	run(s);
+	write_times(s);
 	for (size_t i = 0; i < s->n; i++)
 		if (s->t[i].fd >= 0)
 			close(s->t[i].fd);

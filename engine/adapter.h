@@ -59,7 +59,9 @@ struct adapter_ops {
 	/*
 	 * Optional: add what operators should see about the adapter to `o` (a
 	 * jansson object): connections, terminals online, ... Integer members
-	 * also become gauges tocsin_adapter_<member>{lane="..."} in /metrics.
+	 * also become gauges tocsin_adapter_<member>{lane="..."} in /metrics;
+	 * an array of objects becomes, for each numeric member K, gauges
+	 * tocsin_adapter_<member>_K{lane="...", <its string members as labels>}.
 	 */
 	void (*describe)(struct lane *l, struct json_t *o);
 };

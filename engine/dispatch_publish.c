@@ -428,7 +428,49 @@ static json_t *readiness_json(struct dispatcher *dp)
 	return o;
 }
 
-/* Adapter numbers as gauges: tocsin_adapter_<member>{lane="..."}. */
+/* A Prometheus label value: backslash, quote and newline escaped, cut at 200 bytes. */
+static void label_value(char *out, size_t cap, const char *s)
+{
+	size_t n = 0;
+	for (; s && *s && n + 3 < cap && n < 200; s++) {
+		if (*s == '\\' || *s == '"' || *s == '\n')
+			out[n++] = '\\';
+		out[n++] = *s == '\n' ? 'n' : *s;
+	}
+	out[n] = 0;
+}
+
+/*
+ * An array of objects from describe (e.g. readiness per segment): each
+ * numeric member K becomes tocsin_adapter_<member>_K{lane, <string members
+ * as labels>}, one metric at a time so each family's lines stay together.
+ */
+static void adapter_series(struct buf *b, const char *lane, const char *member, json_t *arr)
+{
+	json_t *first = json_array_get(arr, 0), *num, *e, *v;
+	const char *k, *lk;
+	size_t i;
+	json_object_foreach(first, k, num) {
+		if (!json_is_number(num))
+			continue;
+		json_array_foreach(arr, i, e) {
+			char labels[768], val[224];
+			size_t n = (size_t)snprintf(labels, sizeof(labels), "lane=\"%s\"", lane);
+			json_object_foreach(e, lk, v) if (json_is_string(v) && n < sizeof(labels)) {
+				label_value(val, sizeof(val), json_string_value(v));
+				n += (size_t)snprintf(labels + n, sizeof(labels) - n, ",%s=\"%s\"", lk, val);
+			}
+			if (n >= sizeof(labels) || !json_is_number(v = json_object_get(e, k)))
+				continue;
+			put(b, "tocsin_adapter_%s_%s{%s} %.10g\n", member, k, labels, json_number_value(v));
+		}
+	}
+}
+
+/*
+ * Adapter numbers as gauges: integer members as tocsin_adapter_<member>{lane="..."},
+ * arrays of objects through adapter_series().
+ */
 static void adapter_gauges(struct buf *b, const struct dispatcher *dp)
 {
 	for (size_t i = 0; i < dp->n_lanes; i++) {
@@ -439,9 +481,13 @@ static void adapter_gauges(struct buf *b, const struct dispatcher *dp)
 		l->adapter->describe(l, a);
 		const char *key;
 		json_t *v;
-		json_object_foreach(a, key, v) if (json_is_integer(v))
-			put(b, "tocsin_adapter_%s{lane=\"%s\"} %lld\n", key, l->name,
-			    (long long)json_integer_value(v));
+		json_object_foreach(a, key, v) {
+			if (json_is_integer(v))
+				put(b, "tocsin_adapter_%s{lane=\"%s\"} %lld\n", key, l->name,
+				    (long long)json_integer_value(v));
+			else if (json_is_object(json_array_get(v, 0)))
+				adapter_series(b, l->name, key, v);
+		}
 		json_decref(a);
 	}
 }

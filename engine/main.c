@@ -9,6 +9,7 @@
  * SIGINT drain and stop. Start-up errors name the file, line or key and
  * exit with status 1; usage errors exit with 2.
  */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -37,13 +38,25 @@ static const char *cfg_path(int argc, char **argv)
 	return "config";
 }
 
+/*
+ * Every connection (terminals above all) is a descriptor: take the whole
+ * hard limit, and say what we got (raising the hard limit itself needs
+ * CAP_SYS_RESOURCE, which containers usually lack).
+ */
 static void raise_fd_limit(void)
 {
 	struct rlimit rl;
-	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-		rl.rlim_cur = rl.rlim_max;
-		setrlimit(RLIMIT_NOFILE, &rl);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rlim_t want = rl.rlim_max;
+		rl.rlim_cur = want;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+			log_warn("msg=\"cannot raise the descriptor limit\" err=\"%s\"", strerror(errno));
+		getrlimit(RLIMIT_NOFILE, &rl);
 	}
+	log_info("msg=\"descriptor limit\" soft=%llu hard=%llu", (unsigned long long)rl.rlim_cur,
+		 (unsigned long long)rl.rlim_max);
 }
 
 static int set_level(const char *s)

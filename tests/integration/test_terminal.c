@@ -1,7 +1,10 @@
 /*
  * tests/integration/test_terminal.c: the terminal gateway end to end.
  *
- *   test_terminal TOCSIN_BINARY TERMINAL_SWARM_BINARY [SCALE_CONNECTIONS]
+ *   test_terminal TOCSIN_BINARY TERMINAL_SWARM_BINARY [SCALE_CONNECTIONS [tls]]
+ *
+ * (tls: the scale check runs on the TLS lane; SWARM_RATE in the environment
+ * sets the swarms' connects per second, 20000 by default.)
  *
  * Starts a private redis-server (stopped by pid), loads a tiny population
  * with terminals through `tocsin load`, runs adapter_terminal on a loop in
@@ -15,15 +18,30 @@
  *      never sent when the terminal connects later; an earlier warning
  *      still in force is sent at once on connect and DELIVERED;
  *   4. a Cancel reaches terminals as stop=true;
- *   5. the offline-longest list and readiness counts;
- *   6. scale: SCALE_CONNECTIONS (default 10000) more terminals connect; the
- *      bytes per idle connection (RSS delta) and the fan-out time of one
+ *   5. bad input, with the test's own raw client, each closed with its
+ *      reason counted: unknown id, bad HMAC, an answer to another
+ *      connection's challenge, a recorded Hello replayed, a frame too long,
+ *      an Ack before Hello;
+ *   6. slowloris: a silent and a dribbling handshake are closed at the
+ *      handshake deadline, while 50 other terminals are served meanwhile;
+ *   7. duplicate id (the newer wins, the older gets REPLACED); Update and
+ *      Cancel as the terminal sees them; heartbeats from the gateway, and a
+ *      silent terminal closed after 3 intervals while a live one stays;
+ *   8. offline then reconnect: a held alert and an unacknowledged one (same
+ *      seq) arrive on reconnect;
+ *   9. readiness arithmetic per segment with exact numbers (speaker and
+ *      displays overlapping), and the offline-longest order;
+ *  10. TLS (certificate made here with the openssl CLI): 50 terminals over
+ *      TLS get an alert; plaintext on the TLS port is counted as tls;
+ *  11. scale: SCALE_CONNECTIONS (default 10000) more terminals connect; the
+ *      heap and RSS bytes per idle connection and the fan-out time of one
  *      alert to all of them are printed, not asserted.
  * Exit 0 = pass, 1 = fail, 77 = skipped (no redis-server or io_uring).
  */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
@@ -39,8 +57,12 @@
 #include "campaign.h"
 #include "terminal.h"
 
+#include <jansson.h>
+
 #define N_FUNC 200
 #define FAIL_PCT 10
+#define HANDSHAKE_MS 2000
+#define HEARTBEAT_MS 2000
 
 struct rec {
 	int report;   /* last outcome reported + 1; 0 = none */
@@ -51,15 +73,17 @@ struct rec {
 
 struct fixture {
 	char dir[64], tocsin[512], swarm[512], redis_addr[64];
-	int redis_port, gw_port;
-	pid_t redis_pid, swarm_pid[3];
+	int redis_port, gw_port, tls_port;
+	pid_t redis_pid, swarm_pid[4];
 	struct loop loop;
-	struct lane lane;
+	struct lane lane, tls_lane;
+	struct lane *cur;      /* the lane submit(), start_swarm() and test_scale() use */
 	struct lane_host host;
 	struct delivery *dels;
 	struct rec *recs;
 	size_t n_dels, cap_dels;
 	int failures;
+	int scale;
 };
 
 #define CHECK(fx, cond, ...)                                                            \
@@ -214,11 +238,20 @@ static int write_population(const struct fixture *fx, int scale)
 	char id[64], secret[64];
 	if (!seg || !hh || !t || !a || !b || !c)
 		return -1;
+	/* persons: C 35010101 = 5 (S 350101 = 5); C 35010201 = 10 (B1 4, B2 6) and
+	 * C 35010202 = 5 (S 350102 = 15); D 3501 = 20. See test_readiness(). */
 	fprintf(seg, "id,kind,parent,name,population\n3501,district,,D,1000\n"
 		     "350101,street,3501,S,1000\n35010101,community,350101,C,1000\n"
-		     "35010101B1,building,35010101,B,10\n");
+		     "35010101B1,building,35010101,B,10\n35010101B2,building,35010101,B,10\n"
+		     "350102,street,3501,S2,40\n35010201,community,350102,C2,20\n"
+		     "35010201B1,building,35010201,B,10\n35010201B2,building,35010201,B,10\n"
+		     "35010202,community,350102,C3,20\n35010202B1,building,35010202,B,10\n");
 	fprintf(hh, "id,building,persons,lang,phones,apps\n"
-		    "35010101B1H1,35010101B1,2,zh-CN,+8613800000001,\n");
+		    "35010101B1H1,35010101B1,2,zh-CN,+8613800000001,\n"
+		    "35010101B2H1,35010101B2,3,zh-CN,+8613800000002,\n"
+		    "35010201B1H1,35010201B1,4,zh-CN,+8613800000003,\n"
+		    "35010201B2H1,35010201B2,6,zh-CN,+8613800000004,\n"
+		    "35010202B1H1,35010202B1,5,zh-CN,+8613800000005,\n");
 	const char *hdr = "id,segment,kind,covers_persons,secret\n";
 	fputs(hdr, t), fputs(hdr, a), fputs(hdr, b), fputs(hdr, c);
 	for (int i = 0; i < N_FUNC; i++) {
@@ -229,6 +262,10 @@ static int write_population(const struct fixture *fx, int scale)
 	term_row(t, "t-bad", "right-secret"), term_row(a, "t-bad", "wrong-secret");
 	term_row(t, "t-late", "late-secret"), term_row(b, "t-late", "late-secret");
 	term_row(t, "t-late2", "late2-secret"), term_row(b, "t-late2", "late2-secret");
+	/* driven by the test's own raw clients */
+	fprintf(t, "r-disp1,35010201B1,display,4,disp1-secret\n"
+		   "r-disp2,35010201B1,display,4,disp2-secret\n"
+		   "r-spk,35010201,speaker,10,spk-secret\n");
 	for (int i = 0; i < scale; i++) {
 		snprintf(id, sizeof(id), "s-%05d", i);
 		snprintf(secret, sizeof(secret), "scale-%05d", i);
@@ -307,14 +344,14 @@ static uint64_t submit(struct fixture *fx, struct campaign *c, const char *addre
 	memset(d, 0, sizeof(*d));
 	d->id = id;
 	d->campaign = c;
-	d->lane = &fx->lane;
+	d->lane = fx->cur;
 	d->address = strdup(address);
 	d->household = UINT32_MAX;
 	d->parts = 1;
 	d->channel = CHANNEL_TERMINAL;
 	d->state = DELIVERY_SENT;
 	d->attempts = 1;
-	fx->lane.adapter->submit(&fx->lane, d);
+	fx->cur->adapter->submit(fx->cur, d);
 	return id;
 }
 
@@ -334,7 +371,7 @@ static bool run_until(struct fixture *fx, bool (*cond)(struct fixture *, void *)
 static bool online_at_least(struct fixture *fx, void *arg)
 {
 	uint64_t on, known, persons;
-	terminal_readiness(&fx->lane, &on, &known, &persons);
+	terminal_readiness(fx->cur, &on, &known, &persons);
 	return on >= *(uint64_t *)arg;
 }
 
@@ -353,7 +390,7 @@ static bool auth_failed_once(struct fixture *fx, void *arg)
 {
 	struct terminal_stats st;
 	terminal_stats(&fx->lane, &st);
-	return st.auth_failed >= 1;
+	return st.closed[TERMINAL_CLOSE_BAD_MAC] >= 1;
 }
 
 static bool sleep_cond(struct fixture *fx, void *arg)
@@ -364,7 +401,10 @@ static bool sleep_cond(struct fixture *fx, void *arg)
 static pid_t start_swarm(struct fixture *fx, const char *csv, const char *stats, int count)
 {
 	char target[64], csvp[128], statsp[128], n[16], log[128];
-	snprintf(target, sizeof(target), "127.0.0.1:%d", fx->gw_port);
+	bool tls = fx->cur == &fx->tls_lane;
+	char ca[128];
+	snprintf(target, sizeof(target), "127.0.0.1:%d", tls ? fx->tls_port : fx->gw_port);
+	snprintf(ca, sizeof(ca), "%s/cert.pem", fx->dir);
 	snprintf(csvp, sizeof(csvp), "%s/%s", fx->dir, csv);
 	snprintf(statsp, sizeof(statsp), "%s/%s", fx->dir, stats);
 	snprintf(n, sizeof(n), "%d", count);
@@ -372,8 +412,8 @@ static pid_t start_swarm(struct fixture *fx, const char *csv, const char *stats,
 	char pct[8];
 	snprintf(pct, sizeof(pct), "%d", FAIL_PCT);
 	char *argv[] = {fx->swarm, "--csv", csvp, "--target", target, "--count", n, "--play-ms",
-			"50", "--fail-pct", pct, "--stats", statsp, "--connect-rate", "20000",
-			"--src-ips", "8", NULL};
+			"50", "--fail-pct", pct, "--stats", statsp, "--connect-rate", getenv("SWARM_RATE") ? getenv("SWARM_RATE") : "20000",
+			"--src-ips", "8", tls ? "--tls" : NULL, "--ca", ca, NULL};
 	return spawn(argv, log);
 }
 
@@ -416,7 +456,7 @@ static void test_auth(struct fixture *fx)
 	CHECK(fx, run_until(fx, auth_failed_once, NULL, 5000), "the wrong secret was rejected");
 	uint64_t on, known, persons;
 	terminal_readiness(&fx->lane, &on, &known, &persons);
-	CHECK(fx, on == N_FUNC && persons == N_FUNC * 100,
+	CHECK(fx, on == N_FUNC && persons == 5, /* their community's 5 persons, counted once */
 	      "readiness: online %lu, persons online %lu", (unsigned long)on, (unsigned long)persons);
 }
 
@@ -474,11 +514,6 @@ static void test_late(struct fixture *fx, struct campaign *w1)
 	CHECK(fx, json_num(js, "W1") == 1 && !strstr(js, "\"W2\""),
 	      "the expired W2 was never sent to the late terminals");
 	CHECK(fx, fx->recs[bad].report == 0, "t-bad (rejected) still holds its delivery");
-	struct terminal_offline off[4];
-	size_t n = terminal_offline_oldest(&fx->lane, off, 4);
-	CHECK(fx, n >= 1 && !strcmp(off[0].id, "t-bad") && off[0].last_seen_s == 0,
-	      "offline longest: %s (last seen %ld)", n ? off[0].id : "-",
-	      n ? (long)off[0].last_seen_s : -1L);
 	campaign_free(w2);
 }
 
@@ -513,19 +548,27 @@ static long rss_bytes(void)
 
 static void test_scale(struct fixture *fx, int scale)
 {
-	uint64_t want = N_FUNC + 2 + (uint64_t)scale;
+	uint64_t want = (fx->cur == &fx->lane ? N_FUNC + 2 : 0) + (uint64_t)scale;
+	malloc_trim(0);
 	long before = rss_bytes();
+	size_t heap_before = mallinfo2().uordblks;
 	fx->swarm_pid[2] = start_swarm(fx, "swarm_c.csv", "c.json", scale);
 	bool ok = run_until(fx, online_at_least, &want, 120000);
 	CHECK(fx, ok, "%d more terminals connected (%lu online)", scale, (unsigned long)want);
 	run_until(fx, sleep_cond, NULL, 1000);
+	malloc_trim(0); /* what the handshakes freed goes back: the delta is what stays */
 	long after = rss_bytes();
+	size_t heap_after = mallinfo2().uordblks;
 	struct terminal_stats st;
-	terminal_stats(&fx->lane, &st);
-	printf("# scale: %d idle authenticated connections, RSS delta %ld bytes = %.0f bytes per "
+	terminal_stats(fx->cur, &st);
+	printf("# scale: %d idle authenticated %s connections: heap in use %.0f bytes per connection "
+	       "(malloc'd, live)\n", scale, fx->cur == &fx->lane ? "plaintext" : "TLS",
+	       ((double)heap_after - (double)heap_before) / scale);
+	printf("# scale: %d idle authenticated %s connections, RSS delta %ld bytes = %.0f bytes per "
 	       "connection (gateway process; kernel socket memory not included; struct tconn %lu "
 	       "+ struct term %lu bytes; shared ring %lu bytes not in the delta)\n",
-	       scale, after - before, (double)(after - before) / scale,
+	       scale, fx->cur == &fx->lane ? "plaintext" : "TLS", after - before,
+	       (double)(after - before) / scale,
 	       (unsigned long)st.conn_bytes, (unsigned long)st.term_bytes,
 	       (unsigned long)st.ring_bytes);
 	struct campaign *w3 = make_campaign(fx, "W3", TOCSIN__MSG_TYPE__ALERT, NULL, 3600);
@@ -544,10 +587,669 @@ static void test_scale(struct fixture *fx, int scale)
 	campaign_free(w3);
 }
 
+/* --- raw terminals: the test's own client, for the edge cases ----------------------------- */
+
+struct rawt {
+	int fd;
+	bool eof;
+	uint8_t in[1 << 17];
+	size_t len;
+	uint8_t nonce[TERMINAL_NONCE_LEN];
+	uint8_t hello[512]; /* the last Hello sent, for replay */
+	size_t hello_len;
+};
+
+static uint8_t arena_mem[TERMINAL_ARENA_CAP];
+static struct terminal_arena arena;
+
+static void raw_pump(struct rawt *r)
+{
+	while (!r->eof && r->len < sizeof(r->in)) {
+		ssize_t n = recv(r->fd, r->in + r->len, sizeof(r->in) - r->len, MSG_DONTWAIT);
+		if (n > 0)
+			r->len += (size_t)n;
+		else if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			r->eof = true;
+		else
+			break;
+	}
+}
+
+/* The next whole frame from the gateway, running the loop meanwhile; NULL on EOF or timeout. */
+static Tocsin__Terminal__Frame *raw_next(struct fixture *fx, struct rawt *r, int timeout_ms)
+{
+	uint64_t end = loop_now_ms(&fx->loop) + (uint64_t)timeout_ms;
+	for (;;) {
+		const uint8_t *payload;
+		size_t plen;
+		raw_pump(r);
+		ssize_t k = terminal_frame_parse(r->in, r->len, &payload, &plen);
+		if (k > 0) {
+			enum terminal_decode_err err;
+			terminal_arena_reset(&arena);
+			Tocsin__Terminal__Frame *f = terminal_frame_decode(&arena, payload, plen, &err);
+			memmove(r->in, r->in + k, r->len - (size_t)k);
+			r->len -= (size_t)k;
+			return f;
+		}
+		if (r->eof || loop_now_ms(&fx->loop) > end)
+			return NULL;
+		loop_run_once(&fx->loop, 10);
+	}
+}
+
+/* The next frame of one kind, skipping heartbeats. */
+static Tocsin__Terminal__Frame *raw_expect(struct fixture *fx, struct rawt *r, int body,
+					   int timeout_ms)
+{
+	Tocsin__Terminal__Frame *f;
+	while ((f = raw_next(fx, r, timeout_ms)) &&
+	       f->body_case == TOCSIN__TERMINAL__FRAME__BODY_HEARTBEAT && body != (int)f->body_case)
+		;
+	return f && (int)f->body_case == body ? f : NULL;
+}
+
+static void raw_write(struct rawt *r, const void *p, size_t n)
+{
+	if (write(r->fd, p, n) != (ssize_t)n)
+		r->eof = true;
+}
+
+static void raw_send(struct rawt *r, Tocsin__Terminal__Frame *f)
+{
+	uint8_t out[1024];
+	ssize_t n = terminal_frame_encode(f, out, sizeof(out));
+	if (n > 0)
+		raw_write(r, out, (size_t)n);
+}
+
+/* Connect and read the Challenge. false when no Challenge came. */
+static bool raw_open(struct fixture *fx, struct rawt *r)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx->gw_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	fcntl(r->fd, F_SETFL, O_NONBLOCK);
+	connect(r->fd, (struct sockaddr *)&sa, sizeof(sa));
+	Tocsin__Terminal__Frame *f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_CHALLENGE, 3000);
+	if (!f || f->challenge->nonce.len != TERMINAL_NONCE_LEN)
+		return false;
+	memcpy(r->nonce, f->challenge->nonce.data, TERMINAL_NONCE_LEN);
+	int fl = fcntl(r->fd, F_GETFL);
+	fcntl(r->fd, F_SETFL, fl & ~O_NONBLOCK); /* writes block; reads use MSG_DONTWAIT */
+	return true;
+}
+
+static void raw_close(struct rawt *r)
+{
+	if (r->fd > 0)
+		close(r->fd);
+	r->fd = -1;
+}
+
+/* Hello for id with the mac computed from secret over nonce. */
+static void raw_hello(struct rawt *r, const char *id, const char *secret, const uint8_t *nonce)
+{
+	Tocsin__Terminal__Hello h = TOCSIN__TERMINAL__HELLO__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	uint8_t mac[TERMINAL_MAC_LEN];
+	terminal_auth_mac(secret, strlen(secret), nonce, TERMINAL_NONCE_LEN, id, mac);
+	h.terminal_id = (char *)id;
+	h.has_version = h.has_mac = true;
+	h.version = 1;
+	h.mac.data = mac;
+	h.mac.len = sizeof(mac);
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_HELLO;
+	f.hello = &h;
+	ssize_t n = terminal_frame_encode(&f, r->hello, sizeof(r->hello));
+	r->hello_len = n > 0 ? (size_t)n : 0;
+	raw_write(r, r->hello, r->hello_len);
+}
+
+/* Open and authenticate; false unless Welcome came. */
+static bool raw_login(struct fixture *fx, struct rawt *r, const char *id, const char *secret)
+{
+	if (!raw_open(fx, r))
+		return false;
+	raw_hello(r, id, secret, r->nonce);
+	return raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_WELCOME, 3000) != NULL;
+}
+
+/* A Reject with this reason arrives, then the connection is closed. */
+static bool raw_rejected(struct fixture *fx, struct rawt *r, Tocsin__Terminal__RejectReason why,
+			 int timeout_ms)
+{
+	Tocsin__Terminal__Frame *f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_REJECT, timeout_ms);
+	if (!f || f->reject->reason != why)
+		return false;
+	while (raw_next(fx, r, timeout_ms))
+		;
+	return r->eof;
+}
+
+static void raw_ack(struct rawt *r, uint64_t seq, Tocsin__Terminal__AckState st)
+{
+	Tocsin__Terminal__Ack a = TOCSIN__TERMINAL__ACK__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	a.has_seq = a.has_state = true;
+	a.seq = seq;
+	a.state = st;
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_ACK;
+	f.ack = &a;
+	raw_send(r, &f);
+}
+
+static void raw_heartbeat(struct rawt *r)
+{
+	Tocsin__Terminal__Heartbeat hb = TOCSIN__TERMINAL__HEARTBEAT__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_HEARTBEAT;
+	f.heartbeat = &hb;
+	raw_send(r, &f);
+}
+
+static uint64_t closed(struct fixture *fx, enum terminal_close_reason why)
+{
+	struct terminal_stats st;
+	terminal_stats(&fx->lane, &st);
+	return st.closed[why];
+}
+
+/* --- bad input: each closed with a reason, counted ----------------------------------------- */
+
+static void test_bad_input(struct fixture *fx)
+{
+	struct rawt *a = calloc(1, sizeof(*a)), *b = calloc(1, sizeof(*b));
+	uint64_t unknown = closed(fx, TERMINAL_CLOSE_UNKNOWN_ID), mac = closed(fx, TERMINAL_CLOSE_BAD_MAC);
+	uint64_t too_long = closed(fx, TERMINAL_CLOSE_FRAME_TOO_LONG);
+	uint64_t proto = closed(fx, TERMINAL_CLOSE_PROTOCOL_ERROR);
+
+	CHECK(fx, raw_open(fx, a), "a raw connection gets a Challenge");
+	raw_hello(a, "t-nobody", "whatever", a->nonce);
+	CHECK(fx, raw_rejected(fx, a, TOCSIN__TERMINAL__REJECT_REASON__BAD_CREDENTIALS, 3000) &&
+		      closed(fx, TERMINAL_CLOSE_UNKNOWN_ID) == unknown + 1,
+	      "unknown terminal id: BAD_CREDENTIALS, closed, counted as unknown_id");
+	raw_close(a);
+
+	raw_open(fx, a);
+	raw_hello(a, "r-spk", "not-the-secret", a->nonce);
+	CHECK(fx, raw_rejected(fx, a, TOCSIN__TERMINAL__REJECT_REASON__BAD_CREDENTIALS, 3000) &&
+		      closed(fx, TERMINAL_CLOSE_BAD_MAC) == mac + 1,
+	      "bad HMAC: BAD_CREDENTIALS, closed, counted as bad_mac");
+	raw_close(a);
+
+	/* Replayed challenge: b answers a's nonce with the right secret. */
+	raw_open(fx, a);
+	raw_open(fx, b);
+	raw_hello(b, "r-spk", "spk-secret", a->nonce);
+	CHECK(fx, raw_rejected(fx, b, TOCSIN__TERMINAL__REJECT_REASON__BAD_CREDENTIALS, 3000) &&
+		      closed(fx, TERMINAL_CLOSE_BAD_MAC) == mac + 2,
+	      "an answer to another connection's challenge is refused");
+	raw_close(b);
+	raw_hello(a, "r-spk", "spk-secret", a->nonce);
+	CHECK(fx, raw_expect(fx, a, TOCSIN__TERMINAL__FRAME__BODY_WELCOME, 3000) != NULL,
+	      "the same answer on its own connection is welcome");
+	raw_open(fx, b);
+	raw_write(b, a->hello, a->hello_len); /* a recorded Hello, replayed byte for byte */
+	CHECK(fx, raw_rejected(fx, b, TOCSIN__TERMINAL__REJECT_REASON__BAD_CREDENTIALS, 3000) &&
+		      closed(fx, TERMINAL_CLOSE_BAD_MAC) == mac + 3,
+	      "a recorded Hello replayed on a new connection is refused");
+	raw_close(b);
+	raw_close(a);
+
+	raw_open(fx, a);
+	uint8_t hdr[4] = {0x00, 0x10, 0x00, 0x00}; /* 1 MiB: above TERMINAL_FRAME_MAX */
+	raw_write(a, hdr, sizeof(hdr));
+	CHECK(fx, raw_rejected(fx, a, TOCSIN__TERMINAL__REJECT_REASON__PROTOCOL_ERROR, 3000) &&
+		      closed(fx, TERMINAL_CLOSE_FRAME_TOO_LONG) == too_long + 1,
+	      "a frame too long: PROTOCOL_ERROR, closed, counted as frame_too_long");
+	raw_close(a);
+
+	raw_open(fx, a);
+	raw_ack(a, 1, TOCSIN__TERMINAL__ACK_STATE__PLAYED); /* before Hello */
+	CHECK(fx, raw_rejected(fx, a, TOCSIN__TERMINAL__REJECT_REASON__PROTOCOL_ERROR, 3000) &&
+		      closed(fx, TERMINAL_CLOSE_PROTOCOL_ERROR) == proto + 1,
+	      "an Ack before Hello: PROTOCOL_ERROR, counted as protocol_error");
+	raw_close(a);
+	free(a);
+	free(b);
+}
+
+/* --- slowloris: never stalls the loop --------------------------------------------------------- */
+
+struct slow {
+	struct rawt *dribbler;
+	uint64_t next_ms;
+	size_t sent;
+	struct range r;
+};
+
+/* Dribble one byte of a Hello every 200 ms, until the deliveries in range are final. */
+static bool dribble_until_final(struct fixture *fx, void *arg)
+{
+	struct slow *s = arg;
+	uint64_t now = loop_now_ms(&fx->loop);
+	if (now >= s->next_ms && s->sent + 1 < s->dribbler->hello_len) {
+		raw_write(s->dribbler, s->dribbler->hello + s->sent++, 1);
+		s->next_ms = now + 200;
+	}
+	return all_final(fx, &s->r);
+}
+
+static void test_slowloris(struct fixture *fx, struct campaign *w)
+{
+	struct rawt *silent = calloc(1, sizeof(*silent)), *drib = calloc(1, sizeof(*drib));
+	uint64_t before = closed(fx, TERMINAL_CLOSE_HANDSHAKE_TIMEOUT);
+	raw_open(fx, silent);
+	raw_open(fx, drib);
+	uint64_t t0 = loop_now_ms(&fx->loop);
+	/* the Hello is built but not sent: the dribbler sends it a byte at a time */
+	uint8_t mac[TERMINAL_MAC_LEN] = {0};
+	Tocsin__Terminal__Hello h = TOCSIN__TERMINAL__HELLO__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	h.terminal_id = "r-disp1";
+	h.has_version = h.has_mac = true;
+	h.version = 1;
+	terminal_auth_mac("disp1-secret", 12, drib->nonce, TERMINAL_NONCE_LEN, "r-disp1", mac);
+	h.mac.data = mac;
+	h.mac.len = sizeof(mac);
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_HELLO;
+	f.hello = &h;
+	drib->hello_len = (size_t)terminal_frame_encode(&f, drib->hello, sizeof(drib->hello));
+
+	struct slow s = {.dribbler = drib, .r = {fx->n_dels, 0}};
+	char id[32];
+	for (int i = 0; i < 50; i++) {
+		snprintf(id, sizeof(id), "t-%04d", i);
+		submit(fx, w, id);
+	}
+	s.r.to = fx->n_dels;
+	bool ok = run_until(fx, dribble_until_final, &s, 10000);
+	uint64_t served_ms = loop_now_ms(&fx->loop) - t0;
+	CHECK(fx, ok && served_ms < HANDSHAKE_MS && !silent->eof && !drib->eof,
+	      "50 terminals served (all final in %lu ms) while a silent and a dribbling "
+	      "handshake were open", (unsigned long)served_ms);
+	CHECK(fx, raw_rejected(fx, silent, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, HANDSHAKE_MS + 2000),
+	      "the silent connection: TIMEOUT, closed");
+	CHECK(fx, raw_rejected(fx, drib, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, 2000),
+	      "the dribbling connection (%zu of %zu Hello bytes sent): TIMEOUT, closed", s.sent,
+	      drib->hello_len);
+	uint64_t took = loop_now_ms(&fx->loop) - t0;
+	CHECK(fx, took + 100 >= HANDSHAKE_MS && closed(fx, TERMINAL_CLOSE_HANDSHAKE_TIMEOUT) == before + 2,
+	      "both after the %d ms handshake deadline (%lu ms), counted as handshake_timeout",
+	      HANDSHAKE_MS, (unsigned long)took);
+	raw_close(silent);
+	raw_close(drib);
+	free(silent);
+	free(drib);
+}
+
+/* --- duplicate id, update and cancel on a terminal, heartbeats ------------------------------- */
+
+static void test_duplicate(struct fixture *fx, struct rawt *older, struct rawt *newer,
+			   struct campaign *w)
+{
+	uint64_t before = closed(fx, TERMINAL_CLOSE_REPLACED);
+	CHECK(fx, raw_login(fx, older, "r-spk", "spk-secret"), "r-spk authenticated");
+	CHECK(fx, raw_login(fx, newer, "r-spk", "spk-secret"), "r-spk authenticated again elsewhere");
+	CHECK(fx, raw_rejected(fx, older, TOCSIN__TERMINAL__REJECT_REASON__REPLACED, 3000) &&
+		      closed(fx, TERMINAL_CLOSE_REPLACED) == before + 1,
+	      "the older connection: REPLACED, closed, counted as replaced");
+	uint64_t d = submit(fx, w, "r-spk");
+	Tocsin__Terminal__Frame *f = raw_expect(fx, newer, TOCSIN__TERMINAL__FRAME__BODY_ALERT, 3000);
+	CHECK(fx, f && !strcmp(f->alert->warning_id, "W1"), "the newer connection gets the alert");
+	if (f) {
+		raw_ack(newer, f->alert->seq, TOCSIN__TERMINAL__ACK_STATE__RECEIVED);
+		raw_ack(newer, f->alert->seq, TOCSIN__TERMINAL__ACK_STATE__PLAYED);
+	}
+	CHECK(fx, run_until(fx, one_final, &d, 3000) && final_outcome(&fx->recs[d]) == OUTCOME_DELIVERED,
+	      "and its PLAYED makes the delivery DELIVERED");
+}
+
+/* Update and Cancel as the terminal sees them. */
+static void test_update_cancel(struct fixture *fx, struct rawt *r)
+{
+	struct campaign *u = make_campaign(fx, "U1", TOCSIN__MSG_TYPE__UPDATE, "W1", 3600);
+	struct campaign *c = make_campaign(fx, "C9", TOCSIN__MSG_TYPE__CANCEL, "U1", 3600);
+	uint64_t du = submit(fx, u, "r-spk");
+	Tocsin__Terminal__Frame *f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_ALERT, 3000);
+	CHECK(fx, f && !strcmp(f->alert->warning_id, "U1") &&
+		      f->alert->msg_type == TOCSIN__MSG_TYPE__UPDATE && !f->alert->stop &&
+		      f->alert->n_references == 1 && !strcmp(f->alert->references[0], "W1"),
+	      "an Update reaches the terminal: msg_type UPDATE, references W1");
+	if (f)
+		raw_ack(r, f->alert->seq, TOCSIN__TERMINAL__ACK_STATE__PLAYED);
+	uint64_t dc = submit(fx, c, "r-spk");
+	f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_ALERT, 3000);
+	CHECK(fx, f && !strcmp(f->alert->warning_id, "C9") &&
+		      f->alert->msg_type == TOCSIN__MSG_TYPE__CANCEL && f->alert->stop &&
+		      f->alert->n_references == 1 && !strcmp(f->alert->references[0], "U1"),
+	      "a Cancel reaches the terminal: stop = true, references U1");
+	if (f)
+		raw_ack(r, f->alert->seq, TOCSIN__TERMINAL__ACK_STATE__PLAYED);
+	struct range rg = {du, dc + 1};
+	CHECK(fx, run_until(fx, all_final, &rg, 3000), "both confirmed");
+	campaign_free(u);
+	campaign_free(c);
+}
+
+struct hb {
+	struct rawt *live, *silent;
+	uint64_t next_ms;
+};
+
+/* The live terminal heartbeats every second; done when the silent one is closed. */
+static bool heartbeat_until_silent_closed(struct fixture *fx, void *arg)
+{
+	struct hb *h = arg;
+	uint64_t now = loop_now_ms(&fx->loop);
+	if (now >= h->next_ms) {
+		raw_heartbeat(h->live);
+		h->next_ms = now + 1000;
+	}
+	raw_pump(h->live);
+	h->live->len = 0; /* heartbeats from the gateway: not needed here */
+	raw_pump(h->silent);
+	return h->silent->eof;
+}
+
+static void test_heartbeats(struct fixture *fx, struct rawt *live)
+{
+	struct rawt *silent = calloc(1, sizeof(*silent));
+	uint64_t before = closed(fx, TERMINAL_CLOSE_HEARTBEAT_TIMEOUT);
+	CHECK(fx, raw_login(fx, silent, "r-disp2", "disp2-secret"), "r-disp2 authenticated");
+	uint64_t t0 = loop_now_ms(&fx->loop);
+	CHECK(fx, raw_expect(fx, silent, TOCSIN__TERMINAL__FRAME__BODY_HEARTBEAT, HEARTBEAT_MS + 1000),
+	      "the gateway heartbeats an idle terminal (after %lu ms)",
+	      (unsigned long)(loop_now_ms(&fx->loop) - t0));
+	struct hb h = {.live = live, .silent = silent};
+	Tocsin__Terminal__Frame *f = NULL;
+	bool ok = run_until(fx, heartbeat_until_silent_closed, &h, 4 * HEARTBEAT_MS + 2000);
+	uint64_t took = loop_now_ms(&fx->loop) - t0;
+	/* the Reject came before EOF: find it in what was buffered */
+	const uint8_t *payload;
+	size_t plen;
+	while (silent->len && terminal_frame_parse(silent->in, silent->len, &payload, &plen) > 0) {
+		enum terminal_decode_err err;
+		terminal_arena_reset(&arena);
+		f = terminal_frame_decode(&arena, payload, plen, &err);
+		size_t k = TERMINAL_FRAME_HDR + plen;
+		memmove(silent->in, silent->in + k, silent->len - k);
+		silent->len -= k;
+		if (f && f->body_case == TOCSIN__TERMINAL__FRAME__BODY_REJECT)
+			break;
+	}
+	CHECK(fx, ok && f && f->body_case == TOCSIN__TERMINAL__FRAME__BODY_REJECT &&
+		      f->reject->reason == TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT &&
+		      took + 100 >= 3 * HEARTBEAT_MS &&
+		      closed(fx, TERMINAL_CLOSE_HEARTBEAT_TIMEOUT) == before + 1,
+	      "a silent terminal: TIMEOUT after %lu ms (3 intervals of %d), counted as "
+	      "heartbeat_timeout", (unsigned long)took, HEARTBEAT_MS);
+	raw_pump(live);
+	CHECK(fx, !live->eof, "a terminal that heartbeats stays connected");
+	raw_close(silent);
+	free(silent);
+}
+
+/* Offline, then reconnect: a held alert, and an unacknowledged one sent again (same seq). */
+static void test_reconnect(struct fixture *fx, struct campaign *w)
+{
+	struct rawt *r = calloc(1, sizeof(*r));
+	struct campaign *w6 = make_campaign(fx, "W6", TOCSIN__MSG_TYPE__ALERT, NULL, 3600);
+	CHECK(fx, raw_login(fx, r, "r-disp2", "disp2-secret"), "r-disp2 authenticated");
+	uint64_t d6 = submit(fx, w6, "r-disp2");
+	Tocsin__Terminal__Frame *f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_ALERT, 3000);
+	uint64_t seq6 = f ? f->alert->seq : 0;
+	CHECK(fx, f && !strcmp(f->alert->warning_id, "W6"), "W6 sent, left unacknowledged");
+	raw_close(r);
+	run_until(fx, sleep_cond, NULL, 200);
+	uint64_t d1 = submit(fx, w, "r-disp2");
+	run_until(fx, sleep_cond, NULL, 300);
+	CHECK(fx, fx->recs[d1].report == 0 && fx->recs[d6].report == 0,
+	      "while r-disp2 is offline both are held");
+	CHECK(fx, raw_login(fx, r, "r-disp2", "disp2-secret"), "r-disp2 reconnected");
+	bool got6 = false, got1 = false;
+	for (int i = 0; i < 2; i++) {
+		f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_ALERT, 3000);
+		if (!f)
+			break;
+		got6 |= !strcmp(f->alert->warning_id, "W6") && f->alert->seq == seq6;
+		got1 |= !strcmp(f->alert->warning_id, "W1");
+		raw_ack(r, f->alert->seq, TOCSIN__TERMINAL__ACK_STATE__PLAYED);
+	}
+	CHECK(fx, got6 && got1, "on reconnect: W6 again with the same seq, and the held W1");
+	struct range rg = {d6, d1 + 1};
+	CHECK(fx, run_until(fx, all_final, &rg, 3000) &&
+		      final_outcome(&fx->recs[d6]) == OUTCOME_DELIVERED &&
+		      final_outcome(&fx->recs[d1]) == OUTCOME_DELIVERED,
+	      "both DELIVERED");
+	raw_close(r);
+	run_until(fx, sleep_cond, NULL, 200);
+	campaign_free(w6);
+	free(r);
+}
+
+/* --- readiness: exact numbers from the describe hook (what /v1/status and /metrics show) ---- */
+
+struct seg_want {
+	const char *id;
+	long persons, covered, terminals, online;
+};
+
+static json_t *describe(struct fixture *fx)
+{
+	json_t *o = json_object();
+	adapter_terminal.describe(&fx->lane, o);
+	return o;
+}
+
+static bool segs_are(struct fixture *fx, const struct seg_want *want, size_t n, long total,
+		     const char *what)
+{
+	json_t *o = describe(fx), *segs = json_object_get(o, "segments"), *s;
+	size_t i, found = 0;
+	bool ok = json_integer_value(json_object_get(o, "persons_online")) == total &&
+		  json_integer_value(json_object_get(o, "population")) == 20;
+	json_array_foreach(segs, i, s) {
+		const char *id = json_string_value(json_object_get(s, "segment"));
+		for (size_t k = 0; k < n; k++) {
+			if (strcmp(id, want[k].id))
+				continue;
+			found++;
+			long p = (long)json_integer_value(json_object_get(s, "persons"));
+			long c = (long)json_integer_value(json_object_get(s, "covered"));
+			double share = json_real_value(json_object_get(s, "share"));
+			long t = (long)json_integer_value(json_object_get(s, "terminals"));
+			long on = (long)json_integer_value(json_object_get(s, "online"));
+			bool good = p == want[k].persons && c == want[k].covered &&
+				    t == want[k].terminals && on == want[k].online &&
+				    share > (double)c / (double)p - 1e-9 && share < (double)c / (double)p + 1e-9;
+			if (!good)
+				printf("# %s %s: persons %ld covered %ld terminals %ld online %ld\n", what,
+				       id, p, c, t, on);
+			ok &= good;
+		}
+	}
+	if (!ok || found != n) {
+		char *js = json_dumps(o, JSON_COMPACT);
+		printf("# %s: %s\n", what, js);
+		free(js);
+	}
+	json_decref(o);
+	return ok && found == n;
+}
+
+static void test_readiness(struct fixture *fx)
+{
+	/* 200 t-* speakers online on C 35010101 (5 persons); C 35010201: r-disp1 and r-disp2
+	 * on B1 (4 persons), r-spk on the community (10); C 35010202 (5) has none. */
+	long nt = N_FUNC + 3 + fx->scale; /* t-*, t-bad, t-late, t-late2, s-* on C 35010101 */
+	struct rawt *d1 = calloc(1, sizeof(*d1)), *d2 = calloc(1, sizeof(*d2)), *sp = calloc(1, sizeof(*sp));
+	long on1 = N_FUNC + 2; /* t-bad never got in */
+	struct seg_want none[] = {{"3501", 20, 5, nt + 3, on1}, {"350101", 5, 5, nt, on1},
+				  {"35010101", 5, 5, nt, on1}, {"350102", 15, 0, 3, 0},
+				  {"35010201", 10, 0, 3, 0}, {"35010202", 5, 0, 0, 0}};
+	CHECK(fx, segs_are(fx, none, 6, 5, "no C2 terminal"),
+	      "readiness: 5 of 20 covered (C1 5/5, C2 0/10, C3 0/5)");
+	raw_login(fx, d1, "r-disp1", "disp1-secret");
+	struct seg_want disp[] = {{"3501", 20, 9, nt + 3, on1 + 1}, {"350102", 15, 4, 3, 1},
+				  {"35010201", 10, 4, 3, 1}};
+	CHECK(fx, segs_are(fx, disp, 3, 9, "display"), "a display on B1: its building, 4 (9 of 20)");
+	raw_login(fx, d2, "r-disp2", "disp2-secret");
+	struct seg_want disp2[] = {{"3501", 20, 9, nt + 3, on1 + 2}, {"35010201", 10, 4, 3, 2}};
+	CHECK(fx, segs_are(fx, disp2, 2, 9, "second display"),
+	      "a second display on B1 adds nobody (still 9)");
+	raw_login(fx, sp, "r-spk", "spk-secret");
+	struct seg_want all[] = {{"3501", 20, 15, nt + 3, on1 + 3}, {"350102", 15, 10, 3, 3},
+				 {"35010201", 10, 10, 3, 3}, {"35010202", 5, 0, 0, 0}};
+	CHECK(fx, segs_are(fx, all, 4, 15, "speaker"),
+	      "the speaker covers C2 whole, B1 not twice: 10/10, street 10/15, 15 of 20");
+	raw_close(d1);
+	raw_close(d2);
+	run_until(fx, sleep_cond, NULL, 300);
+	struct seg_want spk[] = {{"3501", 20, 15, nt + 3, on1 + 1}, {"350102", 15, 10, 3, 1},
+				 {"35010201", 10, 10, 3, 1}, {"35010202", 5, 0, 0, 0}};
+	CHECK(fx, segs_are(fx, spk, 4, 15, "displays gone"), "the displays go: still 15 (speaker)");
+	raw_close(sp);
+	run_until(fx, sleep_cond, NULL, 300);
+	CHECK(fx, segs_are(fx, none, 6, 5, "all gone"), "the speaker goes: back to 5 of 20");
+	json_t *o = describe(fx), *off = json_object_get(o, "offline_longest");
+	const char *first = json_string_value(json_object_get(json_array_get(off, 0), "id"));
+	CHECK(fx, json_array_size(off) == 10 && first &&
+		      json_integer_value(json_object_get(json_array_get(off, 0), "last_seen")) == 0,
+	      "offline longest (describe): 10 listed, first %s never connected", first ? first : "-");
+	json_decref(o);
+	/* the whole order: never connected (0, by id) first, then by last seen */
+	size_t cap = (size_t)nt + 16, n;
+	struct terminal_offline *all_off = calloc(cap, sizeof(*all_off));
+	n = terminal_offline_oldest(&fx->lane, all_off, cap);
+	long bad_at = -1, spk_at = -1, d1_at = -1;
+	bool sorted = true;
+	for (size_t i = 0; i < n; i++) {
+		bad_at = !strcmp(all_off[i].id, "t-bad") ? (long)i : bad_at;
+		spk_at = !strcmp(all_off[i].id, "r-spk") ? (long)i : spk_at;
+		d1_at = !strcmp(all_off[i].id, "r-disp1") ? (long)i : d1_at;
+		sorted &= i == 0 || all_off[i - 1].last_seen_s <= all_off[i].last_seen_s;
+	}
+	CHECK(fx, sorted && bad_at >= 0 && all_off[bad_at].last_seen_s == 0 && spk_at > bad_at &&
+		      d1_at > bad_at && all_off[spk_at].last_seen_s > 0,
+	      "offline longest: %zu offline, t-bad (never) before r-disp1 and r-spk (seen)", n);
+	free(all_off);
+	free(d1);
+	free(d2);
+	free(sp);
+}
+
+/* --- TLS: the same protocol inside TLS, certificate made at test time ----------------------- */
+
+static bool tls_closed_once(struct fixture *fx, void *arg)
+{
+	struct terminal_stats st;
+	terminal_stats(&fx->tls_lane, &st);
+	return st.closed[TERMINAL_CLOSE_TLS] >= *(uint64_t *)arg;
+}
+
+static bool tls_lane_empty(struct fixture *fx, void *arg)
+{
+	struct terminal_stats st;
+	terminal_stats(&fx->tls_lane, &st);
+	return st.conns == 0;
+}
+
+static void test_tls(struct fixture *fx, struct campaign *w)
+{
+	enum { N_TLS = 50 };
+	fx->cur = &fx->tls_lane;
+	uint64_t want = N_TLS;
+	fx->swarm_pid[3] = start_swarm(fx, "swarm_a.csv", "tls.json", N_TLS);
+	CHECK(fx, run_until(fx, online_at_least, &want, 20000),
+	      "%d terminals authenticated over TLS (certificate checked by the swarm)", N_TLS);
+	struct range r = {fx->n_dels, 0};
+	char id[32];
+	for (int i = 0; i < N_TLS; i++) {
+		snprintf(id, sizeof(id), "t-%04d", i);
+		submit(fx, w, id);
+	}
+	r.to = fx->n_dels;
+	CHECK(fx, run_until(fx, all_final, &r, 20000), "an alert over TLS: every delivery final");
+	int delivered = 0, failed = 0, want_failed = 0;
+	for (uint64_t i = r.from; i < r.to; i++) {
+		bool fails = fnv1a(fx->dels[i].address) % 100 < FAIL_PCT;
+		want_failed += fails;
+		delivered += !fails && final_outcome(&fx->recs[i]) == OUTCOME_DELIVERED;
+		failed += fails && final_outcome(&fx->recs[i]) == OUTCOME_PERMANENT &&
+			  !strcmp(fx->recs[i].reason, "terminal: speaker fault");
+	}
+	CHECK(fx, delivered == N_TLS - want_failed && failed == want_failed,
+	      "over TLS: %d DELIVERED, %d PERMANENT (speaker fault)", delivered, failed);
+	/* plaintext on the TLS port: not a TLS handshake, closed and counted */
+	uint64_t tls_before = 0, one;
+	struct terminal_stats st;
+	terminal_stats(&fx->tls_lane, &st);
+	tls_before = st.closed[TERMINAL_CLOSE_TLS];
+	one = tls_before + 1;
+	struct rawt *raw = calloc(1, sizeof(*raw));
+	raw->fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx->tls_port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	connect(raw->fd, (struct sockaddr *)&sa, sizeof(sa));
+	raw_write(raw, "\0\0\0\x05hello", 9);
+	CHECK(fx, run_until(fx, tls_closed_once, &one, 3000) && raw_next(fx, raw, 3000) == NULL &&
+		      raw->eof,
+	      "plaintext on the TLS port: closed, counted as tls");
+	raw_close(raw);
+	free(raw);
+	json_t *o = json_object();
+	adapter_terminal.describe(&fx->tls_lane, o);
+	CHECK(fx, json_is_true(json_object_get(o, "tls")), "describe says tls");
+	json_decref(o);
+	stop_pid(&fx->swarm_pid[3]);
+	run_until(fx, tls_lane_empty, NULL, 5000); /* freed now, not during the scale measurement */
+	fx->cur = &fx->lane;
+}
+
+/* A gateway lane on port; with TLS, a certificate made now for 127.0.0.1. */
+static int open_lane(struct fixture *fx, struct lane *l, const char *name, int port, bool tls)
+{
+	struct config_lane cfg = {.channel = "terminal", .adapter = "terminal"};
+	char err[256], cert[128], key[128], addr[32];
+	snprintf(cfg.name, sizeof(cfg.name), "%s", name);
+	snprintf(cert, sizeof(cert), "%s/cert.pem", fx->dir);
+	snprintf(key, sizeof(key), "%s/key.pem", fx->dir);
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	const char *kv[][2] = {{"listen", addr},	      {"ack_timeout_ms", "1000"},
+			       {"heartbeat_ms", "2000"},      {"max_connections", "100000"},
+			       {"handshake_ms", tls ? "10000" : "2000"}, {"tls_cert", cert},
+			       {"tls_key", key}};
+	cfg.n_kv = tls ? 7 : 5;
+	for (size_t i = 0; i < cfg.n_kv; i++) {
+		snprintf(cfg.kv[i].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
+		snprintf(cfg.kv[i].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
+	}
+	if (tls) {
+		char log[128];
+		snprintf(log, sizeof(log), "%s/openssl.log", fx->dir);
+		char *argv[] = {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+				"ec_paramgen_curve:P-256", "-nodes", "-keyout", key, "-out", cert,
+				"-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
+				"subjectAltName=IP:127.0.0.1", NULL};
+		if (run_wait(argv, log) != 0) {
+			printf("# openssl req failed (see %s)\n", log);
+			return -1;
+		}
+	}
+	lane_init(l, name, CHANNEL_TERMINAL, 0, 0, 200000, loop_now_ms(&fx->loop));
+	l->adapter = &adapter_terminal;
+	if (adapter_terminal.open(l, &fx->host, &cfg, err, sizeof(err)) < 0) {
+		printf("# open %s: %s\n", name, err);
+		return -1;
+	}
+	return 0;
+}
+
 static int setup(struct fixture *fx, int scale)
 {
-	struct config_lane cfg = {.name = "terminals", .channel = "terminal", .adapter = "terminal"};
-	char err[256];
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_terminal.XXXXXX");
 	if (!mkdtemp(fx->dir))
 		return -1;
@@ -558,38 +1260,37 @@ static int setup(struct fixture *fx, int scale)
 		printf("# redis or tocsin load failed (see %s)\n", fx->dir);
 		return -1;
 	}
-	fx->gw_port = free_port();
-	const char *kv[][2] = {{"ack_timeout_ms", "1000"}, {"heartbeat_ms", "2000"},
-			       {"max_connections", "100000"}};
-	snprintf(cfg.kv[0].key, sizeof(cfg.kv[0].key), "listen");
-	snprintf(cfg.kv[0].value, sizeof(cfg.kv[0].value), "127.0.0.1:%d", fx->gw_port);
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(cfg.kv[i + 1].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
-		snprintf(cfg.kv[i + 1].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
-	}
-	cfg.n_kv = 4;
 	snprintf(fx->redis_addr, sizeof(fx->redis_addr), "127.0.0.1:%d", fx->redis_port);
 	fx->host = (struct lane_host){.loop = &fx->loop, .redis = fx->redis_addr, .prefix = "tocsin:",
 				      .ctx = fx, .report = on_report, .receipt = on_receipt,
 				      .up = on_up};
-	lane_init(&fx->lane, "terminals", CHANNEL_TERMINAL, 0, 0, 200000, loop_now_ms(&fx->loop));
-	fx->lane.adapter = &adapter_terminal;
-	if (adapter_terminal.open(&fx->lane, &fx->host, &cfg, err, sizeof(err)) < 0) {
-		printf("# open: %s\n", err);
-		return -1;
-	}
-	return 0;
+	fx->cur = &fx->lane;
+	fx->gw_port = free_port();
+	fx->tls_port = free_port();
+	return open_lane(fx, &fx->lane, "terminals", fx->gw_port, false) < 0 ||
+			       open_lane(fx, &fx->tls_lane, "terminals-tls", fx->tls_port, true) < 0
+		       ? -1
+		       : 0;
+}
+
+static bool no_timers(struct fixture *fx, void *arg)
+{
+	return fx->loop.n_timers == 0;
 }
 
 static void teardown(struct fixture *fx)
 {
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 4; i++)
 		stop_pid(&fx->swarm_pid[i]);
-	if (fx->lane.adapter_state) {
+	bool open = fx->lane.adapter_state || fx->tls_lane.adapter_state;
+	if (fx->lane.adapter_state)
 		adapter_terminal.close(&fx->lane);
-		run_until(fx, sleep_cond, NULL, 300); /* let the cancelled ops come back */
-	}
+	if (fx->tls_lane.adapter_state)
+		adapter_terminal.close(&fx->tls_lane);
+	if (open) /* the gateways free themselves once their ops came back: no timer left then */
+		run_until(fx, no_timers, NULL, 15000);
 	lane_release(&fx->lane);
+	lane_release(&fx->tls_lane);
 	stop_pid(&fx->redis_pid);
 	for (size_t i = 0; i < fx->n_dels; i++)
 		free(fx->dels[i].address);
@@ -606,6 +1307,7 @@ int main(int argc, char **argv)
 	if (argc < 3)
 		return 2;
 	int scale = argc > 3 ? atoi(argv[3]) : 10000;
+	bool tls_scale = argc > 4 && !strcmp(argv[4], "tls"); /* the scale check over TLS */
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
 	if (rl.rlim_cur < (rlim_t)scale + 1024) {
@@ -621,6 +1323,7 @@ int main(int argc, char **argv)
 		}
 	}
 	static struct fixture fx;
+	terminal_arena_init(&arena, arena_mem, sizeof(arena_mem));
 	snprintf(fx.tocsin, sizeof(fx.tocsin), "%s", argv[1]);
 	snprintf(fx.swarm, sizeof(fx.swarm), "%s", argv[2]);
 	if (system("command -v redis-server >/dev/null 2>&1") != 0)
@@ -629,6 +1332,7 @@ int main(int argc, char **argv)
 		printf("# io_uring unavailable: skipped\n");
 		return 77;
 	}
+	fx.scale = scale;
 	fx.cap_dels = (size_t)N_FUNC * 2 + 64 + (size_t)scale;
 	fx.dels = calloc(fx.cap_dels, sizeof(*fx.dels));
 	fx.recs = calloc(fx.cap_dels, sizeof(*fx.recs));
@@ -641,8 +1345,26 @@ int main(int argc, char **argv)
 	test_alert(&fx, w1);
 	test_late(&fx, w1);
 	test_cancel(&fx);
-	if (scale > 0)
+	test_bad_input(&fx);
+	test_slowloris(&fx, w1);
+	struct rawt *older = calloc(1, sizeof(*older)), *newer = calloc(1, sizeof(*newer));
+	test_duplicate(&fx, older, newer, w1);
+	test_update_cancel(&fx, newer);
+	test_heartbeats(&fx, newer);
+	raw_close(older);
+	raw_close(newer);
+	free(older);
+	free(newer);
+	run_until(&fx, sleep_cond, NULL, 200);
+	test_reconnect(&fx, w1);
+	test_readiness(&fx);
+	test_tls(&fx, w1);
+	if (scale > 0 && tls_scale) {
+		fx.cur = &fx.tls_lane;
 		test_scale(&fx, scale);
+	} else if (scale > 0) {
+		test_scale(&fx, scale);
+	}
 	teardown(&fx);
 	campaign_free(w1);
 	loop_release(&fx.loop);

@@ -1,0 +1,434 @@
+#!/usr/bin/python3
+"""bench/terminal_fanout.py: fan-out of one ~1 KB alert to N connected terminals.
+
+  /usr/bin/python3 bench/terminal_fanout.py [BUILD_DIR] [--conns 10000 19000] [--rounds 3]
+
+Three systems push one message of about 1 KB to N receivers, and the same
+receiver program measures all three: bench/terminal_swarm, one process, one
+epoll loop, N connections from 8 loopback source addresses, answering at once
+(ack delay 0):
+
+  tocsind  the real daemon with one terminal lane (adapters/terminal.c) and a
+           population of N terminals in a private redis-server; the push is
+           the POST of a signed warning naming the street all N are on, so
+           its time includes admission (Ed25519 check, journal fsync),
+           resolution of the N terminals and dispatch. Swarm in terminal
+           mode: HMAC login, Alert, Ack RECEIVED (then PLAYED).
+  bare     bench/fanout_blaster --port-file: accept N, then one send() of a
+           1024-byte frame per connection in a loop; the swarm (--mode raw)
+           answers each with one byte. The physical floor on this machine.
+  mosquitto  Eclipse Mosquitto (Debian), N MQTT 3.1.1 subscribers of
+           "alert" at QoS 1 (swarm --mode mqtt); the push is one 1024-byte
+           QoS 1 PUBLISH from a client here.
+
+t0 is CLOCK_MONOTONIC (Python's time.monotonic) just before the push; the
+swarm writes, per receiver, the CLOCK_MONOTONIC time its message arrived and
+its answer left (--times). Reported per system: first, p50, p99 and last
+receipt, the last answer leaving the swarm, and for tocsind the time the
+engine had counted every Ack RECEIVED (the lane's `accepted` counter in its
+/v1/status, polled every 50 ms; the snapshot is rebuilt every 100 ms) and for bare the time the blaster read the
+last one-byte answer. Ratios are against bare, and tocsind against
+Mosquitto. The spread (last − first receipt) is the fan-out itself, without
+tocsind's admission and resolution.
+
+The descriptor limit decides N: each server holds N sockets in one process
+and the hard RLIMIT_NOFILE here is printed; N above it is skipped and said so.
+Every process is started here and stopped by pid. Prints a Markdown section
+for bench/RESULTS.md (--results appends it there).
+"""
+import argparse
+import json
+import os
+import resource
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
+from harness import Redis, Tocsind, free_port, wait_port  # noqa: E402
+from bureau import Bureau, load_pb  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("build", nargs="?", default="build")
+ap.add_argument("--conns", type=int, nargs="+", default=[10000, 19000])
+ap.add_argument("--rounds", type=int, default=3)
+ap.add_argument("--play-ms", type=int, default=0,
+                help="tocsind's terminals: delay from Ack RECEIVED to Ack PLAYED (0: both at once)")
+ap.add_argument("--results", action="store_true", help="append the section to bench/RESULTS.md")
+args = ap.parse_args()
+BUILD = os.path.abspath(args.build)
+SRC = os.path.abspath(os.path.join(HERE, ".."))
+SWARM = os.path.join(BUILD, "bench", "terminal_swarm")
+BLASTER = os.path.join(BUILD, "bench", "fanout_blaster")
+WORK = tempfile.mkdtemp(prefix="tocsin-fanout-")
+FRAME = 1024
+PROCS = []
+
+
+def log(msg):
+    print("# " + msg, file=sys.stderr, flush=True)
+
+
+def start(argv, name):
+    f = open(os.path.join(WORK, name + ".log"), "ab")
+    p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT)
+    PROCS.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if p in PROCS:
+        PROCS.remove(p)
+
+
+class Swarm:
+    """One terminal_swarm process; its counters and --times on demand."""
+
+    def __init__(self, n, target, mode, name, extra=()):
+        self.n = n
+        self.mode = mode
+        self.stats = os.path.join(WORK, name + ".json")
+        self.times = os.path.join(WORK, name + ".times")
+        argv = [SWARM, "--count", str(n), "--target", target, "--mode", mode, "--src-ips", "8",
+                "--connect-rate", "20000", "--play-ms", str(args.play_ms), "--stats", self.stats,
+                "--times", self.times] + list(extra)
+        self.p = start(argv, name)
+        # SIGUSR1 kills it until it has blocked the signal: wait for that
+        deadline = time.time() + 10
+        while time.time() < deadline and self.p.poll() is None:
+            with open("/proc/%d/status" % self.p.pid) as f:
+                blk = next(l for l in f if l.startswith("SigBlk:")).split()[1]
+            if int(blk, 16) & (1 << (signal.SIGUSR1 - 1)):
+                break
+            time.sleep(0.01)
+
+    def read(self, times=False):
+        """Counters (SIGUSR1, cheap), or counters and per-receiver times (SIGUSR2)."""
+        files = (self.stats, self.times) if times else (self.stats,)
+        for f in files:
+            if os.path.exists(f):
+                os.unlink(f)
+        self.p.send_signal(signal.SIGUSR2 if times else signal.SIGUSR1)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if all(os.path.exists(f) for f in files):
+                with open(self.stats) as f:
+                    st = json.load(f)
+                if not times:
+                    return st, None
+                with open(self.times) as f:
+                    t = [tuple(int(x) for x in line.split()) for line in f if line.strip()]
+                return st, t
+            time.sleep(0.01)
+        raise RuntimeError("swarm did not answer a signal")
+
+    def wait_online(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st, _ = self.read()
+            if st["online"] >= self.n:
+                return
+            if self.p.poll() is not None:
+                raise RuntimeError("swarm exited")
+            time.sleep(0.2)
+        raise RuntimeError("only %d of %d receivers online" % (st["online"], self.n))
+
+    def wait_received(self, timeout=120):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            st, _ = self.read()
+            if st["alerts_unique" if self.mode == "terminal" else "alerts"] >= self.n:
+                break
+            time.sleep(0.1)
+        st, t = self.read(times=True)
+        got = sum(1 for r, a in t if r)
+        if got < self.n:
+            raise RuntimeError("only %d of %d receivers got the message" % (got, self.n))
+        return t
+
+    def stop(self):
+        stop(self.p)
+
+
+def pct(sorted_ms, q):
+    return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
+
+
+def summary(t0, times):
+    recv = sorted((r / 1e6 - t0) * 1000 for r, a in times if r)
+    ack = sorted((a / 1e6 - t0) * 1000 for r, a in times if a)
+    return {"first_ms": recv[0], "p50_ms": pct(recv, 0.5), "p99_ms": pct(recv, 0.99),
+            "last_ms": recv[-1], "last_answer_ms": ack[-1], "spread_ms": recv[-1] - recv[0],
+            "received": len(recv)}
+
+
+# --- tocsind -------------------------------------------------------------------------
+
+def population(n, d):
+    os.makedirs(d)
+    comms = max(1, n // 100)
+    with open(os.path.join(d, "segments.csv"), "w") as f:
+        f.write("id,kind,parent,name,population\n3501,district,,D,%d\n350102,street,3501,S,%d\n"
+                % (comms, comms))
+        for c in range(comms):
+            f.write("350102%03d,community,350102,C,1\n350102%03dB1,building,350102%03d,B,1\n"
+                    % (c, c, c))
+    with open(os.path.join(d, "households.csv"), "w") as f:
+        f.write("id,building,persons,lang,phones,apps\n")
+        for c in range(comms):
+            f.write("350102%03dB1H1,350102%03dB1,1,zh-CN,,\n" % (c, c))
+    with open(os.path.join(d, "terminals.csv"), "w") as f:
+        f.write("id,segment,kind,covers_persons,secret\n")
+        for i in range(n):
+            f.write("t%06d,350102%03d,speaker,1,%s\n" % (i, i % comms, secrets.token_hex(16)))
+
+
+def lane_counters(d):
+    with urllib.request.urlopen(d.url + "/v1/status", timeout=10) as r:
+        st = json.load(r)
+    lane = next(l for l in st["lanes"] if l["name"] == "terminals")
+    return lane["counters"], lane["adapter"]
+
+
+def run_tocsind(n, bureau, pb, rnd):
+    d = os.path.join(WORK, "tocsind-%d-%d" % (n, rnd))
+    population(n, os.path.join(d, "pop"))
+    redis = Redis(d).start()
+    subprocess.run([os.path.join(BUILD, "engine", "tocsin"), "load", "--redis", redis.address,
+                    "--dir", os.path.join(d, "pop")], check=True, capture_output=True)
+    keyring = os.path.join(d, "keyring.ini")
+    with open(keyring, "w") as f:
+        f.write(bureau.keyring)
+    port = free_port()
+    lane = "lane terminals"
+    opts = {("dispatch", "channels"): "terminal", ("log", "level"): "warn",
+            (lane, "channel"): "terminal", (lane, "adapter"): "terminal",
+            (lane, "listen"): "127.0.0.1:%d" % port, (lane, "window"): str(n + 100),
+            (lane, "max_connections"): str(n + 100)}
+    tocsind = Tocsind(os.path.join(BUILD, "engine", "tocsind"), d, redis.address, keyring, opts)
+    tocsind.start()
+    swarm = None
+    try:
+        swarm = Swarm(n, "127.0.0.1:%d" % port, "terminal", "swarm-tocsind-%d-%d" % (n, rnd),
+                      ["--csv", os.path.join(d, "pop", "terminals.csv")])
+        swarm.wait_online()
+        time.sleep(1)
+        # headline and instruction sized so that the Alert frame is about 1 KB
+        w = bureau.warning(targets=["350102"], infos=(("zh-CN", "H" * 40, "I" * 880),))
+        body = bureau.sign(w)
+        req = urllib.request.Request(tocsind.url + "/v1/warnings", data=body,
+                                     headers={"Content-Type": "application/x-protobuf"})
+        t0 = time.monotonic()
+        with urllib.request.urlopen(req, timeout=30) as r:
+            assert r.status == 202
+        admitted = (time.monotonic() - t0) * 1000
+        engine_acks = None
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            c, _ = lane_counters(tocsind)
+            if c["accepted"] >= n:  # every Ack RECEIVED reported by the gateway
+                engine_acks = (time.monotonic() - t0) * 1000
+                break
+            time.sleep(0.05)
+        times = swarm.wait_received()
+        s = summary(t0, times)
+        s["admitted_ms"] = admitted
+        s["engine_all_acks_ms"] = engine_acks
+        return s
+    finally:
+        if swarm:
+            swarm.stop()
+        tocsind.stop()
+        redis.stop()
+
+
+# --- bare send loop ------------------------------------------------------------------
+
+def run_bare(n, rnd):
+    pf = os.path.join(WORK, "blaster-%d-%d.port" % (n, rnd))
+    out = os.path.join(WORK, "blaster-%d-%d.json" % (n, rnd))
+    with open(out, "w") as f:
+        blaster = subprocess.Popen([BLASTER, "--conns", str(n), "--frame", str(FRAME),
+                                    "--port-file", pf], stdout=f)
+    PROCS.append(blaster)
+    swarm = None
+    try:
+        deadline = time.time() + 10
+        while not (os.path.exists(pf) and open(pf).read().strip()):
+            if time.time() > deadline:
+                raise RuntimeError("blaster did not start")
+            time.sleep(0.01)
+        port = int(open(pf).read())
+        swarm = Swarm(n, "127.0.0.1:%d" % port, "raw", "swarm-bare-%d-%d" % (n, rnd),
+                      ["--frame", str(FRAME)])
+        blaster.wait(180)
+        PROCS.remove(blaster)
+        with open(out) as f:
+            res = json.loads(f.read().strip().splitlines()[-1])
+        t0 = res["t0_us"] / 1e6
+        times = swarm.wait_received()
+        s = summary(t0, times)
+        s["sender_last_answer_ms"] = (res["last_answer_us"] - res["t0_us"]) / 1000
+        return s
+    finally:
+        if swarm:
+            swarm.stop()
+        if blaster in PROCS:
+            stop(blaster)
+
+
+# --- mosquitto -------------------------------------------------------------------------
+
+def mqtt_str(s):
+    s = s.encode()
+    return len(s).to_bytes(2, "big") + s
+
+
+def mqtt_pkt(kind, body):
+    n, out = len(body), bytearray([kind])
+    while True:
+        dig, n = n % 128, n // 128
+        out.append(dig | (0x80 if n else 0))
+        if not n:
+            break
+    return bytes(out) + body
+
+
+def run_mosquitto(n, rnd):
+    port = free_port()
+    conf = os.path.join(WORK, "mosquitto-%d-%d.conf" % (n, rnd))
+    with open(conf, "w") as f:
+        f.write("listener %d 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"
+                "persistence false\nmax_queued_messages 1000\n" % port)
+    broker = start(["/usr/sbin/mosquitto", "-c", conf], "mosquitto-%d-%d" % (n, rnd))
+    swarm = None
+    try:
+        wait_port(port, broker)
+        swarm = Swarm(n, "127.0.0.1:%d" % port, "mqtt", "swarm-mqtt-%d-%d" % (n, rnd))
+        swarm.wait_online()
+        time.sleep(1)
+        pub = socket.create_connection(("127.0.0.1", port))
+        pub.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        pub.sendall(mqtt_pkt(0x10, mqtt_str("MQTT") + bytes([4, 2, 0, 0]) + mqtt_str("pub")))
+        pub.recv(4)  # CONNACK
+        payload = b"x" * (FRAME - 2 - len("alert") - 2 - 3)  # the PUBLISH packet is 1024 bytes
+        t0 = time.monotonic()
+        pub.sendall(mqtt_pkt(0x32, mqtt_str("alert") + (1).to_bytes(2, "big") + payload))
+        puback = pub.recv(4)
+        broker_ack = (time.monotonic() - t0) * 1000
+        assert puback[0] == 0x40, puback
+        times = swarm.wait_received()
+        pub.close()
+        s = summary(t0, times)
+        s["publisher_puback_ms"] = broker_ack
+        return s
+    finally:
+        if swarm:
+            swarm.stop()
+        stop(broker)
+
+
+# --- report --------------------------------------------------------------------------------
+
+def median(xs):
+    xs = sorted(x for x in xs if x is not None)
+    return xs[len(xs) // 2] if xs else None
+
+
+def fmt(v):
+    return "—" if v is None else "%.0f" % v
+
+
+def main():
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    pb = load_pb(SRC)
+    bureau = Bureau(pb)
+    results, skipped = {}, []
+    for n in args.conns:
+        if n + 200 > hard:
+            skipped.append(n)
+            log("%d connections: skipped, RLIMIT_NOFILE hard limit is %d per process" % (n, hard))
+            continue
+        rounds = {"tocsind": [], "bare": [], "mosquitto": []}
+        for rnd in range(args.rounds):
+            log("%d connections, round %d: tocsind" % (n, rnd + 1))
+            rounds["tocsind"].append(run_tocsind(n, bureau, pb, rnd))
+            log("%d connections, round %d: bare send loop" % (n, rnd + 1))
+            rounds["bare"].append(run_bare(n, rnd))
+            log("%d connections, round %d: mosquitto" % (n, rnd + 1))
+            rounds["mosquitto"].append(run_mosquitto(n, rnd))
+            for k, v in rounds.items():
+                log("  %s: %s" % (k, json.dumps({a: round(b, 1) if isinstance(b, float) else b
+                                                 for a, b in v[-1].items()})))
+        results[n] = {k: {m: median([r.get(m) for r in v]) for m in v[0]} for k, v in rounds.items()}
+        results[n]["rounds"] = rounds
+    md = report(results, skipped, hard)
+    print(md)
+    if args.results:
+        with open(os.path.join(HERE, "RESULTS.md")) as f:
+            text = f.read()
+        anchor = "## Dispatch (issue 4)"
+        text = text.replace(anchor, md + "\n" + anchor, 1) if anchor in text else text + "\n" + md
+        with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
+            f.write(text)
+
+
+def report(results, skipped, hard):
+    cmd = "/usr/bin/python3 bench/terminal_fanout.py %s --conns %s --rounds %d --play-ms %d" % (
+        args.build, " ".join(str(n) for n in args.conns), args.rounds, args.play_ms)
+    out = ["### Fan-out of one ~1 KB alert (`%s`)" % cmd, "",
+           "%s, %s, %d cores; medians of %d rounds; times in ms from the push (t0) on "
+           "CLOCK_MONOTONIC; the same receiver (`terminal_swarm`, one epoll process) for all three; "
+           "terminals answer Ack RECEIVED at once and Ack PLAYED %d ms later."
+           % (time.strftime("%Y-%m-%d"), os.uname().release, os.cpu_count(), args.rounds,
+              args.play_ms), "",
+           "| N | system | first | p50 | p99 | last receipt | last answer sent | sender saw all answers | spread (last − first) |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for n, r in results.items():
+        for k in ("tocsind", "bare", "mosquitto"):
+            s = r[k]
+            seen = s.get("engine_all_acks_ms") if k == "tocsind" else \
+                s.get("sender_last_answer_ms") if k == "bare" else None
+            out.append("| %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                n, k, fmt(s["first_ms"]), fmt(s["p50_ms"]), fmt(s["p99_ms"]), fmt(s["last_ms"]),
+                fmt(s["last_answer_ms"]), fmt(seen), fmt(s["spread_ms"])))
+    out.append("")
+    for n, r in results.items():
+        t, b, m = r["tocsind"], r["bare"], r["mosquitto"]
+        out.append("- N = %d: last receipt tocsind / bare = **%.2f**, mosquitto / bare = %.2f, "
+                   "tocsind / mosquitto = %.2f; spread tocsind / bare = %.2f. tocsind's push "
+                   "includes admission (202 after %.0f ms) and resolution."
+                   % (n, t["last_ms"] / b["last_ms"], m["last_ms"] / b["last_ms"],
+                      t["last_ms"] / m["last_ms"], t["spread_ms"] / max(b["spread_ms"], 0.001),
+                      t["admitted_ms"]))
+    for n in skipped:
+        out.append("- N = %d: not run. Each server holds N sockets in one process and the hard "
+                   "RLIMIT_NOFILE here is %d (raising it needs CAP_SYS_RESOURCE, absent in this "
+                   "container), so tocsind (and the blaster and Mosquitto) cannot hold %d here; "
+                   "%d is the largest N run." % (n, hard, n, max(results) if results else 0))
+    return "\n".join(out) + "\n"
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    finally:
+        for p in list(PROCS):
+            stop(p, signal.SIGKILL)
+        shutil.rmtree(WORK, ignore_errors=True)
