@@ -55,7 +55,7 @@ struct delivery {
 	uint64_t id;
 	struct campaign *campaign;
 	struct lane *lane;          /* the lane it is queued on or was sent by */
-	char *address;              /* phone, "platform:token", or terminal id (owned) */
+	char *address;              /* phone, "platform:token", or terminal id (address_buf) */
 	uint32_t household;         /* index in the campaign's ledger; UINT32_MAX for terminals */
 	uint32_t segment;           /* ledger segment index (the terminal's, for terminals) */
 	uint32_t persons;           /* persons this delivery covers */
@@ -68,11 +68,13 @@ struct delivery {
 	uint8_t platform;           /* enum app_platform for CHANNEL_APP */
 	const char *reason;         /* static text: why it failed, "" otherwise */
 	uint32_t prio;              /* lower goes first (campaign_priority) */
+	uint32_t addr_hash;         /* of (warning, address), for the dispatcher's app-ack map */
 	uint64_t seq;               /* FIFO order within a priority */
 	uint64_t not_before_ms;     /* retry backoff: not sent before this time */
 	uint64_t sent_ms;
 	size_t heap_slot;           /* lane heap position + 1; SIZE_MAX in the lane's ring; 0 not queued */
 	struct delivery *next_in_campaign;
+	char address_buf[];         /* `address` points here: one allocation per delivery */
 };
 
 enum app_platform { PLATFORM_NONE, PLATFORM_APNS, PLATFORM_FCM, PLATFORM_WEBHOOK };

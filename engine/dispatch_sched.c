@@ -72,15 +72,29 @@ static void map_del(struct dispatcher *dp, struct delivery *d)
 
 /* --- app deliveries by (warning, address), for acknowledgements from apps --- */
 
-static uint64_t addr_key(const char *warning, const char *address)
+/*
+ * The key of (warning, address), computed once per delivery (addr_hash) and
+ * for each app acknowledgement. Push tokens are up to ~170 bytes, so it
+ * mixes eight bytes at a step rather than one.
+ */
+static uint64_t mix_bytes(uint64_t h, const char *s, size_t n)
 {
-	uint64_t h = 1469598103934665603ull;
-	for (const char *p = warning; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	h = (h ^ 0xff) * 1099511628211ull;
-	for (const char *p = address; *p; p++)
-		h = (h ^ (uint8_t)*p) * 1099511628211ull;
-	return h;
+	for (; n >= 8; s += 8, n -= 8) {
+		uint64_t w;
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0x9E3779B97F4A7C15ull;
+		h ^= h >> 29;
+	}
+	uint64_t w = 0;
+	memcpy(&w, s, n);
+	h = (h ^ w ^ ((uint64_t)n << 56)) * 0x9E3779B97F4A7C15ull;
+	return h ^ (h >> 32);
+}
+
+static uint32_t addr_key(const char *warning, const char *address)
+{
+	uint64_t h = mix_bytes(0x243F6A8885A308D3ull, warning, strlen(warning));
+	return (uint32_t)mix_bytes(h, address, strlen(address));
 }
 
 static void addr_put(struct dispatcher *dp, struct delivery *d)
@@ -98,7 +112,7 @@ static void addr_put(struct dispatcher *dp, struct delivery *d)
 				addr_put(dp, old[i]);
 		free(old);
 	}
-	size_t mask = dp->by_addr_cap - 1, i = addr_key(d->campaign->id, d->address) & mask;
+	size_t mask = dp->by_addr_cap - 1, i = d->addr_hash & mask;
 	while (dp->by_addr[i])
 		i = (i + 1) & mask;
 	dp->by_addr[i] = d;
@@ -107,14 +121,14 @@ static void addr_put(struct dispatcher *dp, struct delivery *d)
 
 static void addr_del(struct dispatcher *dp, struct delivery *d)
 {
-	size_t mask = dp->by_addr_cap - 1, i = addr_key(d->campaign->id, d->address) & mask;
+	size_t mask = dp->by_addr_cap - 1, i = d->addr_hash & mask;
 	while (dp->by_addr[i] != d)
 		i = (i + 1) & mask;
 	dp->by_addr[i] = NULL;
 	dp->by_addr_n--;
 	for (size_t j = (i + 1) & mask; dp->by_addr[j]; j = (j + 1) & mask) {
 		struct delivery *e = dp->by_addr[j];
-		size_t home = addr_key(e->campaign->id, e->address) & mask;
+		size_t home = e->addr_hash & mask;
 		if (((j - home) & mask) >= ((j - i) & mask)) {
 			dp->by_addr[i] = e;
 			dp->by_addr[j] = NULL;
@@ -129,9 +143,11 @@ void sched_app_ack(struct dispatcher *dp, const char *warning, const char *addre
 	if (!dp->by_addr_cap)
 		return;
 	size_t mask = dp->by_addr_cap - 1;
-	for (size_t i = addr_key(warning, address) & mask; dp->by_addr[i]; i = (i + 1) & mask) {
+	uint32_t key = addr_key(warning, address);
+	for (size_t i = key & mask; dp->by_addr[i]; i = (i + 1) & mask) {
 		struct delivery *d = dp->by_addr[i];
-		if (!strcmp(d->campaign->id, warning) && !strcmp(d->address, address)) {
+		if (d->addr_hash == key && !strcmp(d->campaign->id, warning) &&
+		    !strcmp(d->address, address)) {
 			sched_receipt(dp, d->id, OUTCOME_DELIVERED, NULL);
 			return;
 		}
@@ -144,7 +160,6 @@ static void delivery_free(struct dispatcher *dp, struct delivery *d)
 	map_del(dp, d);
 	if (d->channel == CHANNEL_APP)
 		addr_del(dp, d);
-	free(d->address);
 	free(d);
 }
 
@@ -153,9 +168,14 @@ static void delivery_free(struct dispatcher *dp, struct delivery *d)
 struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum channel ch,
 			      const char *addr, size_t len)
 {
-	struct delivery *d = calloc(1, sizeof(*d));
-	if (!d || !(d->address = strndup(addr, len)))
+	/* Not calloc: only the header is cleared, the address is copied over. */
+	struct delivery *d = malloc(sizeof(*d) + len + 1);
+	if (!d)
 		abort(); /* out-of-memory policy: see engine/README.md */
+	memset(d, 0, sizeof(*d));
+	memcpy(d->address_buf, addr, len);
+	d->address_buf[len] = 0;
+	d->address = d->address_buf;
 	d->id = ++dp->next_delivery_id;
 	d->campaign = c;
 	d->channel = (uint8_t)ch;
@@ -169,8 +189,10 @@ struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum ch
 	c->open++;
 	c->by_state[DELIVERY_QUEUED]++;
 	map_put(dp, d);
-	if (ch == CHANNEL_APP)
+	if (ch == CHANNEL_APP) {
+		d->addr_hash = addr_key(c->id, d->address);
 		addr_put(dp, d);
+	}
 	return d;
 }
 
