@@ -20,9 +20,15 @@
  *     zero-delay timer moves new requests onto connections);
  *   - a stream closed with REFUSED_STREAM (above a GOAWAY's last_stream_id,
  *     or never sent) was not processed: its request goes back to the front
- *     of the FIFO, unreported; a request lost with its connection after its
- *     HEADERS left is reported TRANSIENT (the dispatcher retries; a
- *     duplicate alert is better than a lost one);
+ *     of the FIFO, unreported;
+ *   - a request lost with its connection (EOF, RST, ping timeout) after its
+ *     HEADERS left may or may not have been processed. It goes back to the
+ *     front of the FIFO too and is resent on a fresh connection, at most
+ *     PUSH_LOST_RESENDS times, then reported TRANSIENT (the dispatcher
+ *     retries later). For a warning a duplicate is harmless and a loss is
+ *     not: apns-collapse-id and FCM's collapse_key are the warning id, so a
+ *     second copy replaces the first on the device. A request whose 2xx
+ *     status had arrived is ACCEPTED, not resent;
  *   - every SQE's user_data is an op embedded in its connection, and each
  *     armed op holds a reference: a connection is freed only when the
  *     last op came back (two-phase close);
@@ -77,6 +83,7 @@
 #define PUSH_DRAIN_TIMEOUT_MS 30000
 #define PUSH_BACKOFF_MIN_MS 100
 #define PUSH_BACKOFF_MAX_MS 5000
+#define PUSH_LOST_RESENDS 2 /* a request can die with its connection this often, then TRANSIENT */
 
 enum pc_state { PC_CONNECTING, PC_HANDSHAKE, PC_OPEN, PC_DRAINING, PC_CLOSING };
 
@@ -93,7 +100,7 @@ struct push_req {
 	char rbody[PUSH_MAX_RESP_BODY];
 	size_t rlen;
 	int32_t stream_id;
-	unsigned jwt_gen;
+	unsigned jwt_gen, resends;
 	bool sent, auth_retried;
 	struct push_req *prev, *next;
 };
@@ -665,18 +672,28 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 	pc_unref(pc);
 }
 
-/* Requests still on a closing connection: resend those never sent, report the rest. */
+/*
+ * Requests still on a closing connection. Accepted ones (2xx seen) are
+ * reported; the rest are resent on another connection, those that had left
+ * at most PUSH_LOST_RESENDS times (see the file header: duplicates over
+ * losses).
+ */
 static void release_reqs(struct push_conn *pc)
 {
 	struct push_req *r;
-	while ((r = pc->reqs.head)) {
+	while ((r = pc->reqs.tail)) { /* from the back: requeue pushes to the front */
 		list_remove(&pc->reqs, r);
 		pc->inflight--;
 		if (pc->ng)
 			nghttp2_session_set_stream_user_data(pc->ng, r->stream_id, NULL);
-		if (!r->sent)
+		if (r->status >= 200 && r->status < 300)
+			finish(pc->p, r); /* the provider took it; only the end of its answer was lost */
+		else if (!r->sent)
 			requeue(pc->p, r);
-		else
+		else if (r->resends < PUSH_LOST_RESENDS) {
+			r->resends++;
+			requeue(pc->p, r);
+		} else
 			req_report(pc->p, r, OUTCOME_TRANSIENT, "push: connection lost", 0);
 	}
 }
