@@ -678,6 +678,36 @@ static void scenario_conn_loss(struct loop *loop, const char *sim, struct campai
 }
 
 /*
+ * A sink that drops every connection after its first request, before
+ * answering: each request is sent 1 + 2 times (PUSH_LOST_RESENDS), then
+ * reported TRANSIENT for the dispatcher to retry later; never accepted.
+ */
+static void scenario_conn_loss_cap(struct loop *loop, const char *sim, struct campaign *c)
+{
+	const size_t N = 5;
+	char key[300], url[64], stats[300];
+	snprintf(key, sizeof(key), "%s/apns.p8", dir);
+	snprintf(stats, sizeof(stats), "%s/poison.json", dir);
+	int port;
+	char *extra[] = {"--drop-after", "1", "--latency-ms", "200", NULL};
+	pid_t pid = start_sim(sim, "poison", extra, &port);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	struct kv kv[] = {APNS_KV(url, key), {"connections", "1"}, {NULL, NULL}};
+	struct run r = {.loop = loop};
+	if (run_lane(&r, c, kv, "apns", N, NULL, NULL) == 0) {
+		json_t *j = sim_stats(pid, stats);
+		print_json("poison sim", j);
+		CHECK(r.rec.reports[OUTCOME_TRANSIENT] == N);
+		CHECK(j && jint(j, "requests") == jint(j, "lost"));
+		CHECK(j && jint(j, "requests") >= 3 && jint(j, "requests") <= 3 * (long long)N);
+		CHECK(j && jint(j, "drops") >= 3);
+		json_decref(j);
+	}
+	end_lane(&r);
+	stop(pid);
+}
+
+/*
  * Every APNs answer class from a mix: 503 and 429 → THROTTLED with the
  * sink's Retry-After, 500 → TRANSIENT, 200 → ACCEPTED; the counts equal
  * the sink's own.
@@ -893,6 +923,7 @@ int main(int argc, char **argv)
 		scenario_lowered(&loop, argv[1], c);
 		scenario_conn_loss(&loop, argv[1], c, false);
 		scenario_conn_loss(&loop, argv[1], c, true);
+		scenario_conn_loss_cap(&loop, argv[1], c);
 		scenario_apns_mix(&loop, argv[1], c);
 		scenario_fcm_answers(&loop, argv[1], c);
 		scenario_webhook(&loop, argv[1], c);
