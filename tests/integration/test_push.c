@@ -415,6 +415,7 @@ static void scenario_apns(struct loop *loop, const char *sim, struct campaign *c
 		CHECK(j && jint(j, "jwt_bad") == 0);
 		CHECK(j && jint(j, "goaways") >= 1);
 		CHECK(j && jint(j, "max_concurrent") <= 64); /* the peer's limit under our 100 */
+		CHECK(j && jint(j, "requests") == (long long)N); /* refused streams were never processed */
 		CHECK(j && jint(j, "collapse_ids") == 1);
 		CHECK(r.rec.ups >= 1);
 		CHECK(j && jint(j, "connections") > 2); /* new connections after each GOAWAY */

@@ -5,7 +5,7 @@ A generated district in a private redis-server; tocsind with three real
 push lanes (apns-1, fcm-1, webhook-1: `adapter = push`) to one
 bench/push_sim that misbehaves the ways providers do at once:
   - 3 % of the tokens are dead (by hash: 410 / 404 UNREGISTERED);
-  - 1 % of the answers are 503 with Retry-After 1, 4 % are 500;
+  - 1 % of the answers are 503 and 1 % 429, with Retry-After 1; 4 % are 500;
   - every connection is closed (FIN, no GOAWAY) after 150 requests, with
     streams in flight;
   - after its first error a connection is cut to 1 concurrent stream.
@@ -16,7 +16,7 @@ files and from the sim's hash (FNV-1a, recomputed here), not from tocsind:
     {prefix}dead:tokens;
   - the ledger's accepted and failed counts equal the sink's;
   - the sink's own invariant: requests = answers + unanswered (lost);
-  - the lanes paused on 503 (tocsin_lane_throttled_total) and the 500s
+  - the lanes paused on 503 and 429 (tocsin_lane_throttled_total), the 500s
     were retried (tocsin_lane_retries_total);
   - no connection carried a second stream after acknowledging the limit 1.
 
@@ -93,7 +93,7 @@ def main():
         sim = subprocess.Popen([os.path.join(BUILD, "bench", "push_sim"), "--port", "0",
                                 "--port-file", port_file, "--stats", stats,
                                 "--jwt-pubkey", pub, "--bearer", "ya29.e2e",
-                                "--dead-pct", str(DEAD_PCT), "--mix", "503=1,500=4",
+                                "--dead-pct", str(DEAD_PCT), "--mix", "503=1,429=1,500=4",
                                 "--retry-after", "1", "--drop-after", "150",
                                 "--lower-streams-on-error", "--latency-ms", "2"],
                                stderr=open(os.path.join(WORK, "sim.log"), "wb"))
@@ -154,7 +154,8 @@ def main():
         answered = sum(j["status"].values())
         check(j["requests"] == answered + j["lost"], "sink requests == answers + unanswered")
         check(j["drops"] >= 1 and j["lost"] >= 1, "connections were dropped under streams in flight")
-        check(j["status"].get("503", 0) > 0 and j["status"].get("500", 0) > 0, "503s and 500s were answered")
+        check(all(j["status"].get(s, 0) > 0 for s in ("503", "429", "500")),
+              "503s, 429s and 500s were answered")
         check(j["lowered"] >= 1 and j["max_concurrent_lowered"] <= 1,
               "at most 1 stream after a lowered limit was acknowledged")
         check(j["jwt_bad"] == 0 and j["bearer_bad"] == 0, "JWTs and bearer tokens valid")
@@ -166,7 +167,7 @@ def main():
             return sum(float(line.split()[-1]) for line in metrics.splitlines()
                        if line.startswith(name + "{lane=\"") and any(
                            '"%s-1"' % p in line for p in lanes))
-        check(metric_sum("tocsin_lane_throttled_total") > 0, "lanes paused on 503")
+        check(metric_sum("tocsin_lane_throttled_total") > 0, "lanes paused on 503 and 429")
         check(metric_sum("tocsin_lane_retries_total") > 0, "500s retried by the dispatcher")
     finally:
         if d:
