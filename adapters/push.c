@@ -83,6 +83,7 @@
 #define PUSH_DRAIN_TIMEOUT_MS 30000
 #define PUSH_BACKOFF_MIN_MS 100
 #define PUSH_BACKOFF_MAX_MS 5000
+#define PUSH_BODY_CACHE 16 /* rendered bodies kept per lane: (warning, language, ttl) */
 #define PUSH_LOST_RESENDS 2 /* a request can die with its connection this often, then TRANSIENT */
 
 enum pc_state { PC_CONNECTING, PC_HANDSHAKE, PC_OPEN, PC_DRAINING, PC_CLOSING };
@@ -107,6 +108,22 @@ struct push_req {
 
 struct req_list {
 	struct push_req *head, *tail;
+};
+
+/*
+ * A body rendered once for every delivery of one warning in one language
+ * (and, for FCM, one ttl second): only the token differs, and it goes at
+ * tok_at (NO_TOKEN for APNs, whose payload carries none). The campaign
+ * pointer alone could be reused by a later campaign: the id is compared too.
+ */
+#define NO_TOKEN SIZE_MAX
+struct body_tmpl {
+	const struct campaign *c;
+	char *id;
+	unsigned lang;
+	int64_t ttl_s;
+	char *body;
+	size_t len, tok_at;
 };
 
 struct push_conn {
@@ -144,6 +161,12 @@ struct push {
 	bool has_jwt;
 	char bearer[4096];
 	char hdr_path[4200], hdr_auth[4200];
+	unsigned auth_gen;     /* 1 + the JWT or bearer generation hdr_auth holds (0 = none) */
+	unsigned bearer_gen;   /* FCM: bumped when the token file changed */
+	const struct campaign *hdr_c; /* APNs: the campaign hdr_exp and hdr_cid belong to */
+	char *hdr_id, hdr_exp[24], hdr_cid[65];
+	struct body_tmpl tmpl[PUSH_BODY_CACHE];
+	unsigned tmpl_next;
 	struct timespec bearer_mtime;
 	SSL_CTX *ssl_ctx;
 	struct push_conn *conns[PUSH_MAX_CONNS];
@@ -850,6 +873,12 @@ static const char *level_for(const struct push *p, Tocsin__Severity sev)
 	return sev == TOCSIN__SEVERITY__SEVERE ? "time-sensitive" : "active";
 }
 
+static int64_t ttl_left(const struct campaign *c)
+{
+	int64_t left = campaign_expires(c) - loop_wall_s();
+	return left > 0 ? left : 0;
+}
+
 static void fill_msg(const struct push *p, const struct delivery *d, struct push_msg *m,
 		     char *title, size_t cap)
 {
@@ -858,7 +887,6 @@ static void fill_msg(const struct push *p, const struct delivery *d, struct push
 	bool drill = campaign_is_drill(c);
 	snprintf(title, cap, "%s%s", drill && c->drill_prefix ? c->drill_prefix : "",
 		 in->headline ? in->headline : "");
-	int64_t left = campaign_expires(c) - loop_wall_s();
 	*m = (struct push_msg){
 		.warning_id = campaign_id(c),
 		.title = title,
@@ -870,25 +898,105 @@ static void fill_msg(const struct push *p, const struct delivery *d, struct push
 		.interruption_level = level_for(p, in->severity),
 		.sound = "default",
 		.expires = campaign_expires(c),
-		.ttl_s = left > 0 ? left : 0,
+		.ttl_s = ttl_left(c),
 		.drill = drill,
 	};
 }
 
-static int build_body(struct push *p, struct push_req *r)
+/* The whole body for m, malloc'd; its length in *len. NULL when it cannot be built. */
+static char *render(const struct push *p, const struct push_msg *m, size_t *len)
 {
+	char *b = malloc(PUSH_MAX_BODY);
+	if (!b)
+		return NULL;
+	int n = p->prov == PUSH_APNS ? push_apns_payload(b, PUSH_MAX_BODY, m)
+		: p->prov == PUSH_FCM ? push_fcm_payload(b, PUSH_MAX_BODY, m)
+				      : push_webhook_payload(b, PUSH_MAX_BODY, m);
+	if (n < 0) {
+		free(b);
+		return NULL;
+	}
+	*len = (size_t)n;
+	return b;
+}
+
+static void tmpl_release(struct body_tmpl *t)
+{
+	free(t->body);
+	free(t->id);
+	*t = (struct body_tmpl){0};
+}
+
+/*
+ * The body for d's warning and language, rendered with an empty token
+ * ("token":"" occurs once: every value is escaped, so the pattern cannot
+ * come from the warning's text). NULL when it cannot be built.
+ */
+static const struct body_tmpl *body_template(struct push *p, const struct delivery *d)
+{
+	const struct campaign *c = d->campaign;
+	const char *id = campaign_id(c);
+	int64_t ttl = p->prov == PUSH_FCM ? ttl_left(c) : 0;
+	for (unsigned i = 0; i < PUSH_BODY_CACHE; i++) {
+		struct body_tmpl *t = &p->tmpl[i];
+		if (t->body && t->c == c && t->lang == d->lang && t->ttl_s == ttl && !strcmp(t->id, id))
+			return t;
+	}
+	struct body_tmpl *t = &p->tmpl[p->tmpl_next++ % PUSH_BODY_CACHE];
+	tmpl_release(t);
 	char title[1024];
 	struct push_msg m;
-	fill_msg(p, r->d, &m, title, sizeof(title));
-	r->body = malloc(PUSH_MAX_BODY);
+	fill_msg(p, d, &m, title, sizeof(title));
+	m.token = "";
+	m.ttl_s = ttl;
+	size_t len;
+	char *body = render(p, &m, &len);
+	const char *at = body && p->prov != PUSH_APNS ? strstr(body, "\"token\":\"\"") : NULL;
+	if (!body || (p->prov != PUSH_APNS && !at) || !(t->id = strdup(id))) {
+		free(body);
+		return NULL;
+	}
+	t->c = c;
+	t->lang = d->lang;
+	t->ttl_s = ttl;
+	t->body = body;
+	t->len = len;
+	t->tok_at = at ? (size_t)(at - body) + 9 : NO_TOKEN;
+	return t;
+}
+
+/* Printable ASCII with nothing to escape in JSON. */
+static bool token_plain(const char *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f || t[i] == '"' || t[i] == '\\')
+			return false;
+	return true;
+}
+
+/* The request body: the cached rendering with the token put in (or rendered whole). */
+static int build_body(struct push *p, struct push_req *r)
+{
+	const char *tok = addr_token(r->d->address);
+	size_t tl = strlen(tok);
+	const struct body_tmpl *t = token_plain(tok, tl) ? body_template(p, r->d) : NULL;
+	if (!t) { /* a webhook token that needs escaping, or no room in the cache's body */
+		char title[1024];
+		struct push_msg m;
+		fill_msg(p, r->d, &m, title, sizeof(title));
+		r->body = render(p, &m, &r->len);
+		return r->body ? 0 : -1;
+	}
+	size_t head = t->tok_at == NO_TOKEN ? t->len : t->tok_at, add = t->tok_at == NO_TOKEN ? 0 : tl;
+	if (t->len + add > (p->prov == PUSH_APNS ? PUSH_APNS_MAX_PAYLOAD - 1 : PUSH_MAX_BODY - 1))
+		return -1; /* what the builders would have refused */
+	r->body = malloc(t->len + add + 1);
 	if (!r->body)
 		return -1;
-	int n = p->prov == PUSH_APNS ? push_apns_payload(r->body, PUSH_MAX_BODY, &m)
-		: p->prov == PUSH_FCM ? push_fcm_payload(r->body, PUSH_MAX_BODY, &m)
-				      : push_webhook_payload(r->body, PUSH_MAX_BODY, &m);
-	if (n < 0)
-		return -1;
-	r->len = (size_t)n;
+	memcpy(r->body, t->body, head);
+	memcpy(r->body + head, tok, add);
+	memcpy(r->body + head + add, t->body + head, t->len - head + 1);
+	r->len = t->len + add;
 	return 0;
 }
 
@@ -908,52 +1016,72 @@ static void collapse_id(const char *id, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static int apns_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, char *path,
-			char *auth, char *scratch)
+/* The campaign's APNs expiration and collapse id, formatted once per warning. */
+static void apns_campaign_headers(struct push *p, const struct campaign *c)
+{
+	const char *id = campaign_id(c);
+	if (p->hdr_c == c && p->hdr_id && !strcmp(p->hdr_id, id))
+		return;
+	free(p->hdr_id);
+	p->hdr_id = strdup(id);
+	p->hdr_c = p->hdr_id ? c : NULL;
+	snprintf(p->hdr_exp, sizeof(p->hdr_exp), "%lld", (long long)campaign_expires(c));
+	collapse_id(id, p->hdr_cid);
+}
+
+static int apns_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, const char **path)
 {
 	const struct campaign *c = r->d->campaign;
 	const char *jwt = push_jwt_get(&p->jwt, loop_wall_s());
 	if (!jwt)
 		return -1;
 	r->jwt_gen = p->jwt.gen;
-	snprintf(path, 4200, "/3/device/%s", addr_token(r->d->address));
-	snprintf(auth, 4200, "bearer %s", jwt);
-	char *exp = scratch, *prio = scratch + 32, *cid = scratch + 64;
-	snprintf(exp, 32, "%lld", (long long)campaign_expires(c));
+	if (p->auth_gen != p->jwt.gen + 1) { /* a new token: format the header once */
+		snprintf(p->hdr_auth, sizeof(p->hdr_auth), "bearer %s", jwt);
+		p->auth_gen = p->jwt.gen + 1;
+	}
+	const char *tok = addr_token(r->d->address);
+	size_t tl = strlen(tok); /* ≤ 200: token_ok */
+	memcpy(p->hdr_path, "/3/device/", 10);
+	memcpy(p->hdr_path + 10, tok, tl + 1);
+	*path = p->hdr_path;
+	apns_campaign_headers(p, c);
 	const Tocsin__Info *in = campaign_info(c, r->d->lang);
-	snprintf(prio, 32, "%s", in->urgency == TOCSIN__URGENCY__IMMEDIATE ? "10" : "5");
-	collapse_id(campaign_id(c), cid);
 	nv[0] = (nghttp2_nv)NV("apns-topic", p->topic);
 	nv[1] = (nghttp2_nv)NV("apns-push-type", "alert");
-	nv[2] = (nghttp2_nv)NV("apns-priority", prio);
-	nv[3] = (nghttp2_nv)NV("apns-expiration", exp);
-	nv[4] = (nghttp2_nv)NV("apns-collapse-id", cid);
-	nv[5] = (nghttp2_nv)NV("authorization", auth);
+	nv[2] = (nghttp2_nv)NV("apns-priority", in->urgency == TOCSIN__URGENCY__IMMEDIATE ? "10" : "5");
+	nv[3] = (nghttp2_nv)NV("apns-expiration", p->hdr_exp);
+	nv[4] = (nghttp2_nv)NV("apns-collapse-id", p->hdr_cid);
+	nv[5] = (nghttp2_nv)NV("authorization", p->hdr_auth);
 	return 6;
 }
 
-static int provider_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, char *path,
-			    char *auth, char *scratch)
+/* The provider's own headers into nv, the :path into *path; how many, or -1. */
+static int provider_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, const char **path)
 {
 	if (p->prov == PUSH_APNS)
-		return apns_headers(p, r, nv, path, auth, scratch);
+		return apns_headers(p, r, nv, path);
 	if (p->prov == PUSH_FCM) {
-		snprintf(path, 4200, "/v1/projects/%s/messages:send", p->project);
-		snprintf(auth, 4200, "Bearer %s", p->bearer);
-		nv[0] = (nghttp2_nv)NV("authorization", auth);
+		if (p->auth_gen != p->bearer_gen + 1) { /* the token file changed */
+			snprintf(p->hdr_path, sizeof(p->hdr_path), "/v1/projects/%s/messages:send", p->project);
+			snprintf(p->hdr_auth, sizeof(p->hdr_auth), "Bearer %s", p->bearer);
+			p->auth_gen = p->bearer_gen + 1;
+		}
+		*path = p->hdr_path;
+		nv[0] = (nghttp2_nv)NV("authorization", p->hdr_auth);
 		return 1;
 	}
-	snprintf(path, 4200, "%s", p->path);
+	*path = p->path;
 	return 0;
 }
 
 static int submit_on(struct push_conn *pc, struct push_req *r)
 {
 	struct push *p = pc->p;
-	char *path = p->hdr_path, *auth = p->hdr_auth; /* scratch: nghttp2 copies the nv */
-	char scratch[160], clen[24];
+	const char *path; /* nghttp2 copies the nv: p's header buffers are scratch */
+	char clen[24];
 	nghttp2_nv nv[16];
-	int n = provider_headers(p, r, nv + 6, path, auth, scratch);
+	int n = provider_headers(p, r, nv + 6, &path);
 	if (n < 0)
 		return -1;
 	snprintf(clen, sizeof(clen), "%zu", r->len);
@@ -1059,6 +1187,7 @@ static void read_token_file(struct push *p)
 	if (n == 0 || strpbrk(tmp, "\r\n"))
 		return; /* half-written or junk: keep the old token */
 	memcpy(p->bearer, tmp, n + 1);
+	p->bearer_gen++;
 	p->bearer_mtime = st.st_mtim;
 }
 
@@ -1238,6 +1367,9 @@ static int parse_lane(struct push *p, const struct config_lane *cfg, char *err, 
 
 static void push_free(struct push *p)
 {
+	for (unsigned i = 0; i < PUSH_BODY_CACHE; i++)
+		tmpl_release(&p->tmpl[i]);
+	free(p->hdr_id);
 	if (p->has_jwt)
 		push_jwt_release(&p->jwt);
 	if (p->ssl_ctx)
