@@ -137,6 +137,7 @@ struct push_conn {
 	bool recv_armed, send_armed, settings_seen;
 	uint8_t rbuf[PUSH_RECV_BUF];
 	struct buf out, sending;
+	struct buf plain;      /* TLS: frames from nghttp2 waiting to be sealed, one record per 16 KB */
 	size_t sending_off;
 	SSL *ssl;
 	BIO *rbio, *wbio;
@@ -477,6 +478,7 @@ static void pc_unref(struct push_conn *pc)
 		close(pc->fd);
 	buf_release(&pc->out);
 	buf_release(&pc->sending);
+	buf_release(&pc->plain);
 	if (pc->all_prev)
 		pc->all_prev->all_next = pc->all_next;
 	else
@@ -512,7 +514,7 @@ static void flush(struct push_conn *pc)
 
 static size_t out_pending(const struct push_conn *pc)
 {
-	return pc->out.len + (pc->sending.len - pc->sending_off);
+	return pc->plain.len + pc->out.len + (pc->sending.len - pc->sending_off);
 }
 
 static int drain_wbio(struct push_conn *pc)
@@ -530,12 +532,24 @@ static int drain_wbio(struct push_conn *pc)
 }
 
 /* Queue plaintext (encrypted when TLS). */
+/*
+ * Queue frames. TLS: staged as plaintext and sealed by seal_plain() once
+ * per pump, so a request's HEADERS and DATA and its neighbours share a
+ * record instead of one record (and one AEAD pass) per frame.
+ */
 static int pc_write(struct push_conn *pc, const uint8_t *data, size_t len)
 {
-	if (!pc->ssl)
-		return buf_append(&pc->out, data, len, PUSH_OUT_MAX);
-	if (SSL_write(pc->ssl, data, (int)len) <= 0) /* memory BIO: all or error */
-		return -1;
+	return buf_append(pc->ssl ? &pc->plain : &pc->out, data, len, PUSH_OUT_MAX);
+}
+
+static int seal_plain(struct push_conn *pc)
+{
+	for (size_t off = 0, n; off < pc->plain.len; off += n) {
+		n = pc->plain.len - off < 16384 ? pc->plain.len - off : 16384;
+		if (SSL_write(pc->ssl, pc->plain.data + off, (int)n) <= 0) /* memory BIO: all or error */
+			return -1;
+	}
+	pc->plain.len = 0;
 	return drain_wbio(pc);
 }
 
@@ -557,6 +571,10 @@ static void pump(struct push_conn *pc)
 			pc_close(pc, "output overflow");
 			return;
 		}
+	}
+	if (pc->ssl && pc->plain.len && seal_plain(pc) < 0) {
+		pc_close(pc, "TLS write failed");
+		return;
 	}
 	flush(pc);
 	if (!nghttp2_session_want_read(pc->ng) && !nghttp2_session_want_write(pc->ng) &&
