@@ -15,6 +15,11 @@
  * submitted before the peer's SETTINGS arrived, nor when
  * nghttp2_session_check_request_allowed says no.
  *
+ * A request's body is the lane's rendering of its warning for its language
+ * (cached, struct body_tmpl) with its token put in; headers that depend
+ * only on the warning or the credentials are formatted once (hdr_*). Over
+ * TLS, the frames of one pump are sealed together (plain → seal_plain).
+ *
  * Invariants:
  *   - one report per submitted delivery, never from inside submit() (a
  *     zero-delay timer moves new requests onto connections);
