@@ -440,12 +440,13 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 {
 	struct push_conn *pc = user;
 	pc->last_rx_ms = now_ms(pc->p);
-	if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK) &&
-	    !pc->settings_seen) {
-		pc->settings_seen = true;
-		pc->p->backoff_ms = PUSH_BACKOFF_MIN_MS;
-		update_up(pc->p, "connected");
-		kick(pc->p);
+	if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+		if (!pc->settings_seen) {
+			pc->settings_seen = true;
+			pc->p->backoff_ms = PUSH_BACKOFF_MIN_MS;
+			update_up(pc->p, "connected");
+		}
+		kick(pc->p); /* a raised MAX_CONCURRENT_STREAMS is room for waiting requests */
 	} else if (f->hd.type == NGHTTP2_GOAWAY) {
 		on_goaway(pc, &f->goaway);
 	} else if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {

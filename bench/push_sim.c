@@ -14,6 +14,9 @@
  *   --rate N                   above N requests/s (all connections): 429, Retry-After: 1
  *   --goaway-after N           per connection: GOAWAY after the Nth stream
  *   --max-streams N            SETTINGS_MAX_CONCURRENT_STREAMS (default 1000)
+ *   --start-streams N          per connection: MAX_CONCURRENT_STREAMS starts at N
+ *                              and is raised to --max-streams after the first 200
+ *                              (APNs has been reported to start connections at 1)
  *   --lower-streams-on-error   per connection: after its first answer that is not
  *                              2xx, a new SETTINGS lowers MAX_CONCURRENT_STREAMS
  *                              to 1 (as APNs has been reported to do)
@@ -39,8 +42,9 @@
  * were processed), so requests == sum(status) + lost once all is answered.
  * `max_concurrent`: the most streams open at once on one connection, counted
  * when a client opens a stream (including streams nghttp2 then refuses);
- * `max_concurrent_lowered`: the same, only for streams opened after the
- * client acknowledged a lowered MAX_CONCURRENT_STREAMS.
+ * `max_concurrent_lowered`: the same, only for streams opened while the
+ * client had acknowledged a limit of 1 (after --lower-streams-on-error, or
+ * before the raise of --start-streams 1).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -76,7 +80,7 @@ struct opts {
 	int port;
 	const char *port_file, *cert, *key, *dead, *bad, *bearer, *stats;
 	int latency_ms, dead_pct, rate, goaway_after, max_streams, jwt_max_age;
-	int drop_after, retry_after;
+	int drop_after, retry_after, start_streams;
 	bool lower_on_error, drop_rst;
 	int mix_status[8], mix_pct[8], n_mix;
 	EVP_PKEY *jwt_key;
@@ -121,6 +125,7 @@ struct sconn {
 	int32_t goaway_last, max_id;
 	unsigned settings_sent, settings_acked;
 	bool lowered, lowered_acked; /* SETTINGS lowering MAX_CONCURRENT_STREAMS sent / acked */
+	bool raised;                 /* --start-streams: the full limit was sent */
 	char last_jwt[512];
 };
 
@@ -556,7 +561,8 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 				c->drop = true; /* the connection thread drops it after this read */
 		}
 	} else if (f->hd.type == NGHTTP2_SETTINGS && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
-		if (++c->settings_acked == c->settings_sent && c->lowered)
+		if (++c->settings_acked == c->settings_sent &&
+		    (c->lowered || (c->s->o.start_streams == 1 && !c->raised)))
 			c->lowered_acked = true; /* from now on the client must keep to 1 stream */
 	}
 	return 0;
@@ -618,6 +624,15 @@ static void respond(struct sconn *c, struct stream *st)
 	st->ready = false;
 	st->due_ms = 0;
 	tally(c->s, st);
+	if (c->s->o.start_streams && !c->raised && st->status == 200) {
+		nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+						(uint32_t)c->s->o.max_streams}};
+		if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 1) == 0) {
+			c->raised = true;
+			c->lowered = c->lowered_acked = false; /* the client may use the room once it reads it */
+			c->settings_sent++;
+		}
+	}
 	if (c->s->o.lower_on_error && !c->lowered && (st->status < 200 || st->status > 299))
 		lower_streams(c);
 }
@@ -678,7 +693,8 @@ static int session_new(struct sconn *c)
 	if (r)
 		return -1;
 	nghttp2_settings_entry iv[] = {
-		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->s->o.max_streams},
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+		 (uint32_t)(c->s->o.start_streams ? c->s->o.start_streams : c->s->o.max_streams)},
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
 	};
 	nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 2);
@@ -892,6 +908,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
 		else if (!strcmp(k, "--goaway-after")) o->goaway_after = atoi(v);
 		else if (!strcmp(k, "--max-streams")) o->max_streams = atoi(v);
 		else if (!strcmp(k, "--drop-after")) o->drop_after = atoi(v);
+		else if (!strcmp(k, "--start-streams")) o->start_streams = atoi(v);
 		else if (!strcmp(k, "--reset-after")) o->drop_after = atoi(v), o->drop_rst = true;
 		else if (!strcmp(k, "--retry-after")) o->retry_after = atoi(v);
 		else if (!strcmp(k, "--mix")) parse_mix(o, v);

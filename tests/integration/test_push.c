@@ -609,6 +609,39 @@ static void scenario_lowered(struct loop *loop, const char *sim, struct campaign
 }
 
 /*
+ * Connections start at 1 stream and are raised to 64 after the first 200
+ * (APNs has been reported to start that way): the adapter must keep to 1,
+ * then use the room as soon as the new SETTINGS arrives.
+ */
+static void scenario_raised(struct loop *loop, const char *sim, struct campaign *c)
+{
+	const size_t N = 400;
+	char key[300], url[64], stats[300];
+	snprintf(key, sizeof(key), "%s/apns.p8", dir);
+	snprintf(stats, sizeof(stats), "%s/raised.json", dir);
+	int port;
+	char *extra[] = {"--start-streams", "1", "--max-streams", "64", "--latency-ms", "20", NULL};
+	pid_t pid = start_sim(sim, "raised", extra, &port);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	struct kv kv[] = {APNS_KV(url, key), {"connections", "1"}, {NULL, NULL}};
+	struct run r = {.loop = loop};
+	uint64_t t0 = loop_now_ms(loop);
+	if (run_lane(&r, c, kv, "apns", N, NULL, NULL) == 0) {
+		json_t *j = sim_stats(pid, stats);
+		printf("raised: %zu deliveries in %llu ms at 20 ms latency\n", N,
+		       (unsigned long long)(loop_now_ms(loop) - t0));
+		print_json("raised sim", j);
+		CHECK(r.rec.reports[OUTCOME_ACCEPTED] == N);
+		CHECK(j && jint(j, "max_concurrent") > 1 && jint(j, "max_concurrent") <= 64);
+		CHECK(j && jint(j, "requests") == (long long)N);
+		CHECK(j && jint(j, "max_concurrent_lowered") == 1); /* 1 until the raise */
+		json_decref(j);
+	}
+	end_lane(&r);
+	stop(pid);
+}
+
+/*
  * The sink drops each connection after 200 complete requests, with up to 63
  * more in flight and no GOAWAY: FIN over h2c, RST over TLS. The adapter
  * reconnects and resends what was in flight. Every delivery gets exactly
@@ -922,6 +955,7 @@ int main(int argc, char **argv)
 		scenario_fcm(&loop, argv[1], c);
 		scenario_tls(&loop, argv[1], c);
 		scenario_lowered(&loop, argv[1], c);
+		scenario_raised(&loop, argv[1], c);
 		scenario_conn_loss(&loop, argv[1], c, false);
 		scenario_conn_loss(&loop, argv[1], c, true);
 		scenario_conn_loss_cap(&loop, argv[1], c);
