@@ -905,6 +905,59 @@ static void scenario_jwt_refresh(struct loop *loop, const char *sim, struct camp
 	stop(pid);
 }
 
+/*
+ * node's http2 module as a strict provider: it lowers MAX_CONCURRENT_STREAMS
+ * to 1 after a connection's first request and closes each connection
+ * gracefully (GOAWAY) after 25 requests. Checked on node's side: never a
+ * second stream after the ACK, every token exactly once.
+ */
+static void scenario_node_limits(struct loop *loop, const char *script, struct campaign *c)
+{
+	const size_t N = 60;
+	char pf[300], out[300], pub[300], key[300], url[64];
+	snprintf(pf, sizeof(pf), "%s/node2.port", dir);
+	snprintf(out, sizeof(out), "%s/node2.out", dir);
+	snprintf(pub, sizeof(pub), "%s/apns.pub", dir);
+	snprintf(key, sizeof(key), "%s/apns.p8", dir);
+	char *argv[] = {"node", (char *)script, pf, out, pub, "limits", NULL};
+	pid_t pid = spawn(argv);
+	int port = wait_port_file(pf);
+	CHECK(port > 0);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", port);
+	struct kv kv[] = {APNS_KV(url, key), {"connections", "1"}, {NULL, NULL}};
+	struct run r = {.loop = loop};
+	if (run_lane(&r, c, kv, "apns", N, NULL, NULL) == 0) {
+		CHECK(r.rec.reports[OUTCOME_ACCEPTED] == N);
+		FILE *f = fopen(out, "r");
+		char line[8192], paths[64][160];
+		size_t lines = 0, uniq = 0;
+		long long max_after_ack = 0, jwt_ok = 0;
+		while (f && fgets(line, sizeof(line), f)) {
+			json_t *j = json_loads(line, 0, NULL);
+			const char *path = j ? json_string_value(json_object_get(j, "path")) : NULL;
+			bool seen = false;
+			for (size_t i = 0; path && i < uniq; i++)
+				seen |= !strcmp(paths[i], path);
+			if (path && !seen && uniq < 64)
+				snprintf(paths[uniq++], sizeof(paths[0]), "%s", path);
+			if (j && json_integer_value(json_object_get(j, "maxAfterAck")) > max_after_ack)
+				max_after_ack = json_integer_value(json_object_get(j, "maxAfterAck"));
+			jwt_ok += j && json_is_true(json_object_get(j, "jwtOk"));
+			json_decref(j);
+			lines++;
+		}
+		if (f)
+			fclose(f);
+		printf("node limits: %zu requests, %zu tokens, at most %lld open after the ACK, "
+		       "lane up %u times (one connection, closed every 25)\n", lines, uniq, max_after_ack, r.rec.ups);
+		CHECK(lines == N && uniq == N); /* nothing lost, nothing sent twice */
+		CHECK(max_after_ack == 1);
+		CHECK(jwt_ok == (long long)N);
+	}
+	end_lane(&r);
+	stop(pid);
+}
+
 /* A private redis-server on a unix socket in the test's directory: no port to collide. */
 static pid_t start_redis(void)
 {
@@ -964,6 +1017,7 @@ int main(int argc, char **argv)
 		scenario_webhook(&loop, argv[1], c);
 		scenario_jwt_refresh(&loop, argv[1], c);
 		scenario_node(&loop, argv[2], c);
+		scenario_node_limits(&loop, argv[2], c);
 	}
 	campaign_free(c);
 	stop(redis);
