@@ -15,14 +15,25 @@
  * submitted before the peer's SETTINGS arrived, nor when
  * nghttp2_session_check_request_allowed says no.
  *
+ * A request's body is the lane's rendering of its warning for its language
+ * (cached, struct body_tmpl) with its token put in; headers that depend
+ * only on the warning or the credentials are formatted once (hdr_*). Over
+ * TLS, the frames of one pump are sealed together (plain → seal_plain).
+ *
  * Invariants:
  *   - one report per submitted delivery, never from inside submit() (a
  *     zero-delay timer moves new requests onto connections);
  *   - a stream closed with REFUSED_STREAM (above a GOAWAY's last_stream_id,
  *     or never sent) was not processed: its request goes back to the front
- *     of the FIFO, unreported; a request lost with its connection after its
- *     HEADERS left is reported TRANSIENT (the dispatcher retries; a
- *     duplicate alert is better than a lost one);
+ *     of the FIFO, unreported;
+ *   - a request lost with its connection (EOF, RST, ping timeout) after its
+ *     HEADERS left may or may not have been processed. It goes back to the
+ *     front of the FIFO too and is resent on a fresh connection, at most
+ *     PUSH_LOST_RESENDS times, then reported TRANSIENT (the dispatcher
+ *     retries later). For a warning a duplicate is harmless and a loss is
+ *     not: apns-collapse-id and FCM's collapse_key are the warning id, so a
+ *     second copy replaces the first on the device. A request whose 2xx
+ *     status had arrived is ACCEPTED, not resent;
  *   - every SQE's user_data is an op embedded in its connection, and each
  *     armed op holds a reference: a connection is freed only when the
  *     last op came back (two-phase close);
@@ -77,6 +88,8 @@
 #define PUSH_DRAIN_TIMEOUT_MS 30000
 #define PUSH_BACKOFF_MIN_MS 100
 #define PUSH_BACKOFF_MAX_MS 5000
+#define PUSH_BODY_CACHE 16 /* rendered bodies kept per lane: (warning, language, ttl) */
+#define PUSH_LOST_RESENDS 2 /* a request can die with its connection this often, then TRANSIENT */
 
 enum pc_state { PC_CONNECTING, PC_HANDSHAKE, PC_OPEN, PC_DRAINING, PC_CLOSING };
 
@@ -93,13 +106,29 @@ struct push_req {
 	char rbody[PUSH_MAX_RESP_BODY];
 	size_t rlen;
 	int32_t stream_id;
-	unsigned jwt_gen;
+	unsigned jwt_gen, resends;
 	bool sent, auth_retried;
 	struct push_req *prev, *next;
 };
 
 struct req_list {
 	struct push_req *head, *tail;
+};
+
+/*
+ * A body rendered once for every delivery of one warning in one language
+ * (and, for FCM, one ttl second): only the token differs, and it goes at
+ * tok_at (NO_TOKEN for APNs, whose payload carries none). The campaign
+ * pointer alone could be reused by a later campaign: the id is compared too.
+ */
+#define NO_TOKEN SIZE_MAX
+struct body_tmpl {
+	const struct campaign *c;
+	char *id;
+	unsigned lang;
+	int64_t ttl_s;
+	char *body;
+	size_t len, tok_at;
 };
 
 struct push_conn {
@@ -113,6 +142,7 @@ struct push_conn {
 	bool recv_armed, send_armed, settings_seen;
 	uint8_t rbuf[PUSH_RECV_BUF];
 	struct buf out, sending;
+	struct buf plain;      /* TLS: frames from nghttp2 waiting to be sealed, one record per 16 KB */
 	size_t sending_off;
 	SSL *ssl;
 	BIO *rbio, *wbio;
@@ -137,6 +167,12 @@ struct push {
 	bool has_jwt;
 	char bearer[4096];
 	char hdr_path[4200], hdr_auth[4200];
+	unsigned auth_gen;     /* 1 + the JWT or bearer generation hdr_auth holds (0 = none) */
+	unsigned bearer_gen;   /* FCM: bumped when the token file changed */
+	const struct campaign *hdr_c; /* APNs: the campaign hdr_exp and hdr_cid belong to */
+	char *hdr_id, hdr_exp[24], hdr_cid[65];
+	struct body_tmpl tmpl[PUSH_BODY_CACHE];
+	unsigned tmpl_next;
 	struct timespec bearer_mtime;
 	SSL_CTX *ssl_ctx;
 	struct push_conn *conns[PUSH_MAX_CONNS];
@@ -404,12 +440,13 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 {
 	struct push_conn *pc = user;
 	pc->last_rx_ms = now_ms(pc->p);
-	if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK) &&
-	    !pc->settings_seen) {
-		pc->settings_seen = true;
-		pc->p->backoff_ms = PUSH_BACKOFF_MIN_MS;
-		update_up(pc->p, "connected");
-		kick(pc->p);
+	if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+		if (!pc->settings_seen) {
+			pc->settings_seen = true;
+			pc->p->backoff_ms = PUSH_BACKOFF_MIN_MS;
+			update_up(pc->p, "connected");
+		}
+		kick(pc->p); /* a raised MAX_CONCURRENT_STREAMS is room for waiting requests */
 	} else if (f->hd.type == NGHTTP2_GOAWAY) {
 		on_goaway(pc, &f->goaway);
 	} else if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
@@ -447,6 +484,7 @@ static void pc_unref(struct push_conn *pc)
 		close(pc->fd);
 	buf_release(&pc->out);
 	buf_release(&pc->sending);
+	buf_release(&pc->plain);
 	if (pc->all_prev)
 		pc->all_prev->all_next = pc->all_next;
 	else
@@ -482,7 +520,7 @@ static void flush(struct push_conn *pc)
 
 static size_t out_pending(const struct push_conn *pc)
 {
-	return pc->out.len + (pc->sending.len - pc->sending_off);
+	return pc->plain.len + pc->out.len + (pc->sending.len - pc->sending_off);
 }
 
 static int drain_wbio(struct push_conn *pc)
@@ -500,12 +538,24 @@ static int drain_wbio(struct push_conn *pc)
 }
 
 /* Queue plaintext (encrypted when TLS). */
+/*
+ * Queue frames. TLS: staged as plaintext and sealed by seal_plain() once
+ * per pump, so a request's HEADERS and DATA and its neighbours share a
+ * record instead of one record (and one AEAD pass) per frame.
+ */
 static int pc_write(struct push_conn *pc, const uint8_t *data, size_t len)
 {
-	if (!pc->ssl)
-		return buf_append(&pc->out, data, len, PUSH_OUT_MAX);
-	if (SSL_write(pc->ssl, data, (int)len) <= 0) /* memory BIO: all or error */
-		return -1;
+	return buf_append(pc->ssl ? &pc->plain : &pc->out, data, len, PUSH_OUT_MAX);
+}
+
+static int seal_plain(struct push_conn *pc)
+{
+	for (size_t off = 0, n; off < pc->plain.len; off += n) {
+		n = pc->plain.len - off < 16384 ? pc->plain.len - off : 16384;
+		if (SSL_write(pc->ssl, pc->plain.data + off, (int)n) <= 0) /* memory BIO: all or error */
+			return -1;
+	}
+	pc->plain.len = 0;
 	return drain_wbio(pc);
 }
 
@@ -527,6 +577,10 @@ static void pump(struct push_conn *pc)
 			pc_close(pc, "output overflow");
 			return;
 		}
+	}
+	if (pc->ssl && pc->plain.len && seal_plain(pc) < 0) {
+		pc_close(pc, "TLS write failed");
+		return;
 	}
 	flush(pc);
 	if (!nghttp2_session_want_read(pc->ng) && !nghttp2_session_want_write(pc->ng) &&
@@ -665,18 +719,28 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 	pc_unref(pc);
 }
 
-/* Requests still on a closing connection: resend those never sent, report the rest. */
+/*
+ * Requests still on a closing connection. Accepted ones (2xx seen) are
+ * reported; the rest are resent on another connection, those that had left
+ * at most PUSH_LOST_RESENDS times (see the file header: duplicates over
+ * losses).
+ */
 static void release_reqs(struct push_conn *pc)
 {
 	struct push_req *r;
-	while ((r = pc->reqs.head)) {
+	while ((r = pc->reqs.tail)) { /* from the back: requeue pushes to the front */
 		list_remove(&pc->reqs, r);
 		pc->inflight--;
 		if (pc->ng)
 			nghttp2_session_set_stream_user_data(pc->ng, r->stream_id, NULL);
-		if (!r->sent)
+		if (r->status >= 200 && r->status < 300)
+			finish(pc->p, r); /* the provider took it; only the end of its answer was lost */
+		else if (!r->sent)
 			requeue(pc->p, r);
-		else
+		else if (r->resends < PUSH_LOST_RESENDS) {
+			r->resends++;
+			requeue(pc->p, r);
+		} else
 			req_report(pc->p, r, OUTCOME_TRANSIENT, "push: connection lost", 0);
 	}
 }
@@ -833,6 +897,12 @@ static const char *level_for(const struct push *p, Tocsin__Severity sev)
 	return sev == TOCSIN__SEVERITY__SEVERE ? "time-sensitive" : "active";
 }
 
+static int64_t ttl_left(const struct campaign *c)
+{
+	int64_t left = campaign_expires(c) - loop_wall_s();
+	return left > 0 ? left : 0;
+}
+
 static void fill_msg(const struct push *p, const struct delivery *d, struct push_msg *m,
 		     char *title, size_t cap)
 {
@@ -841,7 +911,6 @@ static void fill_msg(const struct push *p, const struct delivery *d, struct push
 	bool drill = campaign_is_drill(c);
 	snprintf(title, cap, "%s%s", drill && c->drill_prefix ? c->drill_prefix : "",
 		 in->headline ? in->headline : "");
-	int64_t left = campaign_expires(c) - loop_wall_s();
 	*m = (struct push_msg){
 		.warning_id = campaign_id(c),
 		.title = title,
@@ -853,25 +922,105 @@ static void fill_msg(const struct push *p, const struct delivery *d, struct push
 		.interruption_level = level_for(p, in->severity),
 		.sound = "default",
 		.expires = campaign_expires(c),
-		.ttl_s = left > 0 ? left : 0,
+		.ttl_s = ttl_left(c),
 		.drill = drill,
 	};
 }
 
-static int build_body(struct push *p, struct push_req *r)
+/* The whole body for m, malloc'd; its length in *len. NULL when it cannot be built. */
+static char *render(const struct push *p, const struct push_msg *m, size_t *len)
 {
+	char *b = malloc(PUSH_MAX_BODY);
+	if (!b)
+		return NULL;
+	int n = p->prov == PUSH_APNS ? push_apns_payload(b, PUSH_MAX_BODY, m)
+		: p->prov == PUSH_FCM ? push_fcm_payload(b, PUSH_MAX_BODY, m)
+				      : push_webhook_payload(b, PUSH_MAX_BODY, m);
+	if (n < 0) {
+		free(b);
+		return NULL;
+	}
+	*len = (size_t)n;
+	return b;
+}
+
+static void tmpl_release(struct body_tmpl *t)
+{
+	free(t->body);
+	free(t->id);
+	*t = (struct body_tmpl){0};
+}
+
+/*
+ * The body for d's warning and language, rendered with an empty token
+ * ("token":"" occurs once: every value is escaped, so the pattern cannot
+ * come from the warning's text). NULL when it cannot be built.
+ */
+static const struct body_tmpl *body_template(struct push *p, const struct delivery *d)
+{
+	const struct campaign *c = d->campaign;
+	const char *id = campaign_id(c);
+	int64_t ttl = p->prov == PUSH_FCM ? ttl_left(c) : 0;
+	for (unsigned i = 0; i < PUSH_BODY_CACHE; i++) {
+		struct body_tmpl *t = &p->tmpl[i];
+		if (t->body && t->c == c && t->lang == d->lang && t->ttl_s == ttl && !strcmp(t->id, id))
+			return t;
+	}
+	struct body_tmpl *t = &p->tmpl[p->tmpl_next++ % PUSH_BODY_CACHE];
+	tmpl_release(t);
 	char title[1024];
 	struct push_msg m;
-	fill_msg(p, r->d, &m, title, sizeof(title));
-	r->body = malloc(PUSH_MAX_BODY);
+	fill_msg(p, d, &m, title, sizeof(title));
+	m.token = "";
+	m.ttl_s = ttl;
+	size_t len;
+	char *body = render(p, &m, &len);
+	const char *at = body && p->prov != PUSH_APNS ? strstr(body, "\"token\":\"\"") : NULL;
+	if (!body || (p->prov != PUSH_APNS && !at) || !(t->id = strdup(id))) {
+		free(body);
+		return NULL;
+	}
+	t->c = c;
+	t->lang = d->lang;
+	t->ttl_s = ttl;
+	t->body = body;
+	t->len = len;
+	t->tok_at = at ? (size_t)(at - body) + 9 : NO_TOKEN;
+	return t;
+}
+
+/* Printable ASCII with nothing to escape in JSON. */
+static bool token_plain(const char *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f || t[i] == '"' || t[i] == '\\')
+			return false;
+	return true;
+}
+
+/* The request body: the cached rendering with the token put in (or rendered whole). */
+static int build_body(struct push *p, struct push_req *r)
+{
+	const char *tok = addr_token(r->d->address);
+	size_t tl = strlen(tok);
+	const struct body_tmpl *t = token_plain(tok, tl) ? body_template(p, r->d) : NULL;
+	if (!t) { /* a webhook token that needs escaping, or no room in the cache's body */
+		char title[1024];
+		struct push_msg m;
+		fill_msg(p, r->d, &m, title, sizeof(title));
+		r->body = render(p, &m, &r->len);
+		return r->body ? 0 : -1;
+	}
+	size_t head = t->tok_at == NO_TOKEN ? t->len : t->tok_at, add = t->tok_at == NO_TOKEN ? 0 : tl;
+	if (t->len + add > (p->prov == PUSH_APNS ? PUSH_APNS_MAX_PAYLOAD - 1 : PUSH_MAX_BODY - 1))
+		return -1; /* what the builders would have refused */
+	r->body = malloc(t->len + add + 1);
 	if (!r->body)
 		return -1;
-	int n = p->prov == PUSH_APNS ? push_apns_payload(r->body, PUSH_MAX_BODY, &m)
-		: p->prov == PUSH_FCM ? push_fcm_payload(r->body, PUSH_MAX_BODY, &m)
-				      : push_webhook_payload(r->body, PUSH_MAX_BODY, &m);
-	if (n < 0)
-		return -1;
-	r->len = (size_t)n;
+	memcpy(r->body, t->body, head);
+	memcpy(r->body + head, tok, add);
+	memcpy(r->body + head + add, t->body + head, t->len - head + 1);
+	r->len = t->len + add;
 	return 0;
 }
 
@@ -891,52 +1040,72 @@ static void collapse_id(const char *id, char out[65])
 		snprintf(out + 2 * i, 3, "%02x", md[i]);
 }
 
-static int apns_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, char *path,
-			char *auth, char *scratch)
+/* The campaign's APNs expiration and collapse id, formatted once per warning. */
+static void apns_campaign_headers(struct push *p, const struct campaign *c)
+{
+	const char *id = campaign_id(c);
+	if (p->hdr_c == c && p->hdr_id && !strcmp(p->hdr_id, id))
+		return;
+	free(p->hdr_id);
+	p->hdr_id = strdup(id);
+	p->hdr_c = p->hdr_id ? c : NULL;
+	snprintf(p->hdr_exp, sizeof(p->hdr_exp), "%lld", (long long)campaign_expires(c));
+	collapse_id(id, p->hdr_cid);
+}
+
+static int apns_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, const char **path)
 {
 	const struct campaign *c = r->d->campaign;
 	const char *jwt = push_jwt_get(&p->jwt, loop_wall_s());
 	if (!jwt)
 		return -1;
 	r->jwt_gen = p->jwt.gen;
-	snprintf(path, 4200, "/3/device/%s", addr_token(r->d->address));
-	snprintf(auth, 4200, "bearer %s", jwt);
-	char *exp = scratch, *prio = scratch + 32, *cid = scratch + 64;
-	snprintf(exp, 32, "%lld", (long long)campaign_expires(c));
+	if (p->auth_gen != p->jwt.gen + 1) { /* a new token: format the header once */
+		snprintf(p->hdr_auth, sizeof(p->hdr_auth), "bearer %s", jwt);
+		p->auth_gen = p->jwt.gen + 1;
+	}
+	const char *tok = addr_token(r->d->address);
+	size_t tl = strlen(tok); /* ≤ 200: token_ok */
+	memcpy(p->hdr_path, "/3/device/", 10);
+	memcpy(p->hdr_path + 10, tok, tl + 1);
+	*path = p->hdr_path;
+	apns_campaign_headers(p, c);
 	const Tocsin__Info *in = campaign_info(c, r->d->lang);
-	snprintf(prio, 32, "%s", in->urgency == TOCSIN__URGENCY__IMMEDIATE ? "10" : "5");
-	collapse_id(campaign_id(c), cid);
 	nv[0] = (nghttp2_nv)NV("apns-topic", p->topic);
 	nv[1] = (nghttp2_nv)NV("apns-push-type", "alert");
-	nv[2] = (nghttp2_nv)NV("apns-priority", prio);
-	nv[3] = (nghttp2_nv)NV("apns-expiration", exp);
-	nv[4] = (nghttp2_nv)NV("apns-collapse-id", cid);
-	nv[5] = (nghttp2_nv)NV("authorization", auth);
+	nv[2] = (nghttp2_nv)NV("apns-priority", in->urgency == TOCSIN__URGENCY__IMMEDIATE ? "10" : "5");
+	nv[3] = (nghttp2_nv)NV("apns-expiration", p->hdr_exp);
+	nv[4] = (nghttp2_nv)NV("apns-collapse-id", p->hdr_cid);
+	nv[5] = (nghttp2_nv)NV("authorization", p->hdr_auth);
 	return 6;
 }
 
-static int provider_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, char *path,
-			    char *auth, char *scratch)
+/* The provider's own headers into nv, the :path into *path; how many, or -1. */
+static int provider_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, const char **path)
 {
 	if (p->prov == PUSH_APNS)
-		return apns_headers(p, r, nv, path, auth, scratch);
+		return apns_headers(p, r, nv, path);
 	if (p->prov == PUSH_FCM) {
-		snprintf(path, 4200, "/v1/projects/%s/messages:send", p->project);
-		snprintf(auth, 4200, "Bearer %s", p->bearer);
-		nv[0] = (nghttp2_nv)NV("authorization", auth);
+		if (p->auth_gen != p->bearer_gen + 1) { /* the token file changed */
+			snprintf(p->hdr_path, sizeof(p->hdr_path), "/v1/projects/%s/messages:send", p->project);
+			snprintf(p->hdr_auth, sizeof(p->hdr_auth), "Bearer %s", p->bearer);
+			p->auth_gen = p->bearer_gen + 1;
+		}
+		*path = p->hdr_path;
+		nv[0] = (nghttp2_nv)NV("authorization", p->hdr_auth);
 		return 1;
 	}
-	snprintf(path, 4200, "%s", p->path);
+	*path = p->path;
 	return 0;
 }
 
 static int submit_on(struct push_conn *pc, struct push_req *r)
 {
 	struct push *p = pc->p;
-	char *path = p->hdr_path, *auth = p->hdr_auth; /* scratch: nghttp2 copies the nv */
-	char scratch[160], clen[24];
+	const char *path; /* nghttp2 copies the nv: p's header buffers are scratch */
+	char clen[24];
 	nghttp2_nv nv[16];
-	int n = provider_headers(p, r, nv + 6, path, auth, scratch);
+	int n = provider_headers(p, r, nv + 6, &path);
 	if (n < 0)
 		return -1;
 	snprintf(clen, sizeof(clen), "%zu", r->len);
@@ -1042,6 +1211,7 @@ static void read_token_file(struct push *p)
 	if (n == 0 || strpbrk(tmp, "\r\n"))
 		return; /* half-written or junk: keep the old token */
 	memcpy(p->bearer, tmp, n + 1);
+	p->bearer_gen++;
 	p->bearer_mtime = st.st_mtim;
 }
 
@@ -1221,6 +1391,9 @@ static int parse_lane(struct push *p, const struct config_lane *cfg, char *err, 
 
 static void push_free(struct push *p)
 {
+	for (unsigned i = 0; i < PUSH_BODY_CACHE; i++)
+		tmpl_release(&p->tmpl[i]);
+	free(p->hdr_id);
 	if (p->has_jwt)
 		push_jwt_release(&p->jwt);
 	if (p->ssl_ctx)

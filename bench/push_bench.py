@@ -105,7 +105,10 @@ def engine(redis, bureau, keyring, port, tls, ident, tokens):
         while True:
             with urllib.request.urlopen(d.url + "/v1/warnings/" + ident, timeout=10) as r:
                 cov = json.load(r).get("coverage")
-            if cov and cov["deliveries"]["queued"] == 0 and cov["deliveries"]["sent"] == 0:
+            dl = cov["deliveries"] if cov else None
+            # settled: every token answered (not merely nothing queued yet, before resolution)
+            if dl and dl["queued"] == 0 and dl["sent"] == 0 and \
+                    dl["accepted"] + dl["failed"] + dl["expired"] >= tokens:
                 break
             time.sleep(0.05)
         seconds = (cov["elapsed_ms"] - cov["first_send_ms"]) / 1000.0

@@ -14,15 +14,37 @@
  *   --rate N                   above N requests/s (all connections): 429, Retry-After: 1
  *   --goaway-after N           per connection: GOAWAY after the Nth stream
  *   --max-streams N            SETTINGS_MAX_CONCURRENT_STREAMS (default 1000)
+ *   --start-streams N          per connection: MAX_CONCURRENT_STREAMS starts at N
+ *                              and is raised to --max-streams after the first 200
+ *                              (APNs has been reported to start connections at 1)
+ *   --lower-streams-on-error   per connection: after its first answer that is not
+ *                              2xx, a new SETTINGS lowers MAX_CONCURRENT_STREAMS
+ *                              to 1 (as APNs has been reported to do)
+ *   --drop-after N             per connection: after the Nth complete request,
+ *                              close (FIN) with no GOAWAY and no answer to the
+ *                              streams in flight
+ *   --reset-after N            the same, but abort with a TCP RST
+ *   --mix S=P[,S=P...]         answer P% of the requests that would get 200 with
+ *                              status S instead (410, 429, 500, 503), spread
+ *                              by a request counter, so a retry usually passes
+ *   --retry-after S            Retry-After on 429 and 503 (default 1)
  *   --jwt-pubkey PEM           validate APNs JWTs (ES256, iat not older than --jwt-max-age)
  *   --bearer TOKEN             validate FCM "authorization: Bearer TOKEN"
  *   --stats FILE               JSON counters, written on SIGUSR1 and at SIGTERM
  *                              (request_seconds: first to last request, the
  *                              sink-side clock benchmarks compare with)
  *
- * Counts: requests per kind (apns, fcm, other), per status, unique tokens,
- * tokens accepted (200) and accepted more than once, collapse ids,
- * JWT / bearer failures, connections, GOAWAYs.
+ * Counts: requests per kind (apns, fcm, other) when a request is complete;
+ * per status, tokens accepted (200) and accepted more than once when the
+ * answer is sent; unique tokens, collapse ids, distinct JWTs, JWT / bearer
+ * failures, connections, GOAWAYs; `lost`: complete requests on a dropped
+ * connection that never got an answer (the client cannot know whether they
+ * were processed), so requests == sum(status) + lost once all is answered.
+ * `max_concurrent`: the most streams open at once on one connection, counted
+ * when a client opens a stream (including streams nghttp2 then refuses);
+ * `max_concurrent_lowered`: the same, only for streams opened while the
+ * client had acknowledged a limit of 1 (after --lower-streams-on-error, or
+ * before the raise of --start-streams 1).
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -58,6 +80,9 @@ struct opts {
 	int port;
 	const char *port_file, *cert, *key, *dead, *bad, *bearer, *stats;
 	int latency_ms, dead_pct, rate, goaway_after, max_streams, jwt_max_age;
+	int drop_after, retry_after, start_streams;
+	bool lower_on_error, drop_rst;
+	int mix_status[8], mix_pct[8], n_mix;
 	EVP_PKEY *jwt_key;
 	SSL_CTX *ssl_ctx;
 };
@@ -66,8 +91,9 @@ struct sim {
 	struct opts o;
 	pthread_mutex_t mu;
 	uint64_t requests, kind[3], status[600], accepted_dup, jwt_bad, bearer_bad;
-	uint64_t connections, goaways, collapse_total;
-	struct set tokens, accepted, collapse;
+	uint64_t connections, goaways, collapse_total, lost, drops, lowered;
+	uint64_t max_concurrent, max_concurrent_lowered, mix_counter;
+	struct set tokens, accepted, collapse, jwts;
 	double bucket;
 	uint64_t bucket_ms;
 	uint64_t first_us, last_us; /* first and last request answered: the sink-side clock */
@@ -82,8 +108,9 @@ struct stream {
 	char resp[512];
 	size_t rlen, roff;
 	char apns_id[40];
+	char token[256];       /* what the answer is counted under */
 	uint64_t due_ms;
-	bool ready;
+	bool ready, decided;
 	struct stream *next;
 };
 
@@ -93,9 +120,12 @@ struct sconn {
 	SSL *ssl;
 	nghttp2_session *ng;
 	struct stream *streams;
-	int nstreams;
-	bool goaway_sent;
-	int32_t goaway_last;
+	int nstreams, live, complete;
+	bool goaway_sent, drop;
+	int32_t goaway_last, max_id;
+	unsigned settings_sent, settings_acked;
+	bool lowered, lowered_acked; /* SETTINGS lowering MAX_CONCURRENT_STREAMS sent / acked */
+	bool raised;                 /* --start-streams: the full limit was sent */
 	char last_jwt[512];
 };
 
@@ -228,10 +258,42 @@ static bool over_rate(struct sim *s)
 	return false;
 }
 
+/* --mix: the status for this request instead of 200, or 0. Called under s->mu. */
+static int mix_pick(struct sim *s)
+{
+	if (!s->o.n_mix)
+		return 0;
+	unsigned bucket = (unsigned)(s->mix_counter++ * 61 % 100); /* 61 ⊥ 100: spread over every 100 */
+	unsigned edge = 0;
+	for (int i = 0; i < s->o.n_mix; i++) {
+		edge += (unsigned)s->o.mix_pct[i];
+		if (bucket < edge)
+			return s->o.mix_status[i];
+	}
+	return 0;
+}
+
+static const char *apns_reason(int status)
+{
+	switch (status) {
+	case 410:
+		return "Unregistered";
+	case 429:
+		return "TooManyRequests";
+	case 503:
+		return "ServiceUnavailable";
+	default:
+		return "InternalServerError";
+	}
+}
+
 static void answer_apns(struct sconn *c, struct stream *st, const char *tok)
 {
 	struct opts *o = &c->s->o;
+	if (!strncasecmp(st->auth, "bearer ", 7))
+		set_add(&c->s->jwts, st->auth + 7);
 	const char *why = o->jwt_key ? check_jwt(c, st->auth) : NULL;
+	int mixed;
 	if (why) {
 		st->status = 403;
 		if (strcmp(why, "ExpiredProviderToken") && strcmp(why, "MissingProviderToken"))
@@ -248,6 +310,9 @@ static void answer_apns(struct sconn *c, struct stream *st, const char *tok)
 	} else if (over_rate(c->s)) {
 		why = "TooManyRequests";
 		st->status = 429;
+	} else if ((mixed = mix_pick(c->s))) {
+		why = apns_reason(mixed);
+		st->status = mixed;
 	} else {
 		st->status = 200;
 		return;
@@ -269,6 +334,7 @@ static void fcm_error(struct stream *st, int code, const char *status, const cha
 static void answer_fcm(struct sconn *c, struct stream *st, const char *tok)
 {
 	struct opts *o = &c->s->o;
+	int mixed;
 	if (o->bearer && (strncmp(st->auth, "Bearer ", 7) || strcmp(st->auth + 7, o->bearer))) {
 		c->s->bearer_bad++;
 		fcm_error(st, 401, "UNAUTHENTICATED", "Request had invalid authentication credentials.",
@@ -282,6 +348,14 @@ static void answer_fcm(struct sconn *c, struct stream *st, const char *tok)
 			  "INVALID_ARGUMENT");
 	} else if (over_rate(c->s)) {
 		fcm_error(st, 429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED");
+	} else if ((mixed = mix_pick(c->s)) == 410) {
+		fcm_error(st, 404, "NOT_FOUND", "Requested entity was not found.", "UNREGISTERED");
+	} else if (mixed == 429) {
+		fcm_error(st, 429, "RESOURCE_EXHAUSTED", "Quota exceeded.", "QUOTA_EXCEEDED");
+	} else if (mixed == 503) {
+		fcm_error(st, 503, "UNAVAILABLE", "The service is currently unavailable.", "UNAVAILABLE");
+	} else if (mixed) {
+		fcm_error(st, 500, "INTERNAL", "Internal error encountered.", "INTERNAL");
 	} else {
 		st->status = 200;
 		st->rlen = (size_t)snprintf(st->resp, sizeof(st->resp),
@@ -289,7 +363,23 @@ static void answer_fcm(struct sconn *c, struct stream *st, const char *tok)
 	}
 }
 
-/* Decide the answer and count it. */
+/* Webhook: 410 for dead tokens (the app back end forgot them), else like the others. */
+static void answer_webhook(struct sconn *c, struct stream *st, const char *tok)
+{
+	struct opts *o = &c->s->o;
+	int mixed;
+	if ((o->dead && strstr(tok, o->dead)) ||
+	    (o->dead_pct && (int)(hash(tok) % 100) < o->dead_pct))
+		st->status = 410;
+	else if (over_rate(c->s))
+		st->status = 429;
+	else if ((mixed = mix_pick(c->s)))
+		st->status = mixed;
+	else
+		st->status = 200;
+}
+
+/* Decide the answer (counted when it is sent). */
 static void answer(struct sconn *c, struct stream *st)
 {
 	struct sim *s = c->s;
@@ -306,7 +396,7 @@ static void answer(struct sconn *c, struct stream *st)
 		answer_fcm(c, st, tok);
 	} else {
 		push_json_find_string(st->body, st->blen, "token", tok, sizeof(tok));
-		st->status = over_rate(s) ? 429 : 200;
+		answer_webhook(c, st, tok);
 	}
 	uint64_t now_us = mono_us();
 	if (!s->first_us)
@@ -314,10 +404,8 @@ static void answer(struct sconn *c, struct stream *st)
 	s->last_us = now_us;
 	s->requests++;
 	s->kind[kind]++;
-	s->status[st->status]++;
 	set_add(&s->tokens, tok);
-	if (st->status == 200 && !set_add(&s->accepted, tok))
-		s->accepted_dup++;
+	snprintf(st->token, sizeof(st->token), "%s", tok);
 	if (st->collapse[0]) {
 		s->collapse_total++;
 		set_add(&s->collapse, st->collapse);
@@ -325,7 +413,17 @@ static void answer(struct sconn *c, struct stream *st)
 	pthread_mutex_unlock(&s->mu);
 	snprintf(st->apns_id, sizeof(st->apns_id), "00000000-0000-4000-8000-%012x", (unsigned)st->id);
 	st->due_ms = mono_ms() + (uint64_t)s->o.latency_ms;
-	st->ready = true;
+	st->ready = st->decided = true;
+}
+
+/* The answer is leaving: count it. */
+static void tally(struct sim *s, const struct stream *st)
+{
+	pthread_mutex_lock(&s->mu);
+	s->status[st->status]++;
+	if (st->status == 200 && !set_add(&s->accepted, st->token))
+		s->accepted_dup++;
+	pthread_mutex_unlock(&s->mu);
 }
 
 static void write_stats(struct sim *s)
@@ -348,10 +446,13 @@ static void write_stats(struct sim *s)
 		}
 	fprintf(f, "},\"unique_tokens\":%zu,\"accepted_tokens\":%zu,\"accepted_duplicates\":%lu,"
 		"\"collapse_ids\":%zu,\"collapse_total\":%lu,\"jwt_bad\":%lu,\"bearer_bad\":%lu,"
-		"\"connections\":%lu,\"goaways\":%lu,\"request_seconds\":%.6f}\n",
+		"\"connections\":%lu,\"goaways\":%lu,\"request_seconds\":%.6f,\"jwts\":%zu,"
+		"\"lost\":%lu,\"drops\":%lu,\"lowered\":%lu,\"max_concurrent\":%lu,"
+		"\"max_concurrent_lowered\":%lu}\n",
 		s->tokens.n, s->accepted.n, s->accepted_dup, s->collapse.n, s->collapse_total,
 		s->jwt_bad, s->bearer_bad, s->connections, s->goaways,
-		s->last_us > s->first_us ? (double)(s->last_us - s->first_us) / 1e6 : 0.0);
+		s->last_us > s->first_us ? (double)(s->last_us - s->first_us) / 1e6 : 0.0,
+		s->jwts.n, s->lost, s->drops, s->lowered, s->max_concurrent, s->max_concurrent_lowered);
 	pthread_mutex_unlock(&s->mu);
 	fclose(f);
 	rename(tmp, s->o.stats);
@@ -365,6 +466,26 @@ static struct stream *find_stream(struct sconn *c, int32_t id)
 		if (st->id == id)
 			return st;
 	return NULL;
+}
+
+/*
+ * Every new stream the client opens, before nghttp2 decides whether to
+ * accept it: how many would then be open at once on this connection.
+ */
+static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user)
+{
+	struct sconn *c = user;
+	if (hd->type != NGHTTP2_HEADERS || hd->stream_id <= c->max_id || !(hd->stream_id & 1))
+		return 0;
+	c->max_id = hd->stream_id;
+	uint64_t open = (uint64_t)c->live + 1;
+	pthread_mutex_lock(&c->s->mu);
+	if (open > c->s->max_concurrent)
+		c->s->max_concurrent = open;
+	if (c->lowered_acked && open > c->s->max_concurrent_lowered)
+		c->s->max_concurrent_lowered = open;
+	pthread_mutex_unlock(&c->s->mu);
+	return 0;
 }
 
 static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *user)
@@ -381,6 +502,7 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 	st->id = f->hd.stream_id;
 	st->next = c->streams;
 	c->streams = st;
+	c->live++;
 	if (++c->nstreams == c->s->o.goaway_after && !c->goaway_sent) {
 		nghttp2_submit_goaway(ng, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR, NULL, 0);
 		c->goaway_sent = true;
@@ -429,11 +551,19 @@ static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t
 
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
+	struct sconn *c = user;
 	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
 	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
-		struct stream *st = find_stream(user, f->hd.stream_id);
-		if (st && !st->ready)
-			answer(user, st);
+		struct stream *st = find_stream(c, f->hd.stream_id);
+		if (st && !st->decided) {
+			answer(c, st);
+			if (c->s->o.drop_after && ++c->complete == c->s->o.drop_after)
+				c->drop = true; /* the connection thread drops it after this read */
+		}
+	} else if (f->hd.type == NGHTTP2_SETTINGS && (f->hd.flags & NGHTTP2_FLAG_ACK)) {
+		if (++c->settings_acked == c->settings_sent &&
+		    (c->lowered || (c->s->o.start_streams == 1 && !c->raised)))
+			c->lowered_acked = true; /* from now on the client must keep to 1 stream */
 	}
 	return 0;
 }
@@ -446,6 +576,7 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 			struct stream *st = *pp;
 			*pp = st->next;
 			free(st);
+			c->live--;
 			break;
 		}
 	return 0;
@@ -463,20 +594,47 @@ static ssize_t read_resp(nghttp2_session *ng, int32_t id, uint8_t *out, size_t l
 	return (ssize_t)n;
 }
 
+/* APNs has been reported to cut a connection to one stream after an error. */
+static void lower_streams(struct sconn *c)
+{
+	nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, 1}};
+	if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 1) != 0)
+		return;
+	c->lowered = true;
+	c->settings_sent++;
+	pthread_mutex_lock(&c->s->mu);
+	c->s->lowered++;
+	pthread_mutex_unlock(&c->s->mu);
+}
+
 static void respond(struct sconn *c, struct stream *st)
 {
-	char status[8], ra[] = "1";
+	char status[8], ra[16];
 	snprintf(status, sizeof(status), "%d", st->status);
+	snprintf(ra, sizeof(ra), "%d", c->s->o.retry_after);
 	nghttp2_nv nv[4] = {
 		{(uint8_t *)":status", (uint8_t *)status, 7, strlen(status), 0},
 		{(uint8_t *)"apns-id", (uint8_t *)st->apns_id, 7, strlen(st->apns_id), 0},
 		{(uint8_t *)"content-type", (uint8_t *)"application/json", 12, 16, 0},
-		{(uint8_t *)"retry-after", (uint8_t *)ra, 11, 1, 0},
+		{(uint8_t *)"retry-after", (uint8_t *)ra, 11, strlen(ra), 0},
 	};
 	nghttp2_data_provider dp = {.source.ptr = st, .read_callback = read_resp};
-	nghttp2_submit_response(c->ng, st->id, nv, st->status == 429 ? 4 : 3, st->rlen ? &dp : NULL);
+	bool ra_on = st->status == 429 || st->status == 503;
+	nghttp2_submit_response(c->ng, st->id, nv, ra_on ? 4 : 3, st->rlen ? &dp : NULL);
 	st->ready = false;
 	st->due_ms = 0;
+	tally(c->s, st);
+	if (c->s->o.start_streams && !c->raised && st->status == 200) {
+		nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+						(uint32_t)c->s->o.max_streams}};
+		if (nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 1) == 0) {
+			c->raised = true;
+			c->lowered = c->lowered_acked = false; /* the client may use the room once it reads it */
+			c->settings_sent++;
+		}
+	}
+	if (c->s->o.lower_on_error && !c->lowered && (st->status < 200 || st->status > 299))
+		lower_streams(c);
 }
 
 static int io_write(struct sconn *c, const uint8_t *d, size_t n)
@@ -524,6 +682,7 @@ static int session_new(struct sconn *c)
 {
 	nghttp2_session_callbacks *cbs;
 	nghttp2_session_callbacks_new(&cbs);
+	nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
@@ -534,10 +693,12 @@ static int session_new(struct sconn *c)
 	if (r)
 		return -1;
 	nghttp2_settings_entry iv[] = {
-		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, (uint32_t)c->s->o.max_streams},
+		{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+		 (uint32_t)(c->s->o.start_streams ? c->s->o.start_streams : c->s->o.max_streams)},
 		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, 1 << 20},
 	};
 	nghttp2_submit_settings(c->ng, NGHTTP2_FLAG_NONE, iv, 2);
+	c->settings_sent = 1;
 	return 0;
 }
 
@@ -578,6 +739,37 @@ static void linger_close(struct sconn *c)
 	close(c->fd);
 }
 
+/*
+ * --drop-after / --reset-after: the connection dies under the streams in
+ * flight, with no GOAWAY. RST: SO_LINGER 0, so close() aborts at once.
+ */
+static void drop_close(struct sconn *c)
+{
+	pthread_mutex_lock(&c->s->mu);
+	c->s->drops++;
+	pthread_mutex_unlock(&c->s->mu);
+	if (!c->s->o.drop_rst) {
+		linger_close(c);
+		return;
+	}
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	if (c->ssl)
+		SSL_free(c->ssl);
+	close(c->fd);
+}
+
+/* Complete requests that will never be answered now. */
+static void count_lost(struct sconn *c)
+{
+	uint64_t n = 0;
+	for (struct stream *st = c->streams; st; st = st->next)
+		n += st->ready;
+	pthread_mutex_lock(&c->s->mu);
+	c->s->lost += n;
+	pthread_mutex_unlock(&c->s->mu);
+}
+
 static void *conn_thread(void *arg)
 {
 	struct sconn *c = arg;
@@ -594,10 +786,11 @@ static void *conn_thread(void *arg)
 			break;
 		if (!nghttp2_session_want_read(c->ng) && !nghttp2_session_want_write(c->ng))
 			break;
-		if (read_some(c, wait < 0 ? 1000 : wait) < 0)
+		if (read_some(c, wait < 0 ? 1000 : wait) < 0 || c->drop)
 			break;
 	}
 out:
+	count_lost(c);
 	if (c->ng)
 		nghttp2_session_del(c->ng);
 	while (c->streams) {
@@ -605,7 +798,10 @@ out:
 		c->streams = st->next;
 		free(st);
 	}
-	linger_close(c);
+	if (c->drop)
+		drop_close(c);
+	else
+		linger_close(c);
 	free(c);
 	return NULL;
 }
@@ -670,11 +866,36 @@ static int listen_on(struct opts *o)
 	return fd;
 }
 
+/* "503=5,500=3": statuses and percentages. */
+static void parse_mix(struct opts *o, const char *v)
+{
+	int total = 0;
+	while (*v) {
+		int st, pct, n = 0;
+		if (o->n_mix == 8 || sscanf(v, "%d=%d%n", &st, &pct, &n) != 2 ||
+		    (st != 410 && st != 429 && st != 500 && st != 503) || pct < 0 || (total += pct) > 100) {
+			fprintf(stderr, "push_sim: --mix wants STATUS=PCT[,...] with 410/429/500/503, "
+				"at most 100%% in all\n");
+			exit(2);
+		}
+		o->mix_status[o->n_mix] = st;
+		o->mix_pct[o->n_mix++] = pct;
+		v += n;
+		if (*v == ',')
+			v++;
+	}
+}
+
 static void parse_args(struct opts *o, int argc, char **argv)
 {
-	*o = (struct opts){.max_streams = 1000, .jwt_max_age = 3600};
-	for (int i = 1; i + 1 < argc; i += 2) {
-		const char *k = argv[i], *v = argv[i + 1];
+	*o = (struct opts){.max_streams = 1000, .jwt_max_age = 3600, .retry_after = 1};
+	for (int i = 1; i < argc; i += 2) {
+		const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : "";
+		if (!strcmp(k, "--lower-streams-on-error")) {
+			o->lower_on_error = true;
+			i--; /* a flag: no value */
+			continue;
+		}
 		if (!strcmp(k, "--port")) o->port = atoi(v);
 		else if (!strcmp(k, "--port-file")) o->port_file = v;
 		else if (!strcmp(k, "--cert")) o->cert = v;
@@ -686,6 +907,11 @@ static void parse_args(struct opts *o, int argc, char **argv)
 		else if (!strcmp(k, "--rate")) o->rate = atoi(v);
 		else if (!strcmp(k, "--goaway-after")) o->goaway_after = atoi(v);
 		else if (!strcmp(k, "--max-streams")) o->max_streams = atoi(v);
+		else if (!strcmp(k, "--drop-after")) o->drop_after = atoi(v);
+		else if (!strcmp(k, "--start-streams")) o->start_streams = atoi(v);
+		else if (!strcmp(k, "--reset-after")) o->drop_after = atoi(v), o->drop_rst = true;
+		else if (!strcmp(k, "--retry-after")) o->retry_after = atoi(v);
+		else if (!strcmp(k, "--mix")) parse_mix(o, v);
 		else if (!strcmp(k, "--jwt-max-age")) o->jwt_max_age = atoi(v);
 		else if (!strcmp(k, "--bearer")) o->bearer = v;
 		else if (!strcmp(k, "--stats")) o->stats = v;

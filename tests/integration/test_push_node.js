@@ -2,17 +2,37 @@
 // built-in http2 module, h2c) for the push adapter. It records each
 // request's APNs headers, verifies the ES256 JWT with node's own crypto
 // (raw r||s = ieee-p1363), and answers 200 with an apns-id.
-// usage: node test_push_node.js PORT_FILE OUT_FILE PUBKEY_PEM
+// usage: node test_push_node.js PORT_FILE OUT_FILE PUBKEY_PEM [limits]
+//
+// With `limits`, node also plays a strict provider: it answers after 5 ms;
+// after a connection's first request it lowers SETTINGS_MAX_CONCURRENT_STREAMS
+// to 1 and, once the client acknowledged, records the most streams it sees
+// open at once (maxAfterAck, per line); after 25 requests it closes the
+// connection gracefully (GOAWAY, in-flight streams finish).
 'use strict';
 const http2 = require('http2');
 const fs = require('fs');
 const crypto = require('crypto');
-const [, , portFile, outFile, pubFile] = process.argv;
+const [, , portFile, outFile, pubFile, mode] = process.argv;
+const limits = mode === 'limits';
+let maxAfterAck = 0;
 const pub = crypto.createPublicKey(fs.readFileSync(pubFile));
 const b64 = (s) => Buffer.from(s || '', 'base64url');
 
 const server = http2.createServer();
+server.on('session', (session) => {
+  session.tocsin = { requests: 0, open: 0, acked: false };
+});
 server.on('stream', (stream, headers) => {
+  const sess = stream.session.tocsin;
+  sess.open++;
+  sess.requests++;
+  if (sess.acked && sess.open > maxAfterAck) maxAfterAck = sess.open;
+  stream.on('close', () => { sess.open--; });
+  if (limits && sess.requests === 1) {
+    stream.session.settings({ maxConcurrentStreams: 1 }, () => { sess.acked = true; });
+  }
+  if (limits && sess.requests === 25) stream.session.close();
   let body = '';
   stream.on('data', (c) => { body += c; });
   stream.on('end', () => {
@@ -30,10 +50,14 @@ server.on('stream', (stream, headers) => {
       method: headers[':method'], path: headers[':path'], topic: headers['apns-topic'],
       collapse: headers['apns-collapse-id'], priority: headers['apns-priority'],
       pushType: headers['apns-push-type'], expiration: headers['apns-expiration'],
-      authScheme: auth.split(' ')[0], jwtOk, jwtHeader, jwtClaims, payload,
+      authScheme: auth.split(' ')[0], jwtOk, jwtHeader, jwtClaims, payload, maxAfterAck,
     }) + '\n');
-    stream.respond({ ':status': 200, 'apns-id': crypto.randomUUID() });
-    stream.end();
+    const answer = () => {
+      if (stream.destroyed) return;
+      stream.respond({ ':status': 200, 'apns-id': crypto.randomUUID() });
+      stream.end();
+    };
+    if (limits) setTimeout(answer, 5); else answer();
   });
 });
 server.listen(0, '127.0.0.1', () => {
