@@ -68,13 +68,18 @@ static void resume_grow(struct resume_map *m)
 	m->cap = big.cap;
 }
 
-static void resume_put(struct resume_map *m, const char *k, size_t len, char v)
+/* Set k's letter; `overwrite` false keeps a letter k already has. */
+static void resume_put(struct resume_map *m, const char *k, size_t len, char v, bool overwrite)
 {
 	if ((m->n + 1) * 2 > m->cap)
 		resume_grow(m);
 	size_t i = str_hash(k, len) & (m->cap - 1);
-	while (m->keys[i])
-		i = (i + 1) & (m->cap - 1);
+	for (; m->keys[i]; i = (i + 1) & (m->cap - 1))
+		if (!strncmp(m->keys[i], k, len) && !m->keys[i][len]) {
+			if (overwrite)
+				m->vals[i] = v;
+			return;
+		}
 	if (!(m->keys[i] = strndup(k, len)))
 		abort();
 	m->vals[i] = v;
@@ -366,12 +371,24 @@ static void on_resume_states(void *arg, redisReply *r)
 		return; /* stays RESOLVING; retried by the tick */
 	}
 	if (r->elements) {
-		c->resume = resume_new(r->elements / 2);
-		for (size_t i = 0; i + 1 < r->elements; i += 2)
-			if (r->element[i]->type == REDIS_REPLY_STRING &&
-			    r->element[i + 1]->type == REDIS_REPLY_STRING && r->element[i + 1]->len)
-				resume_put(c->resume, r->element[i]->str, r->element[i]->len,
-					   r->element[i + 1]->str[0]);
+		/* chunks of records: state letter, address, NUL (see dispatch_publish.c) */
+		size_t bytes = 0;
+		for (size_t i = 0; i < r->elements; i++)
+			bytes += r->element[i]->type == REDIS_REPLY_STRING ? r->element[i]->len : 0;
+		c->resume = resume_new(bytes / 16);
+		for (size_t i = 0; i < r->elements; i++) {
+			if (r->element[i]->type != REDIS_REPLY_STRING)
+				continue;
+			const char *p = r->element[i]->str, *end = p + r->element[i]->len;
+			while (p + 1 < end) {
+				const char *nul = memchr(p + 1, 0, (size_t)(end - p - 1));
+				if (!nul)
+					break; /* a torn record cannot be written by RPUSH; skip it */
+				if (nul > p + 1)
+					resume_put(c->resume, p + 1, (size_t)(nul - p - 1), p[0], true);
+				p = nul + 1;
+			}
+		}
 		log_info("msg=\"resuming warning\" warning=%s settled_deliveries=%zu", c->id,
 			 c->resume->n);
 	}
@@ -402,7 +419,7 @@ static void on_dead_tokens(void *arg, redisReply *r)
 		c->resume = resume_new(r->elements);
 	for (size_t i = 0; i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_STRING)
-			resume_put(c->resume, r->element[i]->str, r->element[i]->len, 'x');
+			resume_put(c->resume, r->element[i]->str, r->element[i]->len, 'x', false);
 	c->error = NULL;
 	if (c->test)
 		plan_test_recipients(dp, c);
@@ -452,9 +469,9 @@ void plan_campaign(struct dispatcher *dp, struct campaign *c)
 	snprintf(rc->id, sizeof(rc->id), "%s", c->id);
 	char key[256];
 	snprintf(key, sizeof(key), "%sd:%s", dp->cfg.prefix, c->id);
-	const char *argv[] = {"HGETALL", key};
-	size_t lens[] = {7, strlen(key)};
-	if (redis_command(&dp->redis, on_resume_states, rc, 2, argv, lens) < 0) {
+	const char *argv[] = {"LRANGE", key, "0", "-1"};
+	size_t lens[] = {6, strlen(key), 1, 2};
+	if (redis_command(&dp->redis, on_resume_states, rc, 4, argv, lens) < 0) {
 		free(rc);
 		c->error = "Redis not reachable; will retry";
 		return;
