@@ -570,8 +570,8 @@ void dispatch_free(struct dispatcher *dp)
 		campaign_free(c);
 	}
 	for (size_t i = 0; i < dp->by_id_cap; i++)
-		if (dp->by_id[i])
-			free(dp->by_id[i]);
+		if (dp->by_id[i].id)
+			free(dp->by_id[i].d);
 	for (size_t i = 0; i < dp->n_lanes; i++)
 		lane_release(&dp->lanes[i]);
 	free(dp->lanes);

@@ -53,7 +53,10 @@ struct dispatcher {
 
 	struct campaign *campaigns;
 	uint64_t next_delivery_id, next_seq;
-	struct delivery **by_id;     /* open-addressing map of live deliveries */
+	struct id_slot {
+		uint64_t id;         /* 0: empty */
+		struct delivery *d;
+	} *by_id;                    /* open-addressing map of live deliveries */
 	size_t by_id_cap, by_id_n;
 	struct delivery **by_addr;   /* live app deliveries by (warning, address) */
 	size_t by_addr_cap, by_addr_n;

@@ -11,18 +11,32 @@
 #include "dispatch_internal.h"
 #include "log.h"
 
-/* --- the live-delivery map (id -> delivery), for receipts --- */
+/* --- the live-delivery map (id -> delivery), for receipts ---
+ *
+ * Open addressing with linear probing; each slot keeps the id beside the
+ * pointer, so probing and growing never touch a delivery (at a million
+ * live deliveries, each touch would be a cache miss). id 0 is never used. */
 
 static size_t slot_of(const struct dispatcher *dp, uint64_t id)
 {
 	return (size_t)(id * 0x9E3779B97F4A7C15ull) & (dp->by_id_cap - 1);
 }
 
+static void map_insert(struct dispatcher *dp, uint64_t id, struct delivery *d)
+{
+	size_t i = slot_of(dp, id);
+	while (dp->by_id[i].id)
+		i = (i + 1) & (dp->by_id_cap - 1);
+	dp->by_id[i].id = id;
+	dp->by_id[i].d = d;
+	dp->by_id_n++;
+}
+
 static void map_put(struct dispatcher *dp, struct delivery *d)
 {
 	if ((dp->by_id_n + 1) * 2 > dp->by_id_cap) {
 		size_t cap = dp->by_id_cap ? dp->by_id_cap * 2 : 4096;
-		struct delivery **old = dp->by_id, **n = calloc(cap, sizeof(*n));
+		struct id_slot *old = dp->by_id, *n = calloc(cap, sizeof(*n));
 		if (!n)
 			abort(); /* out-of-memory policy: the dispatcher cannot lose deliveries */
 		size_t oldcap = dp->by_id_cap;
@@ -30,41 +44,36 @@ static void map_put(struct dispatcher *dp, struct delivery *d)
 		dp->by_id_cap = cap;
 		dp->by_id_n = 0;
 		for (size_t i = 0; i < oldcap; i++)
-			if (old[i])
-				map_put(dp, old[i]);
+			if (old[i].id)
+				map_insert(dp, old[i].id, old[i].d);
 		free(old);
 	}
-	size_t i = slot_of(dp, d->id);
-	while (dp->by_id[i])
-		i = (i + 1) & (dp->by_id_cap - 1);
-	dp->by_id[i] = d;
-	dp->by_id_n++;
+	map_insert(dp, d->id, d);
 }
 
 static struct delivery *map_get(struct dispatcher *dp, uint64_t id)
 {
-	if (!dp->by_id_cap)
+	if (!dp->by_id_cap || !id)
 		return NULL;
-	for (size_t i = slot_of(dp, id); dp->by_id[i]; i = (i + 1) & (dp->by_id_cap - 1))
-		if (dp->by_id[i]->id == id)
-			return dp->by_id[i];
+	for (size_t i = slot_of(dp, id); dp->by_id[i].id; i = (i + 1) & (dp->by_id_cap - 1))
+		if (dp->by_id[i].id == id)
+			return dp->by_id[i].d;
 	return NULL;
 }
 
 static void map_del(struct dispatcher *dp, struct delivery *d)
 {
 	size_t mask = dp->by_id_cap - 1, i = slot_of(dp, d->id);
-	while (dp->by_id[i] != d)
+	while (dp->by_id[i].id != d->id)
 		i = (i + 1) & mask;
-	dp->by_id[i] = NULL;
+	dp->by_id[i].id = 0;
 	dp->by_id_n--;
 	/* Backward-shift the cluster after the hole (linear probing deletion). */
-	for (size_t j = (i + 1) & mask; dp->by_id[j]; j = (j + 1) & mask) {
-		struct delivery *e = dp->by_id[j];
-		size_t home = slot_of(dp, e->id);
+	for (size_t j = (i + 1) & mask; dp->by_id[j].id; j = (j + 1) & mask) {
+		size_t home = slot_of(dp, dp->by_id[j].id);
 		if (((j - home) & mask) >= ((j - i) & mask)) {
-			dp->by_id[i] = e;
-			dp->by_id[j] = NULL;
+			dp->by_id[i] = dp->by_id[j];
+			dp->by_id[j].id = 0;
 			i = j;
 		}
 	}
@@ -661,7 +670,7 @@ void sched_retract(struct dispatcher *dp, struct campaign *c, enum delivery_stat
 static bool accepted_of(struct dispatcher *dp, struct campaign *c, struct finish_ctx *f)
 {
 	for (size_t i = 0; i < dp->by_id_cap; i++) {
-		struct delivery *d = dp->by_id[i];
+		struct delivery *d = dp->by_id[i].id ? dp->by_id[i].d : NULL;
 		if (d && d->campaign == c && d->state == DELIVERY_ACCEPTED)
 			collect(d, f);
 	}
