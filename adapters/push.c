@@ -54,6 +54,8 @@
 #include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <netdb.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -874,17 +876,32 @@ static void ensure_conns(struct push *p)
 
 /* --- building and submitting requests --- */
 
-static bool token_ok(enum push_provider prov, const char *t)
+/* Token characters: bit 1 an APNs (hex) character, bit 2 an FCM one. */
+enum { TOK_HEX = 1, TOK_FCM = 2 };
+static unsigned char tok_class[256];
+
+static void tok_class_init(void)
 {
-	size_t n = strlen(t);
-	if (n == 0 || n > 4096)
-		return false;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)t[i];
+	for (unsigned c = 0; c < 256; c++) {
 		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 		bool fcm = hex || (c >= 'g' && c <= 'z') || (c >= 'G' && c <= 'Z') || c == '_' ||
 			   c == '-' || c == ':' || c == '.';
-		if ((prov == PUSH_APNS && !hex) || (prov == PUSH_FCM && !fcm) || c <= ' ' || c == 0x7f)
+		tok_class[c] = (unsigned char)((hex ? TOK_HEX : 0) | (fcm ? TOK_FCM : 0));
+	}
+}
+
+static bool token_ok(enum push_provider prov, const char *t)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, tok_class_init);
+	size_t n = strlen(t);
+	if (n == 0 || n > 4096)
+		return false;
+	/* webhook tokens: any visible character */
+	unsigned char need = prov == PUSH_APNS ? TOK_HEX : prov == PUSH_FCM ? TOK_FCM : 0;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)t[i];
+		if ((tok_class[c] & need) != need || c <= ' ' || c == 0x7f)
 			return false;
 	}
 	return prov != PUSH_APNS || n <= 200;
