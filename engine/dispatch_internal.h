@@ -58,7 +58,10 @@ struct dispatcher {
 		struct delivery *d;
 	} *by_id;                    /* open-addressing map of live deliveries */
 	size_t by_id_cap, by_id_n;
-	struct delivery **by_addr;   /* live app deliveries by (warning, address) */
+	struct addr_slot {
+		uint32_t key;        /* addr_hash of d */
+		struct delivery *d;  /* NULL: empty */
+	} *by_addr;                  /* live app deliveries by (warning, address) */
 	size_t by_addr_cap, by_addr_n;
 	struct waiting retry;        /* min-heap on not_before_ms */
 

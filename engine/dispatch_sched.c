@@ -106,41 +106,47 @@ static uint32_t addr_key(const char *warning, const char *address)
 	return (uint32_t)mix_bytes(h, address, strlen(address));
 }
 
+/* Same layout as the id map: the key beside the pointer, d NULL when empty. */
+static void addr_insert(struct dispatcher *dp, uint32_t key, struct delivery *d)
+{
+	size_t mask = dp->by_addr_cap - 1, i = key & mask;
+	while (dp->by_addr[i].d)
+		i = (i + 1) & mask;
+	dp->by_addr[i].key = key;
+	dp->by_addr[i].d = d;
+	dp->by_addr_n++;
+}
+
 static void addr_put(struct dispatcher *dp, struct delivery *d)
 {
 	if ((dp->by_addr_n + 1) * 2 > dp->by_addr_cap) {
 		size_t cap = dp->by_addr_cap ? dp->by_addr_cap * 2 : 4096, oldcap = dp->by_addr_cap;
-		struct delivery **old = dp->by_addr, **n = calloc(cap, sizeof(*n));
+		struct addr_slot *old = dp->by_addr, *n = calloc(cap, sizeof(*n));
 		if (!n)
 			abort();
 		dp->by_addr = n;
 		dp->by_addr_cap = cap;
 		dp->by_addr_n = 0;
 		for (size_t i = 0; i < oldcap; i++)
-			if (old[i])
-				addr_put(dp, old[i]);
+			if (old[i].d)
+				addr_insert(dp, old[i].key, old[i].d);
 		free(old);
 	}
-	size_t mask = dp->by_addr_cap - 1, i = d->addr_hash & mask;
-	while (dp->by_addr[i])
-		i = (i + 1) & mask;
-	dp->by_addr[i] = d;
-	dp->by_addr_n++;
+	addr_insert(dp, d->addr_hash, d);
 }
 
 static void addr_del(struct dispatcher *dp, struct delivery *d)
 {
 	size_t mask = dp->by_addr_cap - 1, i = d->addr_hash & mask;
-	while (dp->by_addr[i] != d)
+	while (dp->by_addr[i].d != d)
 		i = (i + 1) & mask;
-	dp->by_addr[i] = NULL;
+	dp->by_addr[i].d = NULL;
 	dp->by_addr_n--;
-	for (size_t j = (i + 1) & mask; dp->by_addr[j]; j = (j + 1) & mask) {
-		struct delivery *e = dp->by_addr[j];
-		size_t home = e->addr_hash & mask;
+	for (size_t j = (i + 1) & mask; dp->by_addr[j].d; j = (j + 1) & mask) {
+		size_t home = dp->by_addr[j].key & mask;
 		if (((j - home) & mask) >= ((j - i) & mask)) {
-			dp->by_addr[i] = e;
-			dp->by_addr[j] = NULL;
+			dp->by_addr[i] = dp->by_addr[j];
+			dp->by_addr[j].d = NULL;
 			i = j;
 		}
 	}
@@ -153,9 +159,9 @@ void sched_app_ack(struct dispatcher *dp, const char *warning, const char *addre
 		return;
 	size_t mask = dp->by_addr_cap - 1;
 	uint32_t key = addr_key(warning, address);
-	for (size_t i = key & mask; dp->by_addr[i]; i = (i + 1) & mask) {
-		struct delivery *d = dp->by_addr[i];
-		if (d->addr_hash == key && !strcmp(d->campaign->id, warning) &&
+	for (size_t i = key & mask; dp->by_addr[i].d; i = (i + 1) & mask) {
+		struct delivery *d = dp->by_addr[i].d;
+		if (dp->by_addr[i].key == key && !strcmp(d->campaign->id, warning) &&
 		    !strcmp(d->address, address)) {
 			sched_receipt(dp, d->id, OUTCOME_DELIVERED, NULL);
 			return;
