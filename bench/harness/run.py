@@ -970,7 +970,7 @@ def write_plots(report, outdir, prefix):
 def markdown(report, imgs, imgdir_rel):
     b = report.get("baselines", {})
     L = []
-    L.append("Command: `%s`. Machine: %s, %d cores, %s; RelWithDebInfo/Debug as configured in `%s`. "
+    L.append("Command: `%s`. Machine: %s, %d cores, %s; CMake build type `%s`. "
              "Every process (redis-server, tocsind, smsc_sim, push_sim, terminal_swarm, mosquitto) on the same cores. %s"
              % (report["command"], report["machine"]["kernel"], report["machine"]["cores"], report["machine"]["date"],
                 report["build_type"], report["notes"]))
