@@ -445,25 +445,13 @@ class Run:
         as the cancelled warning is final, which says nothing about the lanes)."""
         grace = self.sc["scenario"].get("expect_quiet_after_cancel_s")
         cancels = [s["at_s"] for s in submits.values() if s["msg_type"] == "cancel"]
-        self.cancel_watch = []
         if grace is None or not cancels:
             return
         until = min(max(cancels) + float(grace) + 3, max_s + 10)
         if time.time() - start < until:
             log("  watching the lanes until t=%.1fs (cancel + %s s + 3 s)" % (until, grace))
-        refs = {s["id"] for n, s in submits.items() if s["msg_type"] == "alert"
-                and any(w.get("references") == n for w in self.sc["warnings"] if w.get("msg_type") == "cancel")}
-        while True:
+        while time.time() - start < until:
             self.sample(start, samples)
-            # the cancelled warnings' deliveries ever handed to an adapter (stored coverage: may lag a tick)
-            handed = 0
-            for wid in refs:
-                cov = json.loads(http_get(self.d.url + "/v1/warnings/" + wid))["coverage"] or {}
-                d = cov.get("deliveries", {})
-                handed += sum(v for k, v in d.items() if k not in ("queued", "cancelled"))
-            self.cancel_watch.append([round(time.time() - start, 2), handed])
-            if time.time() - start >= until:
-                break
             time.sleep(0.25)
 
     def settled_coverage(self, submits, final_status):
@@ -756,7 +744,7 @@ def analyse(run, sc, meta, submits, samples, coverage, final_status, metrics, wa
             "simulators": sims, "smsc_throttled_at_s": throttled_at,
             "submits": {n: {"at_s": round(s["at_s"], 3), "msg_type": s["msg_type"], "id": s["id"]}
                         for n, s in submits.items()},
-            "sent_series": sent_series, "cancel_watch": getattr(run, "cancel_watch", []), "lanes_idle_at_s": None if idle_at is None else round(idle_at, 2),
+            "sent_series": sent_series, "lanes_idle_at_s": None if idle_at is None else round(idle_at, 2),
             "rate_series": {k: [[round(t, 2), round(v, 1)] for t, v in s] for k, s in rate_series.items()}}
 
 

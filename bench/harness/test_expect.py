@@ -25,7 +25,6 @@ def result():
             "submits": {"orange": {"at_s": 0.0, "msg_type": "alert", "id": "w-orange"},
                         "red": {"at_s": 3.0, "msg_type": "alert", "id": "w-red"}},
             "sent_series": [[0, 0], [5, 100], [8, 200], [9, 200], [11, 200]],
-            "cancel_watch": [[6, 50], [8, 60], [9, 60], [11, 60]],
             "lanes_idle_at_s": 40.0,
             "lanes": {"sms-1": {"channel": "sms", "throttled": 5}},
             "district": {"phones": 100, "apps": 50},
@@ -72,7 +71,7 @@ class ExpectTest(unittest.TestCase):
         self.assertTrue(run("expect_quiet_after_cancel_s", "2", r))     # flat from 7 s on
         self.assertFalse(run("expect_quiet_after_cancel_s", "0", r))    # 100 sends between 5 and 8 s
         r2 = copy.deepcopy(r)
-        r2["cancel_watch"][-1][1] = 61                                     # the cancelled warning still sending
+        r2["simulators"]["swarm"][0]["warnings"]["w-red"] = 11             # a terminal alerted twice
         self.assertFalse(run("expect_quiet_after_cancel_s", "2", r2))
         r2 = copy.deepcopy(r)
         r2["warnings"]["red"]["deliveries"]["queued"] = 3
