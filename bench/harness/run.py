@@ -1213,7 +1213,9 @@ def main():
                                 "redis_peak_bytes": r["resources"]["redis_used_memory_peak"], "scenario": r["scenario"]})
                 log("  scaling %g: %d persons, t90 %s s, %.0f engine B/person" % (
                     s, r["district"]["persons"], fmt(w["t90_s"], nd=2), r["resources"]["engine_bytes_per_person"]))
-        terminals = max([r["terminals_in_swarm"] for r in results] or [100])
+        # as many subscribers as the main-scale scenarios had terminals, so the comparison is like for like
+        terminals = max([r["terminals_in_swarm"] for r in results if r["scale"] == scale] or
+                        [r["terminals_in_swarm"] for r in results] or [100])
         bl = {} if a.no_baselines else baselines(a, districts.get(scale), work, a.smoke, terminals)
     except HarnessError as e:
         print("run.py: error: %s" % e, file=sys.stderr)
