@@ -3,7 +3,7 @@
  * benchmarks of the SMS adapter. A tool, not the engine: epoll, one thread.
  *
  *   smsc_sim --port N [--port-file F] [--password P] [--latency-ms 0]
- *            [--throttle-rate 0] [--receipt-delay-ms 0]
+ *            [--throttle-rate 0] [--throttle-after 0] [--receipt-delay-ms 0]
  *            [--mix delivrd=90,undeliv=5,expired=3,none=2]
  *            [--id-format mixed|dec|hex] [--receipts mixed|tlv|text]
  *            [--bad-prefix DIGITS] [--receipt-first] [--stats FILE]
@@ -11,7 +11,9 @@
  *
  * It accepts bind_transceiver/transmitter/receiver (any credentials, or
  * only --password), answers submit_sm after --latency-ms with a message id
- * (ESME_RTHROTTLED above --throttle-rate submits/s per bind, and
+ * (ESME_RTHROTTLED above --throttle-rate submits/s per bind, once
+ * --throttle-after submit_sm were counted: an SMSC that starts throttling
+ * mid-run without dropping its binds; and
  * ESME_RINVDSTADR for destinations starting with --bad-prefix), and sends
  * one receipt per accepted part after --receipt-delay-ms, on the bound
  * transceivers/receivers of the same system_id in turn, with a stat drawn
@@ -59,7 +61,7 @@ struct conn {
 	unsigned gen;
 	SSL *ssl;      /* TLS listener only */
 	bool tls_ready; /* handshake done */
-	bool bound, can_receive;
+	bool bound, can_receive, throttling;
 	char system_id[16];
 	uint8_t *rbuf;
 	size_t rlen;
@@ -92,6 +94,7 @@ struct opts {
 	bool receipt_first;
 	unsigned latency_ms, receipt_delay_ms;
 	double throttle_rate;
+	uint64_t throttle_after; /* submits counted before the throttle applies */
 	unsigned mix[4]; /* delivrd, undeliv, expired, none */
 	int id_format;   /* 0 mixed, 1 dec, 2 hex */
 	int receipts;    /* 0 mixed, 1 tlv, 2 text */
@@ -423,9 +426,14 @@ static void on_bind(struct sim *s, int i, const struct smpp_pdu *p)
 
 static bool throttled(struct sim *s, struct conn *c)
 {
-	if (s->o.throttle_rate <= 0)
+	if (s->o.throttle_rate <= 0 || s->st.submits < s->o.throttle_after)
 		return false;
 	uint64_t now = now_ms();
+	if (!c->throttling) { /* the bucket starts full when the throttle starts */
+		c->throttling = true;
+		c->tokens = s->o.throttle_rate;
+		c->refill_ms = now;
+	}
 	c->tokens += (double)(now - c->refill_ms) * s->o.throttle_rate / 1000.0;
 	c->refill_ms = now;
 	if (c->tokens > s->o.throttle_rate)
@@ -745,6 +753,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 	static const struct option lo[] = {
 		{"port", 1, 0, 'p'}, {"port-file", 1, 0, 'P'}, {"password", 1, 0, 'w'},
 		{"latency-ms", 1, 0, 'l'}, {"throttle-rate", 1, 0, 't'},
+		{"throttle-after", 1, 0, 'T'},
 		{"receipt-delay-ms", 1, 0, 'r'}, {"mix", 1, 0, 'm'}, {"id-format", 1, 0, 'i'},
 		{"receipts", 1, 0, 'R'}, {"bad-prefix", 1, 0, 'b'}, {"stats", 1, 0, 's'},
 		{"receipt-first", 0, 0, 'F'}, {"tls-cert", 1, 0, 'C'}, {"tls-key", 1, 0, 'K'}, {0}};
@@ -757,6 +766,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		case 'w': o->password = optarg; break;
 		case 'l': o->latency_ms = (unsigned)atoi(optarg); break;
 		case 't': o->throttle_rate = atof(optarg); break;
+		case 'T': o->throttle_after = strtoull(optarg, NULL, 10); break;
 		case 'r': o->receipt_delay_ms = (unsigned)atoi(optarg); break;
 		case 'm': if (parse_mix(o, optarg)) return -1; break;
 		case 'i': o->id_format = !strcmp(optarg, "dec") ? 1 : !strcmp(optarg, "hex") ? 2 : 0; break;
@@ -846,8 +856,9 @@ int main(int argc, char **argv)
 	static struct sim s; /* large; one per process */
 	if (parse_opts(&s.o, argc, argv) < 0) {
 		fprintf(stderr, "usage: smsc_sim --port N [--port-file F] [--password P] [--latency-ms MS] "
-			"[--throttle-rate R] [--receipt-delay-ms MS] [--mix delivrd=90,undeliv=5,expired=3,none=2] "
-			"[--id-format mixed|dec|hex] [--receipts mixed|tlv|text] [--bad-prefix DIGITS] [--receipt-first] "
+			"[--throttle-rate R] [--throttle-after N] [--receipt-delay-ms MS] "
+			"[--mix delivrd=90,undeliv=5,expired=3,none=2] [--id-format mixed|dec|hex] "
+			"[--receipts mixed|tlv|text] [--bad-prefix DIGITS] [--receipt-first] "
 			"[--stats FILE] [--tls-cert CHAIN.pem --tls-key KEY.pem]\n");
 		return 2;
 	}

@@ -53,6 +53,7 @@ sys.path.insert(0, HERE)
 from harness import Redis, Tocsind, free_port, wait_port  # noqa: E402
 from bureau import Bureau, load_pb  # noqa: E402
 import plots  # noqa: E402
+import expect  # noqa: E402
 
 TICK = os.sysconf("SC_CLK_TCK")
 CHANNELS = ("sms", "app", "terminal")
@@ -72,6 +73,39 @@ def log(msg):
 
 # --- processes -------------------------------------------------------------
 
+class Signals:
+    """SIGINT/SIGTERM raise HarnessError, except inside `with SIGNALS.deferred():` (between a fork
+    and the pid being recorded), where the signal is remembered and raised on leaving, so no
+    child can escape the list of processes to stop. While stopping everything, further
+    signals are only remembered (a second Ctrl-C does not cut the cleanup short)."""
+
+    def __init__(self):
+        self.depth, self.pending, self.stopping = 0, None, False
+
+    def handler(self, sig, _frame):
+        if self.depth or self.stopping:
+            self.pending = sig
+            return
+        raise HarnessError("interrupted by signal %d" % sig)
+
+    def deferred(self):
+        sigs = self
+
+        class _Ctx:
+            def __enter__(self):
+                sigs.depth += 1
+
+            def __exit__(self, *exc):
+                sigs.depth -= 1
+                if not sigs.depth and sigs.pending and not sigs.stopping and exc[0] is None:
+                    sig, sigs.pending = sigs.pending, None
+                    raise HarnessError("interrupted by signal %d" % sig)
+        return _Ctx()
+
+
+SIGNALS = Signals()
+
+
 class Procs:
     """Every child process the harness starts, stopped by pid in reverse order."""
 
@@ -80,12 +114,21 @@ class Procs:
 
     def start(self, name, argv, logpath, **kw):
         f = open(logpath, "ab")
-        p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, **kw)
-        self.items.append((name, p, f))
+        with SIGNALS.deferred():
+            p = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, **kw)
+            self.items.append((name, p, f))
         return p
 
-    def adopt(self, name, popen, f=None):
-        self.items.append((name, popen, f))
+    def start_helper(self, name, obj):
+        """Start a tests/integration/harness.py object (Redis, Tocsind): its start() forks and
+        then waits for the port, so the process is recorded even when the wait fails."""
+        with SIGNALS.deferred():
+            try:
+                obj.start()
+            finally:
+                if getattr(obj, "proc", None) is not None:
+                    self.items.append((name, obj.proc, getattr(obj, "logf", None)))
+        return obj
 
     def stop(self, p, timeout=20):
         for i, (name, q, f) in enumerate(self.items):
@@ -97,6 +140,7 @@ class Procs:
                 return q.returncode
 
     def stop_all(self):
+        SIGNALS.stopping = True
         while self.items:
             name, p, f = self.items.pop()
             _stop_pid(p, 10)
@@ -242,7 +286,7 @@ class Run:
         except (OSError, ValueError, IndexError):
             return None
 
-    def start_smsc(self, throttle=0):
+    def start_smsc(self, throttle=0, throttle_after=0):
         s = self.sc["smsc"]
         pf = os.path.join(self.work, "smsc.port")
         if os.path.exists(pf):
@@ -256,7 +300,7 @@ class Run:
         if s.get("mix"):
             argv += ["--mix", s["mix"]]
         if throttle:
-            argv += ["--throttle-rate", str(throttle)]
+            argv += ["--throttle-rate", str(throttle), "--throttle-after", str(throttle_after)]
         p = PROCS.start("smsc_sim", argv, os.path.join(self.work, "smsc.log"))
         for _ in range(100):
             if os.path.exists(pf) and open(pf).read().strip():
@@ -383,13 +427,65 @@ class Run:
         idents[w["name"]] = ident
         return ident, (time.time() - t0) * 1000
 
+    def sample(self, start, samples):
+        st = self.status()
+        samples.append({"t": time.time() - start,
+                        "lanes": {l["name"]: dict(l["counters"], channel=l["channel"], queued=l["queued"],
+                                                  inflight=l["inflight"], paused=l["paused"])
+                                  for l in st["lanes"]},
+                        "warnings": {w["id"]: {"reached": w["reached"], "targeted": w["targeted"],
+                                               "state": w["state"], "elapsed_ms": w["elapsed_ms"]}
+                                     for w in st["warnings"]},
+                        "terminals_online": st["readiness"]["terminals_online"]})
+        return st
+
+    def observe_after_cancel(self, start, submits, samples, max_s):
+        """With expect_quiet_after_cancel_s = N: keep sampling the lanes until the last Cancel's
+        submit + N + 3 s, so the report shows whether sending stopped (the main loop ends as soon
+        as the cancelled warning is final, which says nothing about the lanes)."""
+        grace = self.sc["scenario"].get("expect_quiet_after_cancel_s")
+        cancels = [s["at_s"] for s in submits.values() if s["msg_type"] == "cancel"]
+        if grace is None or not cancels:
+            return
+        until = min(max(cancels) + float(grace) + 3, max_s + 10)
+        if time.time() - start < until:
+            log("  watching the lanes until t=%.1fs (cancel + %s s + 3 s)" % (until, grace))
+        while time.time() - start < until:
+            self.sample(start, samples)
+            time.sleep(0.25)
+
+    def settled_coverage(self, submits, final_status):
+        """GET /v1/warnings/{id} coverage of every alert, once it agrees with the live status.
+
+        The dispatcher writes the coverage JSON to Redis on its 1 s tick, on the same connection
+        as the delivery states, so right after a burst (a Cancel retracting 400k deliveries) the
+        stored coverage can lag the in-memory status by a tick or more: read it until its state
+        and reached/accepted/failed match what /v1/status showed (15 s at most)."""
+        live = {w["id"]: w for w in final_status["warnings"]}
+        out = {}
+        for name, s in submits.items():
+            if s["msg_type"] != "alert":
+                continue
+            deadline = time.time() + 15
+            while True:
+                cov = json.loads(http_get(self.d.url + "/v1/warnings/" + s["id"]))["coverage"]
+                w = live.get(s["id"])
+                agree = cov and w and cov["state"] == w["state"] and all(
+                    cov[k] >= w[k] for k in ("reached", "accepted", "failed"))
+                if agree or time.time() > deadline:
+                    break
+                time.sleep(0.2)
+            if not agree:
+                log("  warning: the stored coverage of %s still disagrees with /v1/status after 15 s "
+                    "(stored %s, live %s)" % (name, cov and cov.get("state"), w and w.get("state")))
+            out[name] = cov
+        return out
+
     def execute(self):
         sc, a = self.sc, self.a
         title = sc["scenario"].get("title", sc["name"])
         log("scenario %s (scale %g): %s" % (sc["name"], self.scale, title))
-        redis = Redis(self.work)
-        redis.start()
-        PROCS.adopt("redis-server", redis.proc, redis.logf)
+        redis = PROCS.start_helper("redis-server", Redis(self.work))
         t0 = time.time()
         out = subprocess.run([self.bin("engine", "tocsin"), "load", "--redis", redis.address, "--dir",
                               self.district], capture_output=True, text=True)
@@ -401,15 +497,19 @@ class Run:
             % (load_s, meta.get("households"), meta.get("persons"), meta.get("phones"), meta.get("apps"),
                meta.get("terminals")))
         self.n_terms_total, n_swarm, self.term_files = split_terminals(self.district, self.work, TERMINALS_CAP)
-        self.start_smsc()
+        phones = int(meta.get("phones", 0))
+        throttle_share = float(sc["smsc"].get("throttle_after_share", "0"))
+        if throttle_share:   # an SMSC that starts throttling once this share of the phones was submitted
+            self.start_smsc(throttle=int(sc["smsc"]["throttle_rate"]), throttle_after=int(throttle_share * phones))
+        else:
+            self.start_smsc()
         self.start_push()
         bureau = Bureau(self.pb, key_id="harness")
         keyring = os.path.join(self.work, "keyring.ini")
         with open(keyring, "w") as f:
             f.write(bureau.keyring)
-        self.d = Tocsind(self.bin("engine", "tocsind"), self.work, redis.address, keyring, self.lanes())
-        self.d.start()
-        PROCS.adopt("tocsind", self.d.proc, self.d.logf)
+        self.d = PROCS.start_helper("tocsind", Tocsind(self.bin("engine", "tocsind"), self.work, redis.address,
+                                                       keyring, self.lanes()))
         deadline = time.time() + 30
         while True:
             try:
@@ -439,10 +539,8 @@ class Run:
         pid = self.d.proc.pid
         cpu0 = cpu_seconds(pid)
         r0 = redis_info(redis.port)
-        phones = int(meta.get("phones", 0))
         idents, submits, samples = {}, {}, []
         pending = list(sc["warnings"])
-        throttle_share = float(sc["smsc"].get("throttle_after_share", "0"))
         throttled_at = None
         start = time.time()
         max_s = float(sc["scenario"].get("max_seconds", "120")) * (0.3 if a.smoke else 1)
@@ -455,23 +553,13 @@ class Run:
                 submits[w["name"]] = {"id": ident, "at_s": now, "submit_ms": ms,
                                       "msg_type": w.get("msg_type", "alert")}
                 log("  t=%.1fs submitted %s (%s) in %.0f ms" % (now, w["name"], ident, ms))
-            st = self.status()
+            st = self.sample(start, samples)
             now = time.time() - start
-            samples.append({"t": now, "lanes": {l["name"]: dict(l["counters"], channel=l["channel"],
-                                                               queued=l["queued"], inflight=l["inflight"],
-                                                               paused=l["paused"])
-                                                for l in st["lanes"]},
-                            "warnings": {w["id"]: {"reached": w["reached"], "targeted": w["targeted"],
-                                                   "state": w["state"], "elapsed_ms": w["elapsed_ms"]}
-                                         for w in st["warnings"]},
-                            "terminals_online": st["readiness"]["terminals_online"]})
             if throttle_share and throttled_at is None:
-                sent = sum(l["counters"]["sent"] for l in st["lanes"] if l["channel"] == "sms")
-                if sent >= throttle_share * phones:
-                    log("  t=%.1fs %d SMS sent: restarting smsc_sim with --throttle-rate %s"
-                        % (now, sent, sc["smsc"]["throttle_rate"]))
-                    PROCS.stop(self.smsc)
-                    self.start_smsc(throttle=int(sc["smsc"]["throttle_rate"]))
+                thr = sum(l["counters"]["throttled"] for l in st["lanes"] if l["channel"] == "sms")
+                if thr:
+                    sent = sum(l["counters"]["sent"] for l in st["lanes"] if l["channel"] == "sms")
+                    log("  t=%.1fs the SMSC throttles (%d SMS sent, %d throttled)" % (now, sent, thr))
                     throttled_at = now
             key = json.dumps([samples[-1]["lanes"], [(w["reached"], w["state"]) for w in st["warnings"]]],
                              sort_keys=True)
@@ -500,13 +588,11 @@ class Run:
                 if p.poll() is not None:
                     raise HarnessError("%s exited with %s during the scenario" % (name, p.returncode))
             time.sleep(0.5 if not a.smoke else 0.25)
+        self.observe_after_cancel(start, submits, samples, max_s)
         wall = time.time() - start
         metrics = http_get(self.d.url + "/metrics")
-        coverage = {}
-        for name, s in submits.items():
-            if s["msg_type"] == "alert":
-                coverage[name] = json.loads(http_get(self.d.url + "/v1/warnings/" + s["id"]))["coverage"]
         final_status = self.status()
+        coverage = self.settled_coverage(submits, final_status)
         cpu = cpu_seconds(pid) - cpu0
         hwm_kb, rss_kb = vm_kb(pid, "VmHWM"), vm_kb(pid, "VmRSS")
         r1 = redis_info(redis.port)
@@ -639,6 +725,16 @@ def analyse(run, sc, meta, submits, samples, coverage, final_status, metrics, wa
             "first_send_hist": [[le if le != float("inf") else "+Inf", n] for le, n in fs],
             "receipt_hist": [[le if le != float("inf") else "+Inf", n] for le, n in rc]}
     persons = int(meta.get("persons", 0))
+    # the SMS and app lanes' `sent` summed (a Cancel sends its own stops on the terminal lane), per sample (expect_quiet_after_cancel_s), and when the lanes went idle for good
+    sent_series = [[round(x["t"], 2), sum(v["sent"] for v in x["lanes"].values() if v["channel"] in ("sms", "app"))]
+                   for x in samples]
+    idle_at = None
+    for x in samples:
+        idle = all(v["queued"] == 0 and v["inflight"] == 0 for v in x["lanes"].values())
+        if not idle:
+            idle_at = None
+        elif idle_at is None:
+            idle_at = x["t"]
     return {"scenario": sc["name"], "title": sc["scenario"].get("title", sc["name"]), "file": sc["file"],
             "scale": run.scale, "district": {k: int(meta[k]) for k in ("households", "persons", "phones", "apps",
                                                                         "terminals", "buildings") if k in meta},
@@ -646,6 +742,9 @@ def analyse(run, sc, meta, submits, samples, coverage, final_status, metrics, wa
             "wall_seconds": round(wall, 2), "warnings": warnings, "lanes": per_lane, "channels": per_channel,
             "resources": dict(res, engine_bytes_per_person=res["engine_vmhwm_bytes"] / max(1, persons)),
             "simulators": sims, "smsc_throttled_at_s": throttled_at,
+            "submits": {n: {"at_s": round(s["at_s"], 3), "msg_type": s["msg_type"], "id": s["id"]}
+                        for n, s in submits.items()},
+            "sent_series": sent_series, "lanes_idle_at_s": None if idle_at is None else round(idle_at, 2),
             "rate_series": {k: [[round(t, 2), round(v, 1)] for t, v in s] for k, s in rate_series.items()}}
 
 
@@ -704,9 +803,7 @@ def baselines(args, district, work, smoke, terminals):
                         "ok_2xx": int(ok.group(1)) if ok else None}
 
     log("baseline: redis-benchmark LRANGE of a building list")
-    redis = Redis(bw)
-    redis.start()
-    PROCS.adopt("redis-server", redis.proc, redis.logf)
+    redis = PROCS.start_helper("redis-server", Redis(bw))
     subprocess.run([binp("engine", "tocsin"), "load", "--redis", redis.address, "--dir", district],
                    check=True, capture_output=True)
     key = redis.cli("--scan", "--pattern", "tocsin:pop:v*:hh:*").split()[0]
@@ -832,13 +929,15 @@ def write_plots(report, outdir, prefix):
         name = "%s%s-%g" % (prefix, r["scenario"], r["scale"])
         series = []
         for wn, w in r["warnings"].items():
+            t0 = w["submitted_at_s"]     # on the run clock, so overlapping warnings line up
             for c in CHANNELS:
                 pts = w["channel_series"][c]
                 if any(v for _, v in pts):
-                    series.append(("%s %s" % (wn, c), [(t, 100 * v) for t, v in pts]))
-            series.append(("%s total" % wn, [(t, 100 * v) for t, v in w["series"]]))
+                    series.append(("%s %s" % (wn, c), [(t0 + t, 100 * v) for t, v in pts]))
+            series.append(("%s total" % wn, [(t0 + t, 100 * v) for t, v in w["series"]]))
         p = os.path.join(outdir, name + "-coverage.svg")
-        plots.line_chart(p, "%s: persons reached (%% of targeted)" % r["scenario"], "seconds since admission",
+        plots.line_chart(p, "%s: persons reached per channel (%% of that channel's targeted)" % r["scenario"],
+                         "seconds since the first submit",
                          "% reached", series, hline=(90, "90% target"), ymax=100)
         rs = [(ln, [(t, v) for t, v in pts]) for ln, pts in r["rate_series"].items() if any(v for _, v in pts)]
         p2 = os.path.join(outdir, name + "-rate.svg")
@@ -872,7 +971,7 @@ def write_plots(report, outdir, prefix):
 def markdown(report, imgs, imgdir_rel):
     b = report.get("baselines", {})
     L = []
-    L.append("Command: `%s`. Machine: %s, %d cores, %s; RelWithDebInfo/Debug as configured in `%s`. "
+    L.append("Command: `%s`. Machine: %s, %d cores, %s; CMake build type `%s`. "
              "Every process (redis-server, tocsind, smsc_sim, push_sim, terminal_swarm, mosquitto) on the same cores. %s"
              % (report["command"], report["machine"]["kernel"], report["machine"]["cores"], report["machine"]["date"],
                 report["build_type"], report["notes"]))
@@ -882,6 +981,20 @@ def markdown(report, imgs, imgdir_rel):
              "terminals.csv secrets. *Reached* is the engine's ledger: confirmed SMS receipts (DELIVRD) and terminals "
              "that played; push providers only *accept* (apps confirm through POST /v1/receipts, which nothing "
              "simulates here), so the app channel shows 0 reached and its persons count as accepted.")
+    L.append("")
+    L.append("### Expectations")
+    L.append("")
+    L.append("Each scenario file's `expect_*` keys, checked by `bench/harness/expect.py` (a failed one makes "
+             "run.py exit 1, naming scenario and key).")
+    L.append("")
+    L.append("| scenario | scale | result | key | value | measured |")
+    L.append("|---|---|---|---|---|---|")
+    for r in report["scenarios"]:
+        rows = r.get("expectations") or [{"key": "–", "value": "", "ok": None, "detail": "no expect_* key"}]
+        for e in rows:
+            L.append("| %s | %g | %s | `%s` | %s | %s |" % (
+                r["scenario"], r["scale"], {True: "**pass**", False: "**FAIL**", None: "–"}[e["ok"]], e["key"],
+                e["value"], e["detail"].replace("|", "/")))
     L.append("")
     L.append("### Per scenario")
     L.append("")
@@ -1052,16 +1165,21 @@ def main():
         scs = [s for s in scs if s["scenario"].get("smoke") == "yes"]
     if not a.province:
         scs = [s for s in scs if s["scenario"].get("province") != "yes" or a.scenario]
+    for sc in all_scenarios():
+        bad = expect.validate(sc)
+        if bad:
+            print("run.py: %s: unknown expectation key(s): %s (see bench/harness/expect.py)"
+                  % (sc["file"], ", ".join(bad)), file=sys.stderr)
+            return 2
     out = a.out or (tempfile.mkdtemp(prefix="tocsin-harness-out-") if a.smoke else os.path.join(SRC, "bench", "results"))
     os.makedirs(out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="tocsin-harness-")
     prev = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
 
-    def on_signal(sig, _frame):
-        raise HarnessError("interrupted by signal %d" % sig)
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, SIGNALS.handler)
+    signal.signal(signal.SIGTERM, SIGNALS.handler)
     t_start = time.time()
+    load0 = os.getloadavg()
     caveats = []
     try:
         pb = load_pb(SRC)
@@ -1070,7 +1188,10 @@ def main():
         for sc in scs:
             s = float(sc["scenario"].get("scale", scale)) if not a.smoke else scale
             r = Run(a, sc, s, districts.get(s), pb, work).execute()
+            r["expectations"] = expect.check(sc, r)
             results.append(r)
+            for e in r["expectations"]:
+                log("  %s %s = %s: %s" % ("PASS" if e["ok"] else "FAIL", e["key"], e["value"], e["detail"]))
             for wn, w in r["warnings"].items():
                 log("  => %s/%s: %s, reached %.1f%%, t90 %s s, first send %s ms, engine CPU %.1f s, peak RSS %.0f MB"
                     % (r["scenario"], wn, w["state"], 100 * w["reached_share"], fmt(w["t90_s"], nd=2),
@@ -1092,7 +1213,9 @@ def main():
                                 "redis_peak_bytes": r["resources"]["redis_used_memory_peak"], "scenario": r["scenario"]})
                 log("  scaling %g: %d persons, t90 %s s, %.0f engine B/person" % (
                     s, r["district"]["persons"], fmt(w["t90_s"], nd=2), r["resources"]["engine_bytes_per_person"]))
-        terminals = max([r["terminals_in_swarm"] for r in results] or [100])
+        # as many subscribers as the main-scale scenarios had terminals, so the comparison is like for like
+        terminals = max([r["terminals_in_swarm"] for r in results if r["scale"] == scale] or
+                        [r["terminals_in_swarm"] for r in results] or [100])
         bl = {} if a.no_baselines else baselines(a, districts.get(scale), work, a.smoke, terminals)
     except HarnessError as e:
         print("run.py: error: %s" % e, file=sys.stderr)
@@ -1120,8 +1243,11 @@ def main():
     caveats.append("The app channel never counts as reached (no simulated app confirmations), so 'reached' is SMS "
                    "receipts + terminals; in the Gulou district the speakers cover every community, hence t90 is "
                    "dominated by the terminal fan-out and SMS mostly adds the last percent.")
-    caveats.append("smsc-throttles: smsc_sim has no mid-run throttle switch, so the harness restarts it on the same "
-                   "port with --throttle-rate; receipts still due from the first instance are lost with it.")
+    caveats.append("smsc-throttles: smsc_sim switches its throttle on in place (--throttle-after, binds stay up). "
+                   "Restarting the SMSC instead (every bind dropped at once) leaves the whole remaining SMS queue on "
+                   "one lane: failover moves each dropped lane's queue to the last sibling still up, and nothing "
+                   "moves it back when the others reconnect, so one throttled bind carries the rest while three "
+                   "sit idle (engine/dispatch_sched.c sched_lane_up).")
     caveats.append("Scenarios stop when every alert is final, or when nothing is queued and no counter moved for 3 s "
                    "(SMS with receipt mix 'none' and offline terminals would keep a warning 'sending' until expiry), "
                    "or at max_seconds.")
@@ -1129,6 +1255,10 @@ def main():
         caveats.append("tocsind answered invalid UTF-8 (replaced by U+FFFD here): /%s" % b)
     caveats.append("2 cores shared by tocsind, Redis (appendfsync always), the simulators and the swarm; figures "
                    "vary ±15% between runs on this VM.")
+    load1 = os.getloadavg()
+    caveats.append("Other work may share the machine: the 1-minute load average was %.2f when the run started and "
+                   "%.2f when it ended (the harness itself adds about 1-2). Treat CPU-bound figures (unlimited, "
+                   "scaling, province) as noisy when it is high." % (load0[0], load1[0]))
     bt = "?"
     try:
         for line in open(os.path.join(a.build, "CMakeCache.txt")):
@@ -1155,12 +1285,19 @@ def main():
         log("bench/RESULTS.md: section '## Harness (issue 9)' rewritten")
     if not a.keep:
         shutil.rmtree(work, ignore_errors=True)
+    failed = [(r, e) for r in results for e in r["expectations"] if not e["ok"]]
+    for r, e in failed:
+        print("run.py: expectation failed: scenario %s (scale %g): %s = %s: %s"
+              % (r["scenario"], r["scale"], e["key"], e["value"], e["detail"]), file=sys.stderr)
+    rc = 1 if failed else 0
     if a.smoke:
-        rc = smoke_check(report)
+        rc = smoke_check(report) or rc
         if not a.out and not a.keep and rc == 0:
             shutil.rmtree(out, ignore_errors=True)
-        return rc
-    return 0
+    elif not failed:
+        log("every expectation held (%d checks over %d scenario runs)"
+            % (sum(len(r["expectations"]) for r in results), len(results)))
+    return rc
 
 
 def update_results_md(md):
