@@ -15,6 +15,7 @@
  *   throttle_every = 0   every Nth submit is answered THROTTLED ...
  *   throttle_ms = 1000   ... asking the lane to pause this long
  *   down = no            yes: the lane never comes up (failover tests)
+ *   up_after_ms = 0      the lane starts down and comes up this long after open
  *   log = PATH           append one line per submit:
  *                        "ms<TAB>lane<TAB>warning<TAB>address<TAB>attempt<TAB>parts<TAB>text"
  *                        (ms: monotonic clock; text: what the channel would show)
@@ -22,6 +23,7 @@
  * Invariants: one report per submit, never from inside submit(); receipts
  * refer to delivery ids, since the delivery may be gone by then.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,6 +53,7 @@ struct sim {
 	struct sim_ev *ev;
 	size_t n_ev, cap_ev;
 	struct timer timer;
+	struct timer up_timer; /* up_after_ms */
 };
 
 static uint32_t addr_hash(const char *s)
@@ -181,6 +184,12 @@ static bool yes(const char *v)
 	return !strcasecmp(v, "yes") || !strcasecmp(v, "true") || !strcmp(v, "1");
 }
 
+static void on_up_timer(struct timer *t)
+{
+	struct sim *s = (struct sim *)((char *)t - offsetof(struct sim, up_timer));
+	s->host.up(s->host.ctx, s->lane, true, "sim ready (late)");
+}
+
 static int sim_open(struct lane *l, const struct lane_host *host, const struct config_lane *cfg,
 		    char *err, size_t errlen)
 {
@@ -208,6 +217,12 @@ static int sim_open(struct lane *l, const struct lane_host *host, const struct c
 		return -1;
 	}
 	l->adapter_state = s;
+	unsigned up_after = (unsigned)atoi(config_lane_get(cfg, "up_after_ms", "0"));
+	if (up_after && !s->down) {
+		host->up(host->ctx, l, false, "sim: coming up later");
+		loop_timer_set(host->loop, &s->up_timer, up_after, on_up_timer);
+		return 0;
+	}
 	host->up(host->ctx, l, !s->down, s->down ? "sim: configured down" : "sim ready");
 	return 0;
 }
@@ -218,6 +233,7 @@ static void sim_close(struct lane *l)
 	if (!s)
 		return;
 	loop_timer_cancel(s->host.loop, &s->timer);
+	loop_timer_cancel(s->host.loop, &s->up_timer);
 	if (s->log)
 		fclose(s->log);
 	free(s->ev);

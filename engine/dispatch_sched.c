@@ -543,6 +543,48 @@ static void requeue(struct delivery *d, void *arg)
 		abort();
 }
 
+struct moving {
+	struct delivery **d;
+	size_t n, cap;
+};
+
+static void take_out(struct delivery *d, void *arg)
+{
+	struct moving *m = arg;
+	if (m->n == m->cap) {
+		m->cap = m->cap ? m->cap * 2 : 1024;
+		if (!(m->d = realloc(m->d, m->cap * sizeof(*m->d))))
+			abort();
+	}
+	m->d[m->n++] = d;
+}
+
+static bool siblings(const struct lane *a, const struct lane *b)
+{
+	return a->channel == b->channel && a->platform == b->platform;
+}
+
+/*
+ * A lane came up: spread its siblings' queues over every lane that is up
+ * again. Failover moves a down lane's queue to the lanes still up, so when
+ * binds drop one after another everything piles onto the last one standing
+ * and would stay there (new deliveries are the only ones pick_lane places).
+ * Each lane's queue keeps its (priority, admission) order whatever the
+ * order of arrival.
+ */
+static void rebalance(struct dispatcher *dp, const struct lane *up)
+{
+	struct moving m = {0};
+	for (size_t i = 0; i < dp->n_lanes; i++)
+		if (siblings(&dp->lanes[i], up) && lane_queued(&dp->lanes[i]))
+			lane_retract(&dp->lanes[i], on_lane, NULL, take_out, &m);
+	for (size_t i = 0; i < m.n; i++)
+		requeue(m.d[i], dp);
+	if (m.n)
+		log_info("msg=\"queues spread again\" lane=%s deliveries=%zu", up->name, m.n);
+	free(m.d);
+}
+
 void sched_lane_up(void *ctx, struct lane *l, bool up, const char *why)
 {
 	struct dispatcher *dp = ctx;
@@ -554,12 +596,13 @@ void sched_lane_up(void *ctx, struct lane *l, bool up, const char *why)
 		/* Fail over: move the queue to sibling lanes (it stays here if none is up). */
 		struct lane *sibling = NULL;
 		for (size_t i = 0; i < dp->n_lanes && !sibling; i++)
-			if (&dp->lanes[i] != l && !dp->lanes[i].down && dp->lanes[i].channel == l->channel &&
-			    dp->lanes[i].platform == l->platform)
+			if (&dp->lanes[i] != l && !dp->lanes[i].down && siblings(&dp->lanes[i], l))
 				sibling = &dp->lanes[i];
 		if (sibling)
 			lane_retract(l, on_lane, NULL, requeue, dp);
 	}
+	if (up)
+		rebalance(dp, l);
 	kick(dp);
 }
 

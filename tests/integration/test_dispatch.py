@@ -277,6 +277,25 @@ class Dispatch(unittest.TestCase):
         self.assertIn("sms-1", lanes)
         self.assertNotIn("sms-2", lanes)
 
+    def test_queues_spread_again_when_a_lane_comes_up(self):
+        # sms-2 is down when the warning is planned, so sms-1 queues every SMS; when
+        # sms-2 comes up it must take its share of what is still queued.
+        opts = all_lanes(self.log, sms={"rate": "1500", "burst": "50", "window": "50"})
+        opts.update(lane("sms-2", "sms", self.log, rate="1500", burst="50", window="50",
+                         up_after_ms="2500"))
+        self.start(opts)
+        ident = self.submit(self.bureau.warning(targets=["350102"]))
+        self.wait_state(ident, ["done"], timeout=90)
+        log = [s for s in sends(self.log) if s["warning"] == ident]
+        exp = expected(["350102"])
+        self.assertEqual({s["address"] for s in log}, exp["phones"] | exp["apps"] | exp["terminals"])
+        sms = [s for s in log if s["lane"] in ("sms-1", "sms-2")]
+        on_2 = sum(1 for s in sms if s["lane"] == "sms-2")
+        # Before sms-2 is up, sms-1 sends ~1,500/s for ~2.5 s of ~12,000 SMS;
+        # afterwards the rest is shared about evenly.
+        self.assertGreater(on_2, len(sms) // 5, "sms-2 sent %d of %d" % (on_2, len(sms)))
+        self.assertEqual(len(sms), len({s["address"] for s in sms}))  # nothing sent twice
+
     def test_retries_never_outlive_expiry(self):
         self.start(all_lanes(self.log, sms={"transient_attempts": "1000"}),
                    retry_base_ms="200", max_attempts="1000")
