@@ -14,7 +14,8 @@
  *
  * Lane keys: listen = 0.0.0.0:7000, ack_timeout_ms = 5000,
  * heartbeat_ms = 30000, max_connections = 200000, recv_buffers = 4096,
- * recv_buffer_size = 2048, handshake_ms = 10000, tls_cert, tls_key.
+ * recv_buffer_size = 2048, handshake_ms = 10000, tls_cert, tls_key,
+ * send_buffer = 0 (SO_SNDBUF of each connection; 0: the kernel's autotuning).
  * Configure the lane's window as the number of terminals: a delivery for
  * an offline terminal holds its slot until the terminal comes back or the
  * warning expires.
@@ -193,7 +194,7 @@ struct alert_cache { /* the last Alert packed without its seq (encode_alert) */
 struct tgw {
 	struct lane_host host;
 	struct lane *lane;
-	unsigned ack_timeout_ms, heartbeat_ms, handshake_ms, max_conns;
+	unsigned ack_timeout_ms, heartbeat_ms, handshake_ms, max_conns, sndbuf;
 	int lfd;
 	struct op accept_op;
 	bool accept_armed, closing;
@@ -554,6 +555,7 @@ static void on_send(struct op *op, int res, uint32_t flags)
 	if (c->zs) {
 		c->zs->off += (uint32_t)res;
 		if (c->zs->off < c->zs->total) { /* short send: the rest */
+			c->gw->st.short_sends++;
 			tsend_arm(c, c->zs);
 			return; /* keeps the reference */
 		}
@@ -713,6 +715,8 @@ static void tconn_new(struct tgw *gw, int fd)
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (gw->sndbuf)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &gw->sndbuf, sizeof(gw->sndbuf));
 	c->gw = gw;
 	c->fd = fd;
 	c->refs = 1; /* "open", dropped by tconn_close */
@@ -1619,6 +1623,7 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 	gw->max_conns = key_uint(cfg, "max_connections", "200000");
 	gw->nbufs = key_uint(cfg, "recv_buffers", "4096");
 	gw->bufsz = key_uint(cfg, "recv_buffer_size", "2048");
+	gw->sndbuf = key_uint(cfg, "send_buffer", "0");
 	if (!gw->ack_timeout_ms || gw->heartbeat_ms < 100 || !gw->handshake_ms || !gw->max_conns) {
 		snprintf(err, errlen, "[lane %s] ack_timeout_ms, heartbeat_ms (>= 100), handshake_ms "
 			 "and max_connections must be positive", cfg->name);
@@ -1892,6 +1897,7 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 	set_int(o, "authenticated", gw->st.auth_ok);
 	set_int(o, "alerts_sent", gw->st.alerts_sent);
 	set_int(o, "alerts_resent", gw->st.resends);
+	set_int(o, "alert_short_sends", gw->st.short_sends);
 	set_int(o, "acks", gw->st.acks);
 	set_int(o, "alerts_held", gw->st.held);
 	set_int(o, "alerts_expired", gw->st.expired);
