@@ -55,13 +55,23 @@
  * itself once its ops and the Redis client are idle (reaper timer).
  *
  * Memory: an idle authenticated plaintext connection costs its struct tconn
- * (TCONN_BYTES below, 200 bytes) and a timer-heap slot (8 bytes), ~270
+ * (TCONN_BYTES below, 208 bytes) and a timer-heap slot (8 bytes), ~280
  * bytes of heap measured; a TLS one adds OpenSSL's idle SSL (~14.7 KB).
  * Each terminal of the population has a struct term (48 bytes + id),
  * connected or not. No receive or send buffer is kept while idle (partial
  * frames and output are malloc'd on demand and freed when drained). The
  * recv buffers are one shared ring (recv_buffers x recv_buffer_size, 8 MiB
  * by default). Kernel socket memory is extra.
+ *
+ * Fan-out: an Alert's bytes but the seq are packed once per warning and
+ * language (struct abody, refcounted); a delivery keeps a ~12-byte header
+ * (frame length, Frame.alert tag and length, Alert.seq) and a ref. To a
+ * plaintext connection with nothing queued the frame leaves as one
+ * sendmsg of header ‖ shared body (struct tsend, pooled: at most one per
+ * connection in flight, reused across alerts), resumed after a short send;
+ * otherwise (TLS, output queued) it is copied behind what is queued. The
+ * dispatcher's scheduling step submits many deliveries at once; their
+ * SQEs go to the kernel together at the loop's next submit.
  *
  * Out of memory: a connection that cannot allocate is closed; a submit
  * that cannot allocate its tdel aborts (like the loop's timer heap: losing
