@@ -14,7 +14,8 @@
  *
  * Lane keys: listen = 0.0.0.0:7000, ack_timeout_ms = 5000,
  * heartbeat_ms = 30000, max_connections = 200000, recv_buffers = 4096,
- * recv_buffer_size = 2048, handshake_ms = 10000, tls_cert, tls_key.
+ * recv_buffer_size = 2048, handshake_ms = 10000, tls_cert, tls_key,
+ * send_buffer = 0 (SO_SNDBUF of each connection; 0: the kernel's autotuning).
  * Configure the lane's window as the number of terminals: a delivery for
  * an offline terminal holds its slot until the terminal comes back or the
  * warning expires.
@@ -54,13 +55,23 @@
  * itself once its ops and the Redis client are idle (reaper timer).
  *
  * Memory: an idle authenticated plaintext connection costs its struct tconn
- * (TCONN_BYTES below, 200 bytes) and a timer-heap slot (8 bytes), ~270
+ * (TCONN_BYTES below, 208 bytes) and a timer-heap slot (8 bytes), ~280
  * bytes of heap measured; a TLS one adds OpenSSL's idle SSL (~14.7 KB).
  * Each terminal of the population has a struct term (48 bytes + id),
  * connected or not. No receive or send buffer is kept while idle (partial
  * frames and output are malloc'd on demand and freed when drained). The
  * recv buffers are one shared ring (recv_buffers x recv_buffer_size, 8 MiB
  * by default). Kernel socket memory is extra.
+ *
+ * Fan-out: an Alert's bytes but the seq are packed once per warning and
+ * language (struct abody, refcounted); a delivery keeps a ~12-byte header
+ * (frame length, Frame.alert tag and length, Alert.seq) and a ref. To a
+ * plaintext connection with nothing queued the frame leaves as one
+ * sendmsg of header ‖ shared body (struct tsend, pooled: at most one per
+ * connection in flight, reused across alerts), resumed after a short send;
+ * otherwise (TLS, output queued) it is copied behind what is queued. The
+ * dispatcher's scheduling step submits many deliveries at once; their
+ * SQEs go to the kernel together at the loop's next submit.
  *
  * Out of memory: a connection that cannot allocate is closed; a submit
  * that cannot allocate its tdel aborts (like the loop's timer heap: losing
@@ -105,6 +116,33 @@ enum tdel_state { TD_HELD, TD_SENT, TD_ACCEPTED };
 struct tgw;
 struct term;
 
+/*
+ * One Alert's bytes without its seq, shared by every delivery of one warning
+ * and language (the cache, each tdel and each send in flight hold a ref).
+ */
+struct abody {
+	uint32_t refs, len;
+	uint8_t data[];
+};
+
+/* Frame header + Frame.alert tag and length + Alert.seq: 4 + 1 + 3 + 1 + 10 bytes. */
+#define TDEL_HDR_MAX 20
+
+/*
+ * A plaintext Alert on its way: the per-terminal header and the shared body
+ * in one sendmsg (no copy). Pooled in gw->free_sends; at most one per
+ * connection (tconn.zs), and output queued behind it waits in tconn.out.
+ */
+struct tsend {
+	struct tsend *next;            /* gw->free_sends */
+	struct abody *body;
+	struct msghdr mh;
+	struct iovec iov[2];
+	uint32_t off, total;           /* bytes sent so far, of hdr_len + body->len */
+	uint8_t hdr_len;
+	uint8_t hdr[TDEL_HDR_MAX];
+};
+
 struct tconn {
 	struct tgw *gw;
 	struct term *term;             /* READY only */
@@ -112,6 +150,7 @@ struct tconn {
 	struct op recv_op, send_op;
 	struct timer timer;            /* handshake deadline, heartbeat tick, linger */
 	struct buf out, sending;       /* both empty (no memory) while idle */
+	struct tsend *zs;              /* an Alert being sent from the shared body, or NULL */
 	uint8_t *rx;                   /* a partial frame, NULL when none */
 	SSL *ssl;                      /* TLS lanes: memory BIOs, the ring moves ciphertext */
 	uint32_t rx_len, rx_cap, sending_off;
@@ -132,8 +171,9 @@ struct tdel {
 	int64_t expires_s;
 	struct timer timer;
 	const char *fail;              /* set: answered PERMANENT from a 0 ms timer */
-	uint8_t *frame;                /* the encoded Alert, resent as is */
-	uint32_t frame_len;
+	struct abody *body;            /* the Alert without seq (shared); NULL: cannot be sent */
+	uint8_t hdr[TDEL_HDR_MAX];     /* frame header, Frame.alert tag and length, Alert.seq */
+	uint8_t hdr_len;
 	uint8_t state;
 };
 
@@ -158,14 +198,13 @@ struct alert_cache { /* the last Alert packed without its seq (encode_alert) */
 	const struct campaign *campaign;
 	unsigned lang;
 	char *id;
-	uint8_t *body;
-	uint32_t len;
+	struct abody *body;
 };
 
 struct tgw {
 	struct lane_host host;
 	struct lane *lane;
-	unsigned ack_timeout_ms, heartbeat_ms, handshake_ms, max_conns;
+	unsigned ack_timeout_ms, heartbeat_ms, handshake_ms, max_conns, sndbuf;
 	int lfd;
 	struct op accept_op;
 	bool accept_armed, closing;
@@ -190,6 +229,8 @@ struct tgw {
 	size_t n_offline;              /* the cached offline-longest list ... */
 	bool offline_stale;            /* ... recomputed when a terminal comes or goes */
 	struct alert_cache alert;
+	struct tsend *free_sends;      /* the tsend pool */
+	struct buf scratch;            /* TLS: one frame assembled for SSL_write */
 	struct terminal_stats st;
 	struct terminal_arena arena;
 	uint8_t *arena_mem;
@@ -365,28 +406,118 @@ static int tls_drain(struct tconn *c)
 	return 0;
 }
 
-static int tconn_write(struct tconn *c, const uint8_t *data, size_t len)
+static void abody_put(struct abody *b)
+{
+	if (b && --b->refs == 0)
+		free(b);
+}
+
+/* Queue data ‖ more (more may be NULL) on c's output, copied. */
+static int tconn_write2(struct tconn *c, const uint8_t *data, size_t len, const uint8_t *more,
+			size_t mlen)
 {
 	int ret;
+	size_t total = len + mlen;
 	if (c->state == TC_CLOSING)
 		return -EPIPE;
-	if (c->ssl) { /* a memory BIO takes everything or fails */
+	if (c->ssl) { /* a memory BIO takes everything or fails; one record per frame */
+		if (mlen) {
+			struct buf *sc = &c->gw->scratch;
+			sc->len = 0;
+			if ((ret = buf_reserve(sc, total, TCONN_OUTPUT_MAX)))
+				return ret;
+			memcpy(sc->data, data, len);
+			memcpy(sc->data + len, more, mlen);
+			data = sc->data;
+			len = total;
+		}
 		if (!SSL_is_init_finished(c->ssl) || SSL_write(c->ssl, data, (int)len) != (int)len) {
 			ERR_clear_error();
 			return -EPIPE;
 		}
 		ret = tls_drain(c);
 	} else {
-		if (!c->out.data && len <= TCONN_OUTPUT_MAX) { /* usually one frame: its size, not 2x */
-			c->out.data = malloc(len);
-			c->out.alloc = c->out.data ? len : 0;
+		if (!c->out.data && total <= TCONN_OUTPUT_MAX) { /* usually one frame: its size, not 2x */
+			c->out.data = malloc(total);
+			c->out.alloc = c->out.data ? total : 0;
 		}
-		ret = buf_append(&c->out, data, len, TCONN_OUTPUT_MAX);
+		ret = buf_reserve(&c->out, total, TCONN_OUTPUT_MAX);
+		if (!ret) {
+			memcpy(c->out.data + c->out.len, data, len);
+			if (mlen)
+				memcpy(c->out.data + c->out.len + len, more, mlen);
+			c->out.len += total;
+		}
 	}
 	if (ret)
 		return ret;
 	c->last_tx_ms = loop_now_ms(c->gw->host.loop);
 	tconn_flush(c);
+	return 0;
+}
+
+static int tconn_write(struct tconn *c, const uint8_t *data, size_t len)
+{
+	return tconn_write2(c, data, len, NULL, 0);
+}
+
+/* (Re)arm z's sendmsg for what is left of header ‖ body. */
+static void tsend_arm(struct tconn *c, struct tsend *z)
+{
+	uint32_t off = z->off;
+	int n = 0;
+	if (off < z->hdr_len) {
+		z->iov[n++] = (struct iovec){.iov_base = z->hdr + off, .iov_len = z->hdr_len - off};
+		off = 0;
+	} else {
+		off -= z->hdr_len;
+	}
+	z->iov[n++] = (struct iovec){.iov_base = z->body->data + off, .iov_len = z->body->len - off};
+	z->mh = (struct msghdr){.msg_iov = z->iov, .msg_iovlen = (size_t)n};
+	struct io_uring_sqe *sqe = loop_sqe(c->gw->host.loop, &c->send_op);
+	io_uring_prep_sendmsg(sqe, c->fd, &z->mh, MSG_NOSIGNAL);
+	c->send_armed = true;
+}
+
+static void tsend_done(struct tconn *c)
+{
+	struct tsend *z = c->zs;
+	abody_put(z->body);
+	z->body = NULL;
+	z->next = c->gw->free_sends;
+	c->gw->free_sends = z;
+	c->zs = NULL;
+}
+
+/*
+ * An Alert: header and shared body straight from memory with sendmsg when
+ * nothing else is queued on a plaintext connection (the fan-out case), else
+ * copied behind what is queued.
+ */
+static int tconn_send_alert(struct tconn *c, const struct tdel *td)
+{
+	struct tgw *gw = c->gw;
+	if (c->state == TC_CLOSING)
+		return -EPIPE;
+	struct tsend *z = NULL;
+	if (!c->ssl && !c->send_armed && c->out.len == 0) {
+		if ((z = gw->free_sends))
+			gw->free_sends = z->next;
+		else
+			z = malloc(sizeof(*z));
+	}
+	if (!z)
+		return tconn_write2(c, td->hdr, td->hdr_len, td->body->data, td->body->len);
+	z->body = td->body;
+	z->body->refs++;
+	memcpy(z->hdr, td->hdr, td->hdr_len);
+	z->hdr_len = td->hdr_len;
+	z->off = 0;
+	z->total = td->hdr_len + td->body->len;
+	c->zs = z;
+	c->refs++;
+	c->last_tx_ms = loop_now_ms(gw->host.loop);
+	tsend_arm(c, z);
 	return 0;
 }
 
@@ -425,7 +556,26 @@ static void on_send(struct op *op, int res, uint32_t flags)
 	struct tconn *c = CONTAINER(op, struct tconn, send_op);
 	c->send_armed = false;
 	if (res < 0 || c->state == TC_CLOSING) {
+		if (c->zs)
+			tsend_done(c);
 		tconn_close(c, TERMINAL_CLOSE_PEER);
+		tconn_unref(c);
+		return;
+	}
+	if (c->zs) {
+		c->zs->off += (uint32_t)res;
+		if (c->zs->off < c->zs->total) { /* short send: the rest */
+			c->gw->st.short_sends++;
+			tsend_arm(c, c->zs);
+			return; /* keeps the reference */
+		}
+		tsend_done(c);
+		if (c->out.len)
+			tconn_flush(c);
+		else
+			buf_release(&c->out);
+		if (c->state == TC_LINGER && !c->send_armed)
+			tconn_close(c, TERMINAL_CLOSE_PEER);
 		tconn_unref(c);
 		return;
 	}
@@ -575,6 +725,8 @@ static void tconn_new(struct tgw *gw, int fd)
 	}
 	int one = 1;
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (gw->sndbuf)
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &gw->sndbuf, sizeof(gw->sndbuf));
 	c->gw = gw;
 	c->fd = fd;
 	c->refs = 1; /* "open", dropped by tconn_close */
@@ -762,7 +914,7 @@ static void tdel_unlink_free(struct tgw *gw, struct tdel *td)
 	if (pp && *pp)
 		*pp = td->next;
 	loop_timer_cancel(gw->host.loop, &td->timer);
-	free(td->frame);
+	abody_put(td->body);
 	free(td);
 }
 
@@ -805,7 +957,7 @@ static void tdel_send(struct tgw *gw, struct tdel *td)
 	uint64_t left = ms_until(td->expires_s);
 	td->state = TD_SENT;
 	gw->st.alerts_sent++;
-	tconn_write(td->t->conn, td->frame, td->frame_len);
+	tconn_send_alert(td->t->conn, td);
 	loop_timer_set(gw->host.loop, &td->timer, left < gw->ack_timeout_ms ? left : gw->ack_timeout_ms,
 		       on_tdel_timer);
 }
@@ -824,11 +976,13 @@ static void term_flush_held(struct tgw *gw, struct term *t)
 }
 
 /*
- * The Alert for d, encoded once per delivery: resends and late terminals
- * get the same bytes. Every delivery of one warning and language shares
- * the Alert but its seq, so the rest is packed once (gw->alert, keyed by
- * campaign, id and language) and each frame is assembled around it:
- * Frame{alert = Alert{seq} ‖ rest}. Protobuf takes fields in any order.
+ * The Alert for d: resends and late terminals get the same bytes. Every
+ * delivery of one warning and language shares the Alert but its seq, so the
+ * rest is packed once into a refcounted struct abody (gw->alert, keyed by
+ * campaign, id and language) and each delivery keeps only its header
+ * (encode_alert): Frame{alert = Alert{seq} ‖ rest}, since protobuf takes
+ * fields in any order. A plaintext connection with nothing queued gets
+ * header and body in one sendmsg (tconn_send_alert), with no copy at all.
  */
 static int alert_rest(struct tgw *gw, struct delivery *d)
 {
@@ -857,17 +1011,18 @@ static int alert_rest(struct tgw *gw, struct delivery *d)
 	a.references = w->references;
 	size_t n = tocsin__terminal__alert__get_packed_size(&a);
 	char *idc = strdup(id);
-	uint8_t *body = n <= TERMINAL_FRAME_MAX ? malloc(n ? n : 1) : NULL;
+	struct abody *body = n <= TERMINAL_FRAME_MAX ? malloc(sizeof(*body) + n) : NULL;
 	if (!idc || !body) {
 		free(idc);
 		free(body);
 		return n > TERMINAL_FRAME_MAX ? -EMSGSIZE : -ENOMEM;
 	}
-	tocsin__terminal__alert__pack(&a, body);
-	free(ac->body);
+	body->refs = 1; /* the cache's */
+	body->len = (uint32_t)n;
+	tocsin__terminal__alert__pack(&a, body->data);
+	abody_put(ac->body);
 	free(ac->id);
-	*ac = (struct alert_cache){.campaign = c, .lang = d->lang, .id = idc, .body = body,
-				   .len = (uint32_t)n};
+	*ac = (struct alert_cache){.campaign = c, .lang = d->lang, .id = idc, .body = body};
 	return 0;
 }
 
@@ -880,8 +1035,9 @@ static size_t put_varint(uint8_t *p, uint64_t v)
 	return n;
 }
 
-static int encode_alert(struct tgw *gw, struct delivery *d, uint64_t seq, uint8_t **out,
-			uint32_t *len)
+/* td's header for seq, and a ref to the shared body: Frame{alert = Alert{seq} ‖ body}. */
+/* td's header for its seq, and a ref to the shared body: the frame is header ‖ body. */
+static int encode_alert(struct tgw *gw, struct delivery *d, struct tdel *td)
 {
 	int ret = alert_rest(gw, d);
 	if (ret < 0)
@@ -889,25 +1045,23 @@ static int encode_alert(struct tgw *gw, struct delivery *d, uint64_t seq, uint8_
 	uint8_t seqf[11], lenf[10];
 	size_t ns = 0, nl;
 	seqf[ns++] = 0x08; /* Alert.seq: field 1, varint */
-	ns += put_varint(seqf + ns, seq);
-	size_t alert_len = ns + gw->alert.len;
+	ns += put_varint(seqf + ns, td->seq);
+	size_t alert_len = ns + gw->alert.body->len;
 	nl = put_varint(lenf, alert_len);
 	size_t payload = 1 + nl + alert_len; /* Frame.alert: field 6, length-delimited (0x32) */
-	if (payload > TERMINAL_FRAME_MAX)
+	if (payload > TERMINAL_FRAME_MAX || TERMINAL_FRAME_HDR + 1 + nl + ns > TDEL_HDR_MAX)
 		return -EMSGSIZE;
-	uint8_t *f = malloc(TERMINAL_FRAME_HDR + payload);
-	if (!f)
-		return -ENOMEM;
-	terminal_frame_header(f, payload);
-	uint8_t *p = f + TERMINAL_FRAME_HDR;
+	uint8_t *p = td->hdr;
+	terminal_frame_header(p, payload);
+	p += TERMINAL_FRAME_HDR;
 	*p++ = 0x32;
 	memcpy(p, lenf, nl);
 	p += nl;
 	memcpy(p, seqf, ns);
 	p += ns;
-	memcpy(p, gw->alert.body, gw->alert.len);
-	*out = f;
-	*len = (uint32_t)(TERMINAL_FRAME_HDR + payload);
+	td->hdr_len = (uint8_t)(p - td->hdr);
+	td->body = gw->alert.body;
+	td->body->refs++;
 	return 0;
 }
 
@@ -926,7 +1080,7 @@ static void terminal_submit(struct lane *l, struct delivery *d)
 	td->seq = ++gw->seq;
 	td->expires_s = campaign_expires(d->campaign);
 	td->state = TD_HELD;
-	if (!t || encode_alert(gw, d, td->seq, &td->frame, &td->frame_len) < 0) {
+	if (!t || encode_alert(gw, d, td) < 0) {
 		/* cannot be sent to anyone: answered from a 0 ms timer, never from inside submit */
 		td->fail = t ? "terminal: alert too large for a frame" : "terminal: invalid terminal id";
 		td->t = gw->nowhere;
@@ -1479,6 +1633,7 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 	gw->max_conns = key_uint(cfg, "max_connections", "200000");
 	gw->nbufs = key_uint(cfg, "recv_buffers", "4096");
 	gw->bufsz = key_uint(cfg, "recv_buffer_size", "2048");
+	gw->sndbuf = key_uint(cfg, "send_buffer", "0");
 	if (!gw->ack_timeout_ms || gw->heartbeat_ms < 100 || !gw->handshake_ms || !gw->max_conns) {
 		snprintf(err, errlen, "[lane %s] ack_timeout_ms, heartbeat_ms (>= 100), handshake_ms "
 			 "and max_connections must be positive", cfg->name);
@@ -1556,8 +1711,14 @@ static void gw_free(struct tgw *gw)
 	for (size_t i = 0; i < gw->nreasons; i++)
 		free(gw->reasons[i]);
 	tready_release(&gw->ready);
-	free(gw->alert.body);
+	abody_put(gw->alert.body);
 	free(gw->alert.id);
+	while (gw->free_sends) {
+		struct tsend *z = gw->free_sends;
+		gw->free_sends = z->next;
+		free(z);
+	}
+	buf_release(&gw->scratch);
 	free(gw->buckets);
 	free(gw->nowhere);
 	SSL_CTX_free(gw->tls);
@@ -1604,7 +1765,7 @@ static void drop_deliveries(struct tgw *gw, struct term *t)
 		struct tdel *td = t->dels;
 		t->dels = td->next;
 		loop_timer_cancel(gw->host.loop, &td->timer);
-		free(td->frame);
+		abody_put(td->body);
 		free(td);
 	}
 }
@@ -1746,6 +1907,7 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 	set_int(o, "authenticated", gw->st.auth_ok);
 	set_int(o, "alerts_sent", gw->st.alerts_sent);
 	set_int(o, "alerts_resent", gw->st.resends);
+	set_int(o, "alert_short_sends", gw->st.short_sends);
 	set_int(o, "acks", gw->st.acks);
 	set_int(o, "alerts_held", gw->st.held);
 	set_int(o, "alerts_expired", gw->st.expired);

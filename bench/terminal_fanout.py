@@ -62,6 +62,12 @@ ap.add_argument("--conns", type=int, nargs="+", default=[10000, 19000])
 ap.add_argument("--rounds", type=int, default=3)
 ap.add_argument("--play-ms", type=int, default=0,
                 help="tocsind's terminals: delay from Ack RECEIVED to Ack PLAYED (0: both at once)")
+ap.add_argument("--systems", nargs="+", default=["tocsind", "bare", "mosquitto"],
+                choices=["tocsind", "bare", "mosquitto"], help="run only these (profiling)")
+ap.add_argument("--perf", metavar="FILE",
+                help="perf record -g tocsind and the swarm from the push until the last receipt")
+ap.add_argument("--timeline", action="store_true",
+                help="log receipts per 20 ms after the push, per run")
 ap.add_argument("--results", action="store_true", help="append the section to bench/RESULTS.md")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
@@ -172,6 +178,12 @@ def pct(sorted_ms, q):
 def summary(t0, times):
     recv = sorted((r / 1e6 - t0) * 1000 for r, a in times if r)
     ack = sorted((a / 1e6 - t0) * 1000 for r, a in times if a)
+    if args.timeline:
+        buckets = {}
+        for ms in recv:
+            buckets[int(ms // 20)] = buckets.get(int(ms // 20), 0) + 1
+        log("  receipts per 20 ms from t0: " + " ".join(
+            "%d:%d" % (b * 20, buckets[b]) for b in sorted(buckets)))
     return {"first_ms": recv[0], "p50_ms": pct(recv, 0.5), "p99_ms": pct(recv, 0.99),
             "last_ms": recv[-1], "last_answer_ms": ack[-1], "spread_ms": recv[-1] - recv[0],
             "received": len(recv)}
@@ -233,6 +245,12 @@ def run_tocsind(n, bureau, pb, rnd):
         body = bureau.sign(w)
         req = urllib.request.Request(tocsind.url + "/v1/warnings", data=body,
                                      headers={"Content-Type": "application/x-protobuf"})
+        perf = None
+        if args.perf:
+            perf = subprocess.Popen(["perf", "record", "-g", "-o", args.perf, "-p",
+                                     "%d,%d" % (tocsind.proc.pid, swarm.p.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1)
         t0 = time.monotonic()
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.status == 202
@@ -246,6 +264,8 @@ def run_tocsind(n, bureau, pb, rnd):
                 break
             time.sleep(0.05)
         times = swarm.wait_received()
+        if perf:
+            stop(perf, signal.SIGINT)
         s = summary(t0, times)
         s["admitted_ms"] = admitted
         s["engine_all_acks_ms"] = engine_acks
@@ -276,12 +296,20 @@ def run_bare(n, rnd):
         port = int(open(pf).read())
         swarm = Swarm(n, "127.0.0.1:%d" % port, "raw", "swarm-bare-%d-%d" % (n, rnd),
                       ["--frame", str(FRAME)])
+        perf = None
+        if args.perf:  # the blaster sends 1 s after the last connection is in
+            swarm.wait_online()
+            perf = subprocess.Popen(["perf", "record", "-g", "-o", args.perf + ".bare", "-p",
+                                     "%d,%d" % (blaster.pid, swarm.p.pid)],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         blaster.wait(180)
         PROCS.remove(blaster)
         with open(out) as f:
             res = json.loads(f.read().strip().splitlines()[-1])
         t0 = res["t0_us"] / 1e6
         times = swarm.wait_received()
+        if perf:
+            stop(perf, signal.SIGINT)
         s = summary(t0, times)
         s["sender_last_answer_ms"] = (res["last_answer_us"] - res["t0_us"]) / 1000
         return s
@@ -367,16 +395,19 @@ def main():
             continue
         rounds = {"tocsind": [], "bare": [], "mosquitto": []}
         for rnd in range(args.rounds):
-            log("%d connections, round %d: tocsind" % (n, rnd + 1))
-            rounds["tocsind"].append(run_tocsind(n, bureau, pb, rnd))
-            log("%d connections, round %d: bare send loop" % (n, rnd + 1))
-            rounds["bare"].append(run_bare(n, rnd))
-            log("%d connections, round %d: mosquitto" % (n, rnd + 1))
-            rounds["mosquitto"].append(run_mosquitto(n, rnd))
+            for k, run in (("tocsind", lambda: run_tocsind(n, bureau, pb, rnd)),
+                           ("bare", lambda: run_bare(n, rnd)),
+                           ("mosquitto", lambda: run_mosquitto(n, rnd))):
+                if k in args.systems:
+                    log("%d connections, round %d: %s" % (n, rnd + 1, k))
+                    rounds[k].append(run())
             for k, v in rounds.items():
+                if not v:
+                    continue
                 log("  %s: %s" % (k, json.dumps({a: round(b, 1) if isinstance(b, float) else b
                                                  for a, b in v[-1].items()})))
-        results[n] = {k: {m: median([r.get(m) for r in v]) for m in v[0]} for k, v in rounds.items()}
+        results[n] = {k: {m: median([r.get(m) for r in v]) for m in v[0]}
+                      for k, v in rounds.items() if v}
         results[n]["rounds"] = rounds
     md = report(results, skipped, hard)
     print(md)
@@ -402,6 +433,8 @@ def report(results, skipped, hard):
            "|---|---|---|---|---|---|---|---|---|"]
     for n, r in results.items():
         for k in ("tocsind", "bare", "mosquitto"):
+            if k not in r:
+                continue
             s = r[k]
             seen = s.get("engine_all_acks_ms") if k == "tocsind" else \
                 s.get("sender_last_answer_ms") if k == "bare" else None
@@ -410,12 +443,19 @@ def report(results, skipped, hard):
                 fmt(s["last_answer_ms"]), fmt(seen), fmt(s["spread_ms"])))
     out.append("")
     for n, r in results.items():
+        if not all(k in r for k in ("tocsind", "bare", "mosquitto")):
+            continue
         t, b, m = r["tocsind"], r["bare"], r["mosquitto"]
+        # tocsind and bare of one round ran back to back, under the same load
+        per_round = sorted(tr["last_ms"] / br["last_ms"]
+                           for tr, br in zip(r["rounds"]["tocsind"], r["rounds"]["bare"]))
         out.append("- N = %d: last receipt tocsind / bare = **%.2f**, mosquitto / bare = %.2f, "
-                   "tocsind / mosquitto = %.2f; spread tocsind / bare = %.2f. tocsind's push "
+                   "tocsind / mosquitto = %.2f; spread tocsind / bare = %.2f; tocsind / bare "
+                   "per round %s (median **%.2f**). tocsind's push "
                    "includes admission (202 after %.0f ms) and resolution."
                    % (n, t["last_ms"] / b["last_ms"], m["last_ms"] / b["last_ms"],
                       t["last_ms"] / m["last_ms"], t["spread_ms"] / max(b["spread_ms"], 0.001),
+                      ", ".join("%.2f" % x for x in per_round), per_round[len(per_round) // 2],
                       t["admitted_ms"]))
     for n in skipped:
         out.append("- N = %d: not run. Each server holds N sockets in one process and the hard "

@@ -13,6 +13,8 @@
  * the Challenge with Hello (HMAC-SHA256(secret, nonce || id)), heartbeats
  * as Welcome says, answers each Alert with Ack RECEIVED at once and, after
  * --play-ms, PLAYED, or FAILED "speaker fault" for the terminals with
+ * (with --play-ms 0 both Acks leave in one write, as one answer per Alert,
+ * like the one-byte answer of --mode raw)
  * fnv1a32(id) % 100 < --fail-pct (FNV-1a: h = 2166136261; h ^= byte;
  * h *= 16777619). --churn N drops N random connected terminals per second,
  * each reconnecting after --reconnect-ms. A terminal rejected with
@@ -399,7 +401,8 @@ static int send_bytes(struct swarm *s, uint32_t idx, const void *p, size_t n)
 	return flush_out(s, idx);
 }
 
-static int send_frame(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Frame *f)
+/* Queue f; written now unless `more` (another frame follows at once). */
+static int queue_frame(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Frame *f, bool more)
 {
 	struct sterm *t = &s->t[idx];
 	size_t n = terminal_frame_size(f);
@@ -408,7 +411,12 @@ static int send_frame(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Fra
 		return -1;
 	t->tx_len += (uint32_t)n;
 	t->last_tx_ms = now_ms();
-	return flush_out(s, idx);
+	return more ? 0 : flush_out(s, idx);
+}
+
+static int send_frame(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Frame *f)
+{
+	return queue_frame(s, idx, f, false);
 }
 
 /* The first message and the first answer of each terminal, for --times. */
@@ -450,8 +458,8 @@ static int send_hello(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Cha
 	return send_frame(s, idx, &f);
 }
 
-static int send_ack(struct swarm *s, uint32_t idx, uint64_t seq, Tocsin__Terminal__AckState st,
-		    const char *reason)
+static int queue_ack(struct swarm *s, uint32_t idx, uint64_t seq, Tocsin__Terminal__AckState st,
+		     const char *reason, bool more)
 {
 	Tocsin__Terminal__Ack a = TOCSIN__TERMINAL__ACK__INIT;
 	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
@@ -462,7 +470,13 @@ static int send_ack(struct swarm *s, uint32_t idx, uint64_t seq, Tocsin__Termina
 	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_ACK;
 	f.ack = &a;
 	s->st.acks[st < N_ACK_STATES ? st : 0]++;
-	return send_frame(s, idx, &f);
+	return queue_frame(s, idx, &f, more);
+}
+
+static int send_ack(struct swarm *s, uint32_t idx, uint64_t seq, Tocsin__Terminal__AckState st,
+		    const char *reason)
+{
+	return queue_ack(s, idx, seq, st, reason, false);
 }
 
 static void count_warning(struct swarm *s, const char *id)
@@ -494,6 +508,16 @@ static int on_alert(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Alert
 		count_warning(s, a->warning_id);
 	}
 	note_recv(s, idx);
+	if (s->play_ms == 0) { /* both Acks at once: one write */
+		int ret = queue_ack(s, idx, a->seq, TOCSIN__TERMINAL__ACK_STATE__RECEIVED, NULL, true);
+		if (ret == 0)
+			ret = t->fails ? queue_ack(s, idx, a->seq, TOCSIN__TERMINAL__ACK_STATE__FAILED,
+						   "speaker fault", false)
+				       : queue_ack(s, idx, a->seq, TOCSIN__TERMINAL__ACK_STATE__PLAYED,
+						   NULL, false);
+		note_ack(s, idx);
+		return ret;
+	}
 	ev_push(s, (struct ev){.due_ms = now_ms() + s->play_ms, .idx = idx, .gen = t->gen,
 			       .alert_seq = a->seq, .kind = 0});
 	int ret = send_ack(s, idx, a->seq, TOCSIN__TERMINAL__ACK_STATE__RECEIVED, NULL);

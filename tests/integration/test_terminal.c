@@ -29,6 +29,8 @@
  *      silent terminal closed after 3 intervals while a live one stays;
  *   8. offline then reconnect: a held alert and an unacknowledged one (same
  *      seq) arrive on reconnect;
+ *   8b. short sends: two 40 KB Alerts to a terminal with a 4 KB receive
+ *      buffer arrive whole and in order (sendmsg resumed, output queued);
  *   9. readiness arithmetic per segment with exact numbers (speaker and
  *      displays overlapping), and the offline-longest order;
  *  10. TLS (certificate made here with the openssl CLI): 50 terminals over
@@ -287,8 +289,9 @@ static int load_population(const struct fixture *fx)
 
 /* --- warnings and deliveries ---------------------------------------------------------- */
 
-static struct campaign *make_campaign(struct fixture *fx, const char *id, Tocsin__MsgType type,
-				      const char *ref, int64_t expires_in_s)
+static struct campaign *make_campaign_text(struct fixture *fx, const char *id,
+					   Tocsin__MsgType type, const char *ref,
+					   int64_t expires_in_s, const char *instruction)
 {
 	Tocsin__Warning w = TOCSIN__WARNING__INIT;
 	Tocsin__Info in = TOCSIN__INFO__INIT, *infos[1] = {&in};
@@ -320,8 +323,9 @@ static struct campaign *make_campaign(struct fixture *fx, const char *id, Tocsin
 	in.certainty = TOCSIN__CERTAINTY__OBSERVED;
 	in.expires = now + expires_in_s;
 	in.headline = "Typhoon warning";
-	in.instruction = "Stay indoors.";
-	uint8_t payload[4096], env[8192], sig[64] = {0};
+	in.instruction = (char *)instruction;
+	static uint8_t payload[1 << 17], env[(1 << 17) + 1024];
+	uint8_t sig[64] = {0};
 	sw.has_payload = sw.has_signature = true;
 	sw.payload.len = tocsin__warning__pack(&w, payload);
 	sw.payload.data = payload;
@@ -334,6 +338,12 @@ static struct campaign *make_campaign(struct fixture *fx, const char *id, Tocsin
 	if (!c)
 		printf("# campaign_new: %s\n", err);
 	return c;
+}
+
+static struct campaign *make_campaign(struct fixture *fx, const char *id, Tocsin__MsgType type,
+				      const char *ref, int64_t expires_in_s)
+{
+	return make_campaign_text(fx, id, type, ref, expires_in_s, "Stay indoors.");
 }
 
 /* Submit one delivery for address; returns its id (index in fx->recs). */
@@ -601,6 +611,7 @@ struct rawt {
 
 static uint8_t arena_mem[TERMINAL_ARENA_CAP];
 static struct terminal_arena arena;
+static int raw_rcvbuf; /* set: SO_RCVBUF of the next raw connection, before it connects */
 
 static void raw_pump(struct rawt *r)
 {
@@ -670,6 +681,8 @@ static bool raw_open(struct fixture *fx, struct rawt *r)
 	r->fd = socket(AF_INET, SOCK_STREAM, 0);
 	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fx->gw_port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	if (raw_rcvbuf)
+		setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &raw_rcvbuf, sizeof(raw_rcvbuf));
 	fcntl(r->fd, F_SETFL, O_NONBLOCK);
 	connect(r->fd, (struct sockaddr *)&sa, sizeof(sa));
 	Tocsin__Terminal__Frame *f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_CHALLENGE, 3000);
@@ -1030,6 +1043,68 @@ static void test_reconnect(struct fixture *fx, struct campaign *w)
 	free(r);
 }
 
+/*
+ * Short sends: a terminal with a 4 KB receive buffer that reads nothing
+ * gets two ~40 KB Alerts and a heartbeat queued behind them. The first
+ * leaves as header + shared body in pieces (sendmsg resumed after each
+ * short send, across the header/body boundary), the rest waits in the
+ * connection's output. Once the terminal reads, every frame arrives whole
+ * and in order, each Alert with its own seq and the whole text.
+ */
+static void test_short_sends(struct fixture *fx)
+{
+	struct rawt *r = calloc(1, sizeof(*r));
+	size_t big = 40000;
+	char *text = malloc(big + 1);
+	for (size_t i = 0; i < big; i++)
+		text[i] = (char)('a' + i % 26);
+	text[big] = 0;
+	struct campaign *w8 = make_campaign_text(fx, "W8", TOCSIN__MSG_TYPE__ALERT, NULL, 3600, text);
+	struct campaign *w9 = make_campaign_text(fx, "W9", TOCSIN__MSG_TYPE__ALERT, NULL, 3600, text);
+	CHECK(fx, w8 && w9, "two 40 KB warnings");
+	raw_rcvbuf = 4096;
+	CHECK(fx, raw_login(fx, r, "r-disp2", "disp2-secret"), "r-disp2 authenticated");
+	raw_rcvbuf = 0;
+	struct terminal_stats st0;
+	terminal_stats(&fx->lane, &st0);
+	uint64_t d8 = submit(fx, w8, "r-disp2");
+	uint64_t d9 = submit(fx, w9, "r-disp2");
+	run_until(fx, sleep_cond, NULL, 300); /* the gateway sends what fits, then waits */
+	struct terminal_stats st1;
+	terminal_stats(&fx->lane, &st1);
+	raw_heartbeat(r);
+	bool got8 = false, got9 = false, order = true;
+	uint64_t seq8 = 0;
+	for (int i = 0; i < 2; i++) {
+		Tocsin__Terminal__Frame *f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_ALERT, 5000);
+		if (!f)
+			break;
+		bool whole = strstr(f->alert->text, text) != NULL;
+		if (!strcmp(f->alert->warning_id, "W8")) {
+			got8 = whole;
+			seq8 = f->alert->seq;
+			order &= i == 0;
+		} else if (!strcmp(f->alert->warning_id, "W9")) {
+			got9 = whole && f->alert->seq != seq8;
+			order &= i == 1;
+		}
+		raw_ack(r, f->alert->seq, TOCSIN__TERMINAL__ACK_STATE__PLAYED);
+	}
+	CHECK(fx, st1.short_sends > st0.short_sends, "the first Alert left in short sends");
+	CHECK(fx, got8 && got9 && order, "both 40 KB Alerts arrive whole, in order, own seqs");
+	struct range rg = {d8, d9 + 1};
+	CHECK(fx, run_until(fx, all_final, &rg, 3000) &&
+		      final_outcome(&fx->recs[d8]) == OUTCOME_DELIVERED &&
+		      final_outcome(&fx->recs[d9]) == OUTCOME_DELIVERED,
+	      "both DELIVERED");
+	raw_close(r);
+	run_until(fx, sleep_cond, NULL, 200);
+	campaign_free(w8);
+	campaign_free(w9);
+	free(text);
+	free(r);
+}
+
 /* --- readiness: exact numbers from the describe hook (what /v1/status and /metrics show) ---- */
 
 struct seg_want {
@@ -1220,9 +1295,10 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	const char *kv[][2] = {{"listen", addr},	      {"ack_timeout_ms", "1000"},
 			       {"heartbeat_ms", "2000"},      {"max_connections", "100000"},
-			       {"handshake_ms", tls ? "10000" : "2000"}, {"tls_cert", cert},
-			       {"tls_key", key}};
-	cfg.n_kv = tls ? 7 : 5;
+			       {"handshake_ms", tls ? "10000" : "2000"},
+			       {"send_buffer", "4096"}, /* short sends on big Alerts */
+			       {"tls_cert", cert},	      {"tls_key", key}};
+	cfg.n_kv = tls ? 8 : 6;
 	for (size_t i = 0; i < cfg.n_kv; i++) {
 		snprintf(cfg.kv[i].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
 		snprintf(cfg.kv[i].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
@@ -1357,6 +1433,7 @@ int main(int argc, char **argv)
 	free(newer);
 	run_until(&fx, sleep_cond, NULL, 200);
 	test_reconnect(&fx, w1);
+	test_short_sends(&fx);
 	test_readiness(&fx);
 	test_tls(&fx, w1);
 	if (scale > 0 && tls_scale) {
