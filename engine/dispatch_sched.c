@@ -543,20 +543,25 @@ static void requeue(struct delivery *d, void *arg)
 		abort();
 }
 
-struct moving {
-	struct delivery **d;
+/* Deliveries gathered out of lanes (or the id map), then finished or requeued. */
+struct finish_ctx {
+	struct dispatcher *dp;
+	enum delivery_state to;
+	const char *reason;
+	struct delivery **list;
 	size_t n, cap;
 };
 
-static void take_out(struct delivery *d, void *arg)
+static void collect(struct delivery *d, void *arg)
 {
-	struct moving *m = arg;
-	if (m->n == m->cap) {
-		m->cap = m->cap ? m->cap * 2 : 1024;
-		if (!(m->d = realloc(m->d, m->cap * sizeof(*m->d))))
+	struct finish_ctx *f = arg;
+	if (f->n == f->cap) {
+		f->cap = f->cap ? f->cap * 2 : 1024;
+		f->list = realloc(f->list, f->cap * sizeof(*f->list));
+		if (!f->list)
 			abort();
 	}
-	m->d[m->n++] = d;
+	f->list[f->n++] = d;
 }
 
 static bool siblings(const struct lane *a, const struct lane *b)
@@ -574,15 +579,15 @@ static bool siblings(const struct lane *a, const struct lane *b)
  */
 static void rebalance(struct dispatcher *dp, const struct lane *up)
 {
-	struct moving m = {0};
+	struct finish_ctx m = {.dp = dp};
 	for (size_t i = 0; i < dp->n_lanes; i++)
 		if (siblings(&dp->lanes[i], up) && lane_queued(&dp->lanes[i]))
-			lane_retract(&dp->lanes[i], on_lane, NULL, take_out, &m);
+			lane_retract(&dp->lanes[i], on_lane, NULL, collect, &m);
 	for (size_t i = 0; i < m.n; i++)
-		requeue(m.d[i], dp);
+		requeue(m.list[i], dp);
 	if (m.n)
 		log_info("msg=\"queues spread again\" lane=%s deliveries=%zu", up->name, m.n);
-	free(m.d);
+	free(m.list);
 }
 
 void sched_lane_up(void *ctx, struct lane *l, bool up, const char *why)
@@ -656,26 +661,6 @@ void sched_release_held(struct dispatcher *dp, struct campaign *c, unsigned stag
 static bool of_campaign(const struct delivery *d, void *arg)
 {
 	return d->campaign == arg;
-}
-
-struct finish_ctx {
-	struct dispatcher *dp;
-	enum delivery_state to;
-	const char *reason;
-	struct delivery **list;
-	size_t n, cap;
-};
-
-static void collect(struct delivery *d, void *arg)
-{
-	struct finish_ctx *f = arg;
-	if (f->n == f->cap) {
-		f->cap = f->cap ? f->cap * 2 : 1024;
-		f->list = realloc(f->list, f->cap * sizeof(*f->list));
-		if (!f->list)
-			abort();
-	}
-	f->list[f->n++] = d;
 }
 
 static void finish_all(struct finish_ctx *f)
