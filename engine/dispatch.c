@@ -383,8 +383,7 @@ static void on_tick(struct timer *t)
 	for (struct campaign *c = dp->campaigns; c; c = c->next)
 		tick_campaign(dp, c, now);
 	publish_flush(dp);
-	publish_metrics(dp);
-	publish_status(dp);
+	publish_views(dp);
 	refresh_population(dp, now);
 	sweep(dp);
 	read_journal(dp);

@@ -82,6 +82,7 @@ struct dispatcher {
 	uint64_t population, terminals_total; /* from the population meta, refreshed */
 	uint64_t population_at_ms;
 	uint64_t started_ms;
+	uint64_t views_due_ms;       /* next rebuild of status and metrics (publish_views) */
 };
 
 /* dispatch_sched.c */
@@ -110,8 +111,8 @@ void plan_cancel_terminals(struct dispatcher *dp, struct campaign *cancel, struc
 /* dispatch_publish.c */
 void publish_state(struct dispatcher *dp, struct campaign *c, const char *address, char state);
 void publish_flush(struct dispatcher *dp);
-void publish_metrics(struct dispatcher *dp);
-void publish_status(struct dispatcher *dp);
+/* The status JSON and the metrics text, rebuilt together (see dispatch_publish.c). */
+void publish_views(struct dispatcher *dp);
 
 /* dispatch.c */
 void campaign_check_done(struct dispatcher *dp, struct campaign *c);

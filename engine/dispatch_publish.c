@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
@@ -334,16 +335,16 @@ static void warning_gauges(struct buf *b, const struct dispatcher *dp)
 	}
 }
 
-static void adapter_gauges(struct buf *b, const struct dispatcher *dp);
+static void adapter_gauges(struct buf *b, const struct dispatcher *dp, json_t **desc);
 
-void publish_metrics(struct dispatcher *dp)
+static void publish_metrics(struct dispatcher *dp, json_t **desc)
 {
 	struct buf b = {0};
 	lane_counters(&b, dp);
 	lane_gauges(&b, dp, loop_now_ms(&dp->loop));
 	lane_histograms(&b, dp);
 	warning_gauges(&b, dp);
-	adapter_gauges(&b, dp);
+	adapter_gauges(&b, dp, desc);
 	if (buf_append(&b, "", 1, 64u << 20) < 0) {
 		buf_release(&b);
 		return;
@@ -378,7 +379,7 @@ static void sample(struct dispatcher *dp, struct campaign *c, uint64_t now)
 	s->total = (uint32_t)c->ledger.total.reached;
 }
 
-static json_t *lane_json(const struct lane *l, uint64_t now)
+static json_t *lane_json(const struct lane *l, uint64_t now, json_t *desc)
 {
 	static const char *plat[] = {"", "apns", "fcm", "webhook"};
 	json_t *o = json_object();
@@ -405,10 +406,7 @@ static json_t *lane_json(const struct lane *l, uint64_t now)
 	json_object_set_new(k, "throttled", json_integer((json_int_t)s->throttled));
 	json_object_set_new(k, "retries", json_integer((json_int_t)s->retries));
 	json_object_set_new(o, "counters", k);
-	json_t *a = json_object();
-	if (l->adapter && l->adapter->describe)
-		l->adapter->describe((struct lane *)l, a);
-	json_object_set_new(o, "adapter", a);
+	json_object_set_new(o, "adapter", desc ? json_incref(desc) : json_object());
 	return o;
 }
 
@@ -444,20 +442,19 @@ static json_t *warning_json(const struct campaign *c, uint64_t now)
 	return o;
 }
 
-static json_t *readiness_json(struct dispatcher *dp)
+static json_t *readiness_json(struct dispatcher *dp, json_t **desc)
 {
 	json_int_t online = 0, persons = 0;
 	json_t *offline = json_array();
 	for (size_t i = 0; i < dp->n_lanes; i++) {
-		struct lane *l = &dp->lanes[i];
-		if (l->channel != CHANNEL_TERMINAL || !l->adapter || !l->adapter->describe)
+		json_t *a = desc[i];
+		if (dp->lanes[i].channel != CHANNEL_TERMINAL || !a)
 			continue;
-		json_t *a = json_object();
-		l->adapter->describe(l, a);
 		online += json_integer_value(json_object_get(a, "terminals_online"));
 		persons += json_integer_value(json_object_get(a, "persons_online"));
-		json_array_extend(offline, json_object_get(a, "offline_longest") ?: json_array());
-		json_decref(a);
+		json_t *off = json_object_get(a, "offline_longest");
+		if (json_is_array(off))
+			json_array_extend(offline, off);
 	}
 	json_t *o = json_object();
 	json_object_set_new(o, "population", json_integer((json_int_t)dp->population));
@@ -484,68 +481,82 @@ static void label_value(char *out, size_t cap, const char *s)
 /*
  * An array of objects from describe (e.g. readiness per segment): each
  * numeric member K becomes tocsin_adapter_<member>_K{lane, <string members
- * as labels>}, one metric at a time so each family's lines stay together.
+ * as labels>}. Called once per (member, K) family with every lane's array,
+ * so each family's lines stay together under one HELP and TYPE.
  */
-static void adapter_series(struct buf *b, const char *lane, const char *member, json_t *arr)
+static void adapter_series(struct buf *b, const struct dispatcher *dp, json_t **desc,
+			   const char *member, const char *k)
 {
-	json_t *first = json_array_get(arr, 0), *num, *e, *v;
-	const char *k, *lk;
-	size_t i;
-	json_object_foreach(first, k, num) {
-		if (!json_is_number(num))
-			continue;
+	char name[256];
+	snprintf(name, sizeof(name), "tocsin_adapter_%s_%s", member, k);
+	metric_head(b, name, "gauge", "Adapter figure per item (see the adapter in adapters/README.md).");
+	for (size_t l = 0; l < dp->n_lanes; l++) {
+		json_t *arr = desc[l] ? json_object_get(desc[l], member) : NULL, *e, *v;
+		const char *lk;
+		size_t i;
 		json_array_foreach(arr, i, e) {
 			char labels[768], val[224];
-			size_t n = (size_t)snprintf(labels, sizeof(labels), "lane=\"%s\"", lane);
+			size_t n = (size_t)snprintf(labels, sizeof(labels), "lane=\"%s\"", dp->lanes[l].name);
 			json_object_foreach(e, lk, v) if (json_is_string(v) && n < sizeof(labels)) {
 				label_value(val, sizeof(val), json_string_value(v));
 				n += (size_t)snprintf(labels + n, sizeof(labels) - n, ",%s=\"%s\"", lk, val);
 			}
 			if (n >= sizeof(labels) || !json_is_number(v = json_object_get(e, k)))
 				continue;
-			put(b, "tocsin_adapter_%s_%s{%s} %.10g\n", member, k, labels, json_number_value(v));
+			put(b, "%s{%s} %.10g\n", name, labels, json_number_value(v));
 		}
 	}
 }
 
 /*
  * Adapter numbers as gauges: integer members as tocsin_adapter_<member>{lane="..."},
- * arrays of objects through adapter_series().
+ * arrays of objects through adapter_series(). Every family is written once,
+ * with all lanes' samples together (several binds share member names).
  */
-static void adapter_gauges(struct buf *b, const struct dispatcher *dp)
+static void adapter_gauges(struct buf *b, const struct dispatcher *dp, json_t **desc)
 {
-	for (size_t i = 0; i < dp->n_lanes; i++) {
-		struct lane *l = &dp->lanes[i];
-		if (!l->adapter || !l->adapter->describe)
-			continue;
-		json_t *a = json_object();
-		l->adapter->describe(l, a);
+	json_t *seen = json_object();
+	for (size_t i = 0; seen && i < dp->n_lanes; i++) {
 		const char *key;
 		json_t *v;
-		json_object_foreach(a, key, v) {
-			if (json_is_integer(v))
-				put(b, "tocsin_adapter_%s{lane=\"%s\"} %lld\n", key, l->name,
-				    (long long)json_integer_value(v));
-			else if (json_is_object(json_array_get(v, 0)))
-				adapter_series(b, l->name, key, v);
+		json_object_foreach(desc[i], key, v) {
+			if (json_object_get(seen, key))
+				continue;
+			json_object_set_new(seen, key, json_true());
+			if (json_is_integer(v)) {
+				char name[256];
+				snprintf(name, sizeof(name), "tocsin_adapter_%s", key);
+				metric_head(b, name, "gauge", "Adapter figure (see the adapter in adapters/README.md).");
+				for (size_t j = i; j < dp->n_lanes; j++) {
+					json_t *w = desc[j] ? json_object_get(desc[j], key) : NULL;
+					if (json_is_integer(w))
+						put(b, "%s{lane=\"%s\"} %lld\n", name, dp->lanes[j].name,
+						    (long long)json_integer_value(w));
+				}
+			} else if (json_is_object(json_array_get(v, 0))) {
+				const char *k;
+				json_t *num;
+				json_object_foreach(json_array_get(v, 0), k, num) if (json_is_number(num))
+					adapter_series(b, dp, desc, key, k);
+			}
 		}
-		json_decref(a);
 	}
+	json_decref(seen);
 }
 
-void publish_status(struct dispatcher *dp)
+static void publish_status(struct dispatcher *dp, json_t **desc)
 {
 	uint64_t now = loop_now_ms(&dp->loop);
 	json_t *o = json_object(), *lanes = json_array(), *ws = json_array();
 	for (size_t i = 0; i < dp->n_lanes; i++)
-		json_array_append_new(lanes, lane_json(&dp->lanes[i], now));
+		json_array_append_new(lanes, lane_json(&dp->lanes[i], now, desc[i]));
 	for (struct campaign *c = dp->campaigns; c; c = c->next) {
 		sample(dp, c, now);
 		json_array_append_new(ws, warning_json(c, now));
 	}
 	json_object_set_new(o, "lanes", lanes);
 	json_object_set_new(o, "warnings", ws);
-	json_object_set_new(o, "readiness", readiness_json(dp));
+	json_object_set_new(o, "readiness", readiness_json(dp, desc));
 	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!s)
@@ -554,4 +565,39 @@ void publish_status(struct dispatcher *dp)
 	free(dp->status);
 	dp->status = s;
 	pthread_mutex_unlock(&dp->metrics_lock);
+}
+
+/*
+ * Every tick: each adapter describes itself once, for both the status JSON
+ * and the metrics text. Both are rebuilt together (what one shows the
+ * other shows), every tick while that is cheap; when it is not (a province
+ * with a thousand communities of terminal readiness), at most one tenth of
+ * the dispatcher's time goes to it: the next rebuild waits ten times as
+ * long as the last one took, up to a second.
+ */
+void publish_views(struct dispatcher *dp)
+{
+	uint64_t now = loop_now_ms(&dp->loop);
+	if (now < dp->views_due_ms)
+		return;
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	json_t **desc = calloc(dp->n_lanes ? dp->n_lanes : 1, sizeof(*desc));
+	if (!desc)
+		return;
+	for (size_t i = 0; i < dp->n_lanes; i++) {
+		struct lane *l = &dp->lanes[i];
+		if (l->adapter && l->adapter->describe) {
+			desc[i] = json_object();
+			l->adapter->describe(l, desc[i]);
+		}
+	}
+	publish_metrics(dp, desc);
+	publish_status(dp, desc);
+	for (size_t i = 0; i < dp->n_lanes; i++)
+		json_decref(desc[i]);
+	free(desc);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	uint64_t took_ms = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
+	dp->views_due_ms = now + (took_ms * 10 > 1000 ? 1000 : took_ms * 10);
 }
