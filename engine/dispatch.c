@@ -422,6 +422,7 @@ static void *dispatch_main(void *arg)
 	dp->closing = true; /* from here on nothing new goes to an adapter */
 	loop_timer_cancel(&dp->loop, &dp->sched_timer);
 	loop_timer_cancel(&dp->loop, &dp->tick_timer);
+	dp->coverage_due_ms = 0; /* the last coverage goes out whatever its size */
 	publish_flush(dp); /* what is settled is on its way to Redis */
 	for (int i = 0; i < 20 && redis_up(&dp->writer) && dp->writer.fifo_len; i++)
 		loop_run_once(&dp->loop, 50);

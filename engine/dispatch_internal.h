@@ -83,6 +83,7 @@ struct dispatcher {
 	uint64_t population_at_ms;
 	uint64_t started_ms;
 	uint64_t views_due_ms;       /* next rebuild of status and metrics (publish_views) */
+	uint64_t coverage_due_ms;    /* next coverage write (publish_flush) */
 };
 
 /* dispatch_sched.c */

@@ -202,15 +202,36 @@ static void flush_coverage(struct dispatcher *dp, struct campaign *c)
 	free(cov);
 }
 
+static uint64_t ms_since(const struct timespec *t0)
+{
+	struct timespec t1;
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	return (uint64_t)((t1.tv_sec - t0->tv_sec) * 1000 + (t1.tv_nsec - t0->tv_nsec) / 1000000);
+}
+
+/* The next rebuild waits ten times as long as this one took, up to a second:
+ * a rebuild never takes more than a tenth of the dispatcher's time. */
+static uint64_t next_due(uint64_t now, uint64_t took_ms)
+{
+	return now + (took_ms * 10 > 1000 ? 1000 : took_ms * 10);
+}
+
 void publish_flush(struct dispatcher *dp)
 {
 	if (!redis_up(&dp->writer))
 		return;
 	/* Coverage first: it is small and read live by operators; the states
-	 * (hundreds of thousands after a Cancel) go behind it on the connection. */
-	for (struct campaign *c = dp->campaigns; c; c = c->next)
-		if (c->dirty)
-			flush_coverage(dp, c);
+	 * (hundreds of thousands after a Cancel) go behind it on the connection.
+	 * A province's coverage (thousands of segments) is rebuilt less often. */
+	uint64_t now = loop_now_ms(&dp->loop);
+	if (now >= dp->coverage_due_ms) {
+		struct timespec t0;
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		for (struct campaign *c = dp->campaigns; c; c = c->next)
+			if (c->dirty)
+				flush_coverage(dp, c);
+		dp->coverage_due_ms = next_due(now, ms_since(&t0));
+	}
 	if (dp->dirty.len)
 		flush_states(dp);
 }
@@ -572,15 +593,14 @@ static void publish_status(struct dispatcher *dp, json_t **desc)
  * and the metrics text. Both are rebuilt together (what one shows the
  * other shows), every tick while that is cheap; when it is not (a province
  * with a thousand communities of terminal readiness), at most one tenth of
- * the dispatcher's time goes to it: the next rebuild waits ten times as
- * long as the last one took, up to a second.
+ * the dispatcher's time goes to it (next_due).
  */
 void publish_views(struct dispatcher *dp)
 {
 	uint64_t now = loop_now_ms(&dp->loop);
 	if (now < dp->views_due_ms)
 		return;
-	struct timespec t0, t1;
+	struct timespec t0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	json_t **desc = calloc(dp->n_lanes ? dp->n_lanes : 1, sizeof(*desc));
 	if (!desc)
@@ -597,7 +617,5 @@ void publish_views(struct dispatcher *dp)
 	for (size_t i = 0; i < dp->n_lanes; i++)
 		json_decref(desc[i]);
 	free(desc);
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	uint64_t took_ms = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000);
-	dp->views_due_ms = now + (took_ms * 10 > 1000 ? 1000 : took_ms * 10);
+	dp->views_due_ms = next_due(now, ms_since(&t0));
 }
