@@ -189,9 +189,8 @@ class TerminalStatus(unittest.TestCase):
         self.assertLess(covered2, covered1)
         r = subprocess.run(["promtool", "check", "metrics"], input=self.get("/metrics"),
                            capture_output=True, text=True)
-        problems = [l for l in (r.stdout + r.stderr).splitlines() if "no help text" not in l]
-        print("\n".join(problems[:20]))
-        self.assertFalse([l for l in problems if "error" in l.lower()], problems)
+        # Adapter gauges come grouped per family with HELP and TYPE: promtool is clean.
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[:2000])
 
 
 if __name__ == "__main__":
