@@ -18,6 +18,7 @@
 #include "dispatch_internal.h"
 #include "log.h"
 #include "resolve.h"
+#include "state_chunk.h"
 
 /* --- persisted states of a resumed campaign: address -> state letter --- */
 
@@ -84,6 +85,11 @@ static void resume_put(struct resume_map *m, const char *k, size_t len, char v, 
 		abort();
 	m->vals[i] = v;
 	m->n++;
+}
+
+static void resume_record(void *arg, char state, const char *addr, size_t len)
+{
+	resume_put(arg, addr, len, state, true); /* a later record overrides */
 }
 
 static char resume_get(const struct resume_map *m, const char *k)
@@ -379,15 +385,7 @@ static void on_resume_states(void *arg, redisReply *r)
 		for (size_t i = 0; i < r->elements; i++) {
 			if (r->element[i]->type != REDIS_REPLY_STRING)
 				continue;
-			const char *p = r->element[i]->str, *end = p + r->element[i]->len;
-			while (p + 1 < end) {
-				const char *nul = memchr(p + 1, 0, (size_t)(end - p - 1));
-				if (!nul)
-					break; /* a torn record cannot be written by RPUSH; skip it */
-				if (nul > p + 1)
-					resume_put(c->resume, p + 1, (size_t)(nul - p - 1), p[0], true);
-				p = nul + 1;
-			}
+			state_chunk_parse(r->element[i]->str, r->element[i]->len, resume_record, c->resume);
 		}
 		log_info("msg=\"resuming warning\" warning=%s settled_deliveries=%zu", c->id,
 			 c->resume->n);
