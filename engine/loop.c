@@ -5,13 +5,25 @@
  * earliest timer), dispatch every completion, then fire due timers. Owners
  * free their objects only from their own callbacks, never while a CQE for
  * them can still arrive.
+ *
+ * Extra rings: before the wait, each extra ring with queued SQEs is
+ * submitted; after it, the main ring's CQEs are dispatched, then each extra
+ * ring's. The main ring always has an 8-byte read armed on each extra
+ * ring's eventfd, so a completion there ends the wait; the kernel signals
+ * the eventfd whenever new CQEs were posted since its last signal, so no
+ * wake-up is lost. A closed ring is marked dead, exited at the end of the
+ * iteration, and unlinked and freed when its eventfd read comes back
+ * cancelled (loop_release frees whatever is left).
  */
 #include "loop.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "log.h"
 
@@ -32,16 +44,38 @@ uint64_t loop_now_ms(const struct loop *l)
 	return l->now_ms;
 }
 
+struct loop_ring {
+	struct io_uring ring;
+	struct loop *loop;
+	struct loop_ring *next;   /* l->extra */
+	struct op wake_op;        /* the main ring's read of efd */
+	uint64_t wake_val;
+	int efd;
+	bool wake_armed, dead, exited;
+};
+
+static int ring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries)
+{
+	struct io_uring_params p = {0};
+	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
+	if (cq_entries) {
+		p.flags |= IORING_SETUP_CQSIZE;
+		p.cq_entries = cq_entries;
+	}
+	int ret = io_uring_queue_init_params(entries, ring, &p);
+	if (ret == -EINVAL) { /* older kernels: no SUBMIT_ALL / COOP_TASKRUN */
+		memset(&p, 0, sizeof(p));
+		p.flags = cq_entries ? IORING_SETUP_CQSIZE : 0;
+		p.cq_entries = cq_entries;
+		ret = io_uring_queue_init_params(entries, ring, &p);
+	}
+	return ret;
+}
+
 int loop_init(struct loop *l, unsigned entries)
 {
 	memset(l, 0, sizeof(*l));
-	struct io_uring_params p = {0};
-	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_COOP_TASKRUN;
-	int ret = io_uring_queue_init_params(entries, &l->ring, &p);
-	if (ret == -EINVAL) { /* older kernels: no SUBMIT_ALL / COOP_TASKRUN */
-		memset(&p, 0, sizeof(p));
-		ret = io_uring_queue_init_params(entries, &l->ring, &p);
-	}
+	int ret = ring_init(&l->ring, entries, 0);
 	if (ret < 0)
 		return ret;
 	l->now_ms = mono_ms();
@@ -50,6 +84,14 @@ int loop_init(struct loop *l, unsigned entries)
 
 void loop_release(struct loop *l)
 {
+	while (l->extra) { /* the main ring goes too: no CQE can come back for them */
+		struct loop_ring *r = l->extra;
+		l->extra = r->next;
+		if (!r->exited)
+			io_uring_queue_exit(&r->ring);
+		close(r->efd);
+		free(r);
+	}
 	io_uring_queue_exit(&l->ring);
 	free(l->heap);
 	l->heap = NULL;
@@ -65,6 +107,120 @@ struct io_uring_sqe *loop_sqe(struct loop *l, struct op *op)
 	}
 	io_uring_sqe_set_data(sqe, op);
 	return sqe;
+}
+
+/* --- extra rings --- */
+
+static void arm_wake(struct loop_ring *r)
+{
+	struct io_uring_sqe *sqe = loop_sqe(r->loop, &r->wake_op);
+	io_uring_prep_read(sqe, r->efd, &r->wake_val, sizeof(r->wake_val), 0);
+	r->wake_armed = true;
+}
+
+static void unlink_ring(struct loop *l, struct loop_ring *r)
+{
+	for (struct loop_ring **pp = &l->extra; *pp; pp = &(*pp)->next)
+		if (*pp == r) {
+			*pp = r->next;
+			return;
+		}
+}
+
+static void on_wake(struct op *op, int res, uint32_t flags)
+{
+	(void)flags;
+	struct loop_ring *r = (struct loop_ring *)((char *)op - offsetof(struct loop_ring, wake_op));
+	r->wake_armed = false;
+	if (r->exited) { /* runs from the main ring's dispatch, never inside the extra rings' walk */
+		unlink_ring(r->loop, r);
+		close(r->efd);
+		free(r);
+		return;
+	}
+	if (res < 0 && res != -EINTR && res != -EAGAIN && res != -ECANCELED)
+		log_warn("msg=\"extra ring eventfd read failed\" err=%d", res);
+	arm_wake(r); /* its CQEs are dispatched after the main ring's, in this pass */
+}
+
+struct loop_ring *loop_ring_open(struct loop *l, unsigned entries, unsigned files, int *err)
+{
+	struct loop_ring *r = calloc(1, sizeof(*r));
+	if (!r) {
+		*err = -ENOMEM;
+		return NULL;
+	}
+	r->loop = l;
+	r->wake_op.cb = on_wake;
+	/* a blocking eventfd: io_uring polls it (O_NONBLOCK would make the read fail with EAGAIN) */
+	r->efd = eventfd(0, EFD_CLOEXEC);
+	int ret = r->efd < 0 ? -errno : ring_init(&r->ring, entries, entries * 8);
+	if (ret < 0) {
+		if (r->efd >= 0)
+			close(r->efd);
+		free(r);
+		*err = ret;
+		return NULL;
+	}
+	if ((files && (ret = io_uring_register_files_sparse(&r->ring, files)) < 0) ||
+	    (ret = io_uring_register_eventfd(&r->ring, r->efd)) < 0) {
+		io_uring_queue_exit(&r->ring);
+		close(r->efd);
+		free(r);
+		*err = ret;
+		return NULL;
+	}
+	r->next = l->extra;
+	l->extra = r;
+	arm_wake(r);
+	return r;
+}
+
+struct io_uring *loop_ring_uring(struct loop_ring *r)
+{
+	return &r->ring;
+}
+
+struct io_uring_sqe *loop_ring_sqe(struct loop_ring *r, struct op *op)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+	while (!sqe) {
+		io_uring_submit(&r->ring);
+		sqe = io_uring_get_sqe(&r->ring);
+	}
+	io_uring_sqe_set_data(sqe, op);
+	return sqe;
+}
+
+void loop_ring_flush(struct loop_ring *r)
+{
+	if (io_uring_sq_ready(&r->ring))
+		io_uring_submit(&r->ring);
+}
+
+void loop_ring_close(struct loop_ring *r)
+{
+	r->dead = true;
+}
+
+/* Exit the rings closed during this iteration; each is freed when its eventfd read is back. */
+static void sweep_rings(struct loop *l)
+{
+	for (struct loop_ring *r = l->extra, *next; r; r = next) {
+		next = r->next;
+		if (!r->dead || r->exited)
+			continue;
+		io_uring_queue_exit(&r->ring);
+		r->exited = true;
+		if (r->wake_armed) {
+			struct io_uring_sqe *sqe = loop_sqe(l, NULL);
+			io_uring_prep_cancel(sqe, &r->wake_op, 0);
+		} else {
+			unlink_ring(l, r);
+			close(r->efd);
+			free(r);
+		}
+	}
 }
 
 /* --- timer heap --- */
@@ -149,11 +305,11 @@ static void run_timers(struct loop *l)
 
 /* --- the loop body --- */
 
-static void reap(struct loop *l)
+static unsigned reap_ring(struct io_uring *ring)
 {
 	struct io_uring_cqe *cqe;
 	unsigned head, n = 0;
-	io_uring_for_each_cqe(&l->ring, head, cqe)
+	io_uring_for_each_cqe(ring, head, cqe)
 	{
 		struct op *op = io_uring_cqe_get_data(cqe);
 		int res = cqe->res;
@@ -162,7 +318,24 @@ static void reap(struct loop *l)
 		if (op) /* NULL: a fire-and-forget request (cancel, close) */
 			op->cb(op, res, flags);
 	}
-	io_uring_cq_advance(&l->ring, n);
+	io_uring_cq_advance(ring, n);
+	return n;
+}
+
+static void reap(struct loop *l)
+{
+	reap_ring(&l->ring);
+	for (struct loop_ring *r = l->extra; r; r = r->next) {
+		if (r->dead)
+			continue;
+		/* CQEs the kernel could not fit are flushed by an enter with GETEVENTS */
+		for (;;) {
+			reap_ring(&r->ring);
+			if (r->dead || !(IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_CQ_OVERFLOW))
+				break;
+			io_uring_get_events(&r->ring);
+		}
+	}
 }
 
 void loop_run_once(struct loop *l, int max_wait_ms)
@@ -174,6 +347,9 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 	}
 	struct __kernel_timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
 	struct io_uring_cqe *cqe;
+	for (struct loop_ring *r = l->extra; r; r = r->next)
+		if (!r->dead)
+			loop_ring_flush(r);
 	int ret = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		log_warn("msg=\"io_uring wait failed\" err=%d", ret);
@@ -181,4 +357,5 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 	reap(l);
 	l->now_ms = mono_ms();
 	run_timers(l);
+	sweep_rings(l);
 }

@@ -11,6 +11,15 @@
  * not apply to multishot requests; the loop waits no longer than the
  * earliest deadline.
  *
+ * Extra rings (struct loop_ring) run on the same thread: a ring's table of
+ * registered ("direct") files may hold at most RLIMIT_NOFILE entries, so an
+ * owner that needs more sockets than the process's descriptor limit (the
+ * terminal gateway at 100,000 connections) spreads them over several rings.
+ * loop_run_once submits their SQEs and dispatches their CQEs like the main
+ * ring's (user_data is a struct op * there too); an eventfd registered on
+ * each extra ring, read by the main ring, ends the main ring's wait when an
+ * extra ring has completions.
+ *
  * Not thread-safe: a loop and everything on it belong to one thread.
  */
 #ifndef TOCSIN_LOOP_H
@@ -38,8 +47,11 @@ struct timer {
 	size_t slot;          /* heap index + 1; 0 when not armed */
 };
 
+struct loop_ring;
+
 struct loop {
 	struct io_uring ring;
+	struct loop_ring *extra;  /* extra rings, newest first */
 	uint64_t now_ms;      /* CLOCK_MONOTONIC ms, refreshed every iteration */
 	struct timer **heap;
 	size_t n_timers, cap_timers;
@@ -55,6 +67,24 @@ struct io_uring_sqe *loop_sqe(struct loop *l, struct op *op);
 
 /* Submit, wait for at least one completion or the next timer (or max_wait_ms), dispatch. */
 void loop_run_once(struct loop *l, int max_wait_ms);
+
+/*
+ * An extra ring with `entries` SQEs and a sparse table of `files` registered
+ * files (0: none; at most RLIMIT_NOFILE). NULL with *err = -errno on failure.
+ */
+struct loop_ring *loop_ring_open(struct loop *l, unsigned entries, unsigned files, int *err);
+/* The ring itself, for registrations (files, buffer rings). */
+struct io_uring *loop_ring_uring(struct loop_ring *r);
+/* A fresh SQE on r; submits r first when its queue is full. Never NULL. */
+struct io_uring_sqe *loop_ring_sqe(struct loop_ring *r, struct op *op);
+/* Submit what is queued on r now (before reusing a registered file's slot). */
+void loop_ring_flush(struct loop_ring *r);
+/*
+ * Close r. The owner has no operation in flight on it any more; whatever is
+ * left in its file table is closed with it. Safe from a callback: the ring
+ * goes at the end of the current iteration.
+ */
+void loop_ring_close(struct loop_ring *r);
 
 uint64_t loop_now_ms(const struct loop *l);
 /* Wall clock, seconds since the epoch. */
