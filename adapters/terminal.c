@@ -5,16 +5,30 @@
  * the protocol is proto/terminal.proto in length-prefixed frames
  * (proto/terminal_frame.h, proto/README-terminal.md). Everything runs on the
  * dispatcher's loop: a multishot accept, one multishot recv per connection
- * over a provided-buffer ring shared by all connections, plain sends,
- * user-space timers. Credentials and the segment tree behind readiness
+ * over a provided-buffer ring, plain sends, user-space timers.
+ *
+ * Direct descriptors: a process may hold only RLIMIT_NOFILE descriptors
+ * (20,000 on the machines this is built on, and raising the hard limit
+ * needs CAP_SYS_RESOURCE), fewer than the 100,000 terminals one node must
+ * hold. So an accepted socket is moved at once into the registered-file
+ * table of one of the gateway's shards (struct tshard: an extra ring of
+ * the loop, loop_ring_open, whose table holds up to `ring_files`
+ * sockets) and its descriptor is closed; every operation on it then goes
+ * to that ring with IOSQE_FIXED_FILE and the table slot as the "fd". A
+ * shard has its own provided-buffer ring. Shards open as connections need
+ * them (the first one at open, so a setup error shows at start) and stay
+ * until the gateway goes. A slot goes back to its shard's free list (and
+ * the socket is closed, by replacing it with -1) only when the connection
+ * holds no reference, i.e. no SQE naming the slot is queued or in flight. Credentials and the segment tree behind readiness
  * (terminal_ready.h) come from Redis (the current population version),
  * through the engine's async client on the same loop. With tls_cert and
  * tls_key, each connection runs OpenSSL over memory BIOs (tls_input): the
  * ring moves ciphertext and the Challenge follows the TLS handshake.
  *
  * Lane keys: listen = 0.0.0.0:7000, ack_timeout_ms = 5000,
- * heartbeat_ms = 30000, max_connections = 200000, recv_buffers = 4096,
- * recv_buffer_size = 2048, handshake_ms = 10000, tls_cert, tls_key,
+ * heartbeat_ms = 30000, max_connections = 200000, recv_buffers = 4096
+ * (per shard), recv_buffer_size = 2048, handshake_ms = 10000,
+ * ring_files = RLIMIT_NOFILE (connections per shard), tls_cert, tls_key,
  * send_buffer = 0 (SO_SNDBUF of each connection; 0: the kernel's autotuning).
  * Configure the lane's window as the number of terminals: a delivery for
  * an offline terminal holds its slot until the terminal comes back or the
@@ -35,7 +49,7 @@
  *   READY       Welcome queued; in the map   EOF/error/3 silent heartbeats -> CLOSING;
  *                                            same id authenticates elsewhere -> Reject REPLACED
  *   LINGER      a Reject is being sent       sent or 2 s -> CLOSING
- *   CLOSING     shutdown + recv cancelled    last ref (recv, send, Redis reply) dropped -> freed
+ *   CLOSING     recv and send cancelled      last ref (recv, send, Redis reply) dropped -> freed
  *
  * Delivery states (struct tdel, one per submitted delivery):
  *
@@ -55,13 +69,14 @@
  * itself once its ops and the Redis client are idle (reaper timer).
  *
  * Memory: an idle authenticated plaintext connection costs its struct tconn
- * (TCONN_BYTES below, 208 bytes) and a timer-heap slot (8 bytes), ~280
- * bytes of heap measured; a TLS one adds OpenSSL's idle SSL (~14.7 KB).
+ * (TCONN_BYTES below, 224 bytes, with the peer's address kept for the
+ * close log) and a timer-heap slot (8 bytes); a TLS one adds OpenSSL's
+ * idle SSL (~14.7 KB). Per shard: the free-slot stack (4 bytes a slot).
  * Each terminal of the population has a struct term (48 bytes + id),
  * connected or not. No receive or send buffer is kept while idle (partial
  * frames and output are malloc'd on demand and freed when drained). The
- * recv buffers are one shared ring (recv_buffers x recv_buffer_size, 8 MiB
- * by default). Kernel socket memory is extra.
+ * recv buffers are one ring per shard (recv_buffers x recv_buffer_size,
+ * 8 MiB by default). Kernel socket memory is extra.
  *
  * Fan-out: an Alert's bytes but the seq are packed once per warning and
  * language (struct abody, refcounted); a delivery keeps a ~12-byte header
@@ -88,6 +103,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -109,6 +125,7 @@
 #define MAX_REASONS 64
 #define POP_CHECK_MS 10000
 #define TERMINAL_OFFLINE_LIST 10
+#define SHARD_SQES 1024
 
 enum tconn_state { TC_CHALLENGED, TC_AUTHING, TC_READY, TC_LINGER, TC_CLOSING };
 enum tdel_state { TD_HELD, TD_SENT, TD_ACCEPTED };
@@ -155,11 +172,24 @@ struct tconn {
 	SSL *ssl;                      /* TLS lanes: memory BIOs, the ring moves ciphertext */
 	uint32_t rx_len, rx_cap, sending_off;
 	uint64_t last_rx_ms, last_tx_ms;
-	int fd;
+	uint32_t slot;                 /* in shards[shard]'s file table: the "fd" of every SQE */
+	uint16_t shard;
 	uint16_t refs;                 /* open + recv armed + send armed + auth in flight */
 	uint8_t state;
 	bool recv_armed, send_armed;
+	uint8_t peer_v6;               /* peer address for the close log (AF_INET6 when 1) */
+	uint16_t peer_port;
+	uint8_t peer[16];
 	uint8_t nonce[TERMINAL_NONCE_LEN];
+};
+
+/* An extra ring of the loop and the connections in its file table (see the top). */
+struct tshard {
+	struct loop_ring *ring;
+	struct io_uring_buf_ring *br;
+	uint8_t *bufs;                 /* recv_buffers x recv_buffer_size */
+	uint32_t *free_slots;          /* stack of unused slots of the table */
+	uint32_t nfree;
 };
 
 struct tdel {
@@ -211,9 +241,9 @@ struct tgw {
 	struct timer accept_retry, reaper;
 	struct redis_client rc;
 	char prefix[64];
-	struct io_uring_buf_ring *br;
-	uint8_t *bufs;
-	unsigned nbufs, bufsz;
+	struct tshard *shards;         /* max_shards, the first nshards open */
+	unsigned nshards, max_shards, ring_files;
+	unsigned nbufs, bufsz;         /* per shard */
 	uint16_t bgid;
 	struct tconn *conns;
 	SSL_CTX *tls;                  /* set when the lane has tls_cert and tls_key */
@@ -354,28 +384,35 @@ const char *terminal_close_reason_name(enum terminal_close_reason r)
 	return (unsigned)r < TERMINAL_CLOSE_N ? names[r] : "?";
 }
 
-static void log_close(const struct tgw *gw, int fd, enum terminal_close_reason why, const char *id)
+/* Keep the peer's address of a just-accepted socket (the log needs it after the descriptor is gone). */
+static void tconn_set_peer(struct tconn *c, int fd)
 {
 	struct sockaddr_storage sa;
 	socklen_t len = sizeof(sa);
-	char ip[INET6_ADDRSTRLEN] = "?";
-	unsigned port = 0;
-	if (getpeername(fd, (struct sockaddr *)&sa, &len) == 0) {
-		if (sa.ss_family == AF_INET) {
-			const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
-			inet_ntop(AF_INET, &a->sin_addr, ip, sizeof(ip));
-			port = ntohs(a->sin_port);
-		} else if (sa.ss_family == AF_INET6) {
-			const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
-			inet_ntop(AF_INET6, &a->sin6_addr, ip, sizeof(ip));
-			port = ntohs(a->sin6_port);
-		}
+	if (getpeername(fd, (struct sockaddr *)&sa, &len) != 0)
+		return;
+	if (sa.ss_family == AF_INET) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)&sa;
+		memcpy(c->peer, &a->sin_addr, 4);
+		c->peer_port = ntohs(a->sin_port);
+	} else if (sa.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&sa;
+		memcpy(c->peer, &a->sin6_addr, 16);
+		c->peer_port = ntohs(a->sin6_port);
+		c->peer_v6 = 1;
 	}
+}
+
+static void log_close(const struct tconn *c, enum terminal_close_reason why, const char *id)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+	inet_ntop(c->peer_v6 ? AF_INET6 : AF_INET, c->peer, ip, sizeof(ip));
 	/* Ordinary goodbyes at debug; everything the operator may need to act on at info. */
 	enum log_level lvl = why == TERMINAL_CLOSE_PEER || why == TERMINAL_CLOSE_SHUTDOWN ? LOG_DEBUG
 											: LOG_INFO;
 	tlog(lvl, "msg=\"terminal connection closed\" lane=%s reason=%s terminal=%s peer=%s:%u",
-	     gw->lane->name, terminal_close_reason_name(why), id && id[0] ? id : "-", ip, port);
+	     c->gw->lane->name, terminal_close_reason_name(why), id && id[0] ? id : "-", ip,
+	     (unsigned)c->peer_port);
 }
 
 /* Count and log why c is going; once per connection (LINGER and CLOSING are past it). */
@@ -384,7 +421,13 @@ static void tconn_note_close(struct tconn *c, enum terminal_close_reason why, co
 	if (c->state == TC_LINGER || c->state == TC_CLOSING)
 		return;
 	c->gw->st.closed[why]++;
-	log_close(c->gw, c->fd, why, id ? id : c->term ? c->term->id : NULL);
+	log_close(c, why, id ? id : c->term ? c->term->id : NULL);
+}
+
+/* A fresh SQE on c's shard ring. */
+static struct io_uring_sqe *tconn_sqe(struct tconn *c, struct op *op)
+{
+	return loop_ring_sqe(c->gw->shards[c->shard].ring, op);
 }
 
 /* --- output -------------------------------------------------------------- */
@@ -474,8 +517,9 @@ static void tsend_arm(struct tconn *c, struct tsend *z)
 	}
 	z->iov[n++] = (struct iovec){.iov_base = z->body->data + off, .iov_len = z->body->len - off};
 	z->mh = (struct msghdr){.msg_iov = z->iov, .msg_iovlen = (size_t)n};
-	struct io_uring_sqe *sqe = loop_sqe(c->gw->host.loop, &c->send_op);
-	io_uring_prep_sendmsg(sqe, c->fd, &z->mh, MSG_NOSIGNAL);
+	struct io_uring_sqe *sqe = tconn_sqe(c, &c->send_op);
+	io_uring_prep_sendmsg(sqe, (int)c->slot, &z->mh, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE; /* after prep: prep zeroes the SQE */
 	c->send_armed = true;
 }
 
@@ -543,8 +587,9 @@ static void tconn_flush(struct tconn *c)
 	buf_swap(&c->out, &c->sending);
 	c->out.len = 0;
 	c->sending_off = 0;
-	struct io_uring_sqe *sqe = loop_sqe(c->gw->host.loop, &c->send_op);
-	io_uring_prep_send(sqe, c->fd, c->sending.data, c->sending.len, MSG_NOSIGNAL);
+	struct io_uring_sqe *sqe = tconn_sqe(c, &c->send_op);
+	io_uring_prep_send(sqe, (int)c->slot, c->sending.data, c->sending.len, MSG_NOSIGNAL);
+	sqe->flags |= IOSQE_FIXED_FILE;
 	c->send_armed = true;
 	c->refs++;
 }
@@ -581,9 +626,10 @@ static void on_send(struct op *op, int res, uint32_t flags)
 	}
 	c->sending_off += (uint32_t)res;
 	if (c->sending_off < c->sending.len) { /* short send: the rest, same buffer */
-		struct io_uring_sqe *sqe = loop_sqe(c->gw->host.loop, &c->send_op);
-		io_uring_prep_send(sqe, c->fd, c->sending.data + c->sending_off,
+		struct io_uring_sqe *sqe = tconn_sqe(c, &c->send_op);
+		io_uring_prep_send(sqe, (int)c->slot, c->sending.data + c->sending_off,
 				   c->sending.len - c->sending_off, MSG_NOSIGNAL);
+		sqe->flags |= IOSQE_FIXED_FILE;
 		c->send_armed = true;
 		return; /* keeps the reference */
 	}
@@ -599,11 +645,19 @@ static void on_send(struct op *op, int res, uint32_t flags)
 
 /* --- connection lifecycle -------------------------------------------------- */
 
+/* Close the socket in slot and give the slot back (nothing may name it any more). */
+static void shard_release(struct tshard *sh, uint32_t slot)
+{
+	int none = -1;
+	io_uring_register_files_update(loop_ring_uring(sh->ring), slot, &none, 1);
+	sh->free_slots[sh->nfree++] = slot;
+}
+
 static void tconn_free(struct tconn *c)
 {
 	struct tgw *gw = c->gw;
 	loop_timer_cancel(gw->host.loop, &c->timer);
-	close(c->fd);
+	shard_release(&gw->shards[c->shard], c->slot);
 	SSL_free(c->ssl);
 	buf_release(&c->out);
 	buf_release(&c->sending);
@@ -644,11 +698,11 @@ static void tconn_close(struct tconn *c, enum terminal_close_reason why)
 		term_offline(gw, c->term); /* SENT alerts are resent when it comes back */
 	c->term = NULL;
 	loop_timer_cancel(gw->host.loop, &c->timer);
-	shutdown(c->fd, SHUT_RDWR); /* completes the armed recv/send */
-	if (c->recv_armed) {
-		struct io_uring_sqe *sqe = loop_sqe(gw->host.loop, NULL);
-		io_uring_prep_cancel(sqe, &c->recv_op, 0);
-	}
+	/* Their CQEs drop the last references; the socket closes with its slot (tconn_free). */
+	if (c->recv_armed)
+		io_uring_prep_cancel(tconn_sqe(c, NULL), &c->recv_op, 0);
+	if (c->send_armed)
+		io_uring_prep_cancel(tconn_sqe(c, NULL), &c->send_op, 0);
 	tconn_unref(c); /* the "open" reference */
 }
 
@@ -715,10 +769,32 @@ static void send_challenge(struct tconn *c)
 static void on_recv(struct op *op, int res, uint32_t flags);
 static void on_send(struct op *op, int res, uint32_t flags);
 
+static int shard_open(struct tgw *gw, char *err, size_t errlen);
+
+/* A shard with a free slot, opening one when all are full; NULL when none can be had. */
+static struct tshard *shard_pick(struct tgw *gw)
+{
+	for (unsigned i = 0; i < gw->nshards; i++)
+		if (gw->shards[i].nfree)
+			return &gw->shards[i];
+	char why[256];
+	if (gw->nshards == gw->max_shards)
+		return NULL;
+	if (shard_open(gw, why, sizeof(why)) < 0) {
+		tlog(LOG_WARN, "msg=\"cannot open another terminal shard\" lane=%s shards=%u err=\"%s\"",
+		     gw->lane->name, gw->nshards, why);
+		return NULL;
+	}
+	return &gw->shards[gw->nshards - 1];
+}
+
+/* fd: just accepted. It moves into a shard's file table and is closed here. */
 static void tconn_new(struct tgw *gw, int fd)
 {
-	struct tconn *c = calloc(1, sizeof(*c));
+	struct tshard *sh = shard_pick(gw);
+	struct tconn *c = sh ? calloc(1, sizeof(*c)) : NULL;
 	if (!c || getrandom(c->nonce, sizeof(c->nonce), 0) != (ssize_t)sizeof(c->nonce)) {
+		gw->st.closed[sh ? TERMINAL_CLOSE_NO_MEMORY : TERMINAL_CLOSE_TOO_MANY]++;
 		free(c);
 		close(fd);
 		return;
@@ -728,7 +804,18 @@ static void tconn_new(struct tgw *gw, int fd)
 	if (gw->sndbuf)
 		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &gw->sndbuf, sizeof(gw->sndbuf));
 	c->gw = gw;
-	c->fd = fd;
+	tconn_set_peer(c, fd);
+	c->shard = (uint16_t)(sh - gw->shards);
+	c->slot = sh->free_slots[sh->nfree - 1];
+	int ret = io_uring_register_files_update(loop_ring_uring(sh->ring), c->slot, &fd, 1);
+	close(fd); /* the table holds the socket now (or nothing, on failure) */
+	if (ret != 1) {
+		tlog(LOG_WARN, "msg=\"cannot register a terminal socket\" lane=%s err=%d", gw->lane->name, ret);
+		gw->st.closed[TERMINAL_CLOSE_NO_MEMORY]++;
+		free(c);
+		return;
+	}
+	sh->nfree--;
 	c->refs = 1; /* "open", dropped by tconn_close */
 	c->state = TC_CHALLENGED;
 	c->recv_op.cb = on_recv;
@@ -1325,20 +1412,20 @@ static int tls_input(struct tconn *c, const uint8_t *p, size_t n, enum terminal_
 	return 0;
 }
 
-static void recycle_buf(struct tgw *gw, unsigned bid)
+static void recycle_buf(const struct tgw *gw, struct tshard *sh, unsigned bid)
 {
-	io_uring_buf_ring_add(gw->br, gw->bufs + (size_t)bid * gw->bufsz, gw->bufsz, (uint16_t)bid,
+	io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)bid * gw->bufsz, gw->bufsz, (uint16_t)bid,
 			      io_uring_buf_ring_mask(gw->nbufs), 0);
-	io_uring_buf_ring_advance(gw->br, 1);
+	io_uring_buf_ring_advance(sh->br, 1);
 }
 
 static void arm_recv(struct tconn *c)
 {
 	if (c->recv_armed || c->state == TC_CLOSING)
 		return;
-	struct io_uring_sqe *sqe = loop_sqe(c->gw->host.loop, &c->recv_op);
-	io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
-	sqe->flags |= IOSQE_BUFFER_SELECT; /* after prep: prep zeroes the SQE */
+	struct io_uring_sqe *sqe = tconn_sqe(c, &c->recv_op);
+	io_uring_prep_recv_multishot(sqe, (int)c->slot, NULL, 0, 0);
+	sqe->flags |= IOSQE_BUFFER_SELECT | IOSQE_FIXED_FILE; /* after prep: prep zeroes the SQE */
 	sqe->buf_group = c->gw->bgid;
 	c->recv_armed = true;
 	c->refs++;
@@ -1350,9 +1437,10 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 	struct tgw *gw = c->gw;
 	if (res > 0 && (flags & IORING_CQE_F_BUFFER)) {
 		unsigned bid = flags >> IORING_CQE_BUFFER_SHIFT;
+		struct tshard *sh = &gw->shards[c->shard];
 		c->last_rx_ms = loop_now_ms(gw->host.loop);
 		enum terminal_close_reason why;
-		const uint8_t *data = gw->bufs + (size_t)bid * gw->bufsz;
+		const uint8_t *data = sh->bufs + (size_t)bid * gw->bufsz;
 		int ret = c->state == TC_CLOSING ? 0
 			  : c->ssl		 ? tls_input(c, data, (size_t)res, &why)
 						 : consume(c, data, (size_t)res, &why);
@@ -1362,7 +1450,7 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 			tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__PROTOCOL_ERROR, why, NULL,
 				     why == TERMINAL_CLOSE_FRAME_TOO_LONG ? "frame too long"
 									  : "protocol error");
-		recycle_buf(gw, bid);
+		recycle_buf(gw, sh, bid);
 	}
 	if (flags & IORING_CQE_F_MORE)
 		return; /* still armed: keeps its reference */
@@ -1448,40 +1536,67 @@ bad:
 	return -1;
 }
 
-/* The provided-buffer ring (liburing 2.3 has no io_uring_setup_buf_ring). */
-static int setup_buf_ring(struct tgw *gw, char *err, size_t errlen)
+/*
+ * Open shard gw->nshards: an extra ring with a sparse file table of
+ * ring_files slots and its provided-buffer ring (liburing 2.3 has no
+ * io_uring_setup_buf_ring). 0, or -1 with err set (nothing left open).
+ */
+static int shard_open(struct tgw *gw, char *err, size_t errlen)
 {
+	struct tshard *sh = &gw->shards[gw->nshards];
 	size_t ring_bytes = (size_t)gw->nbufs * sizeof(struct io_uring_buf);
+	int ret = 0;
+	memset(sh, 0, sizeof(*sh));
+	sh->ring = loop_ring_open(gw->host.loop, SHARD_SQES, gw->ring_files, &ret);
+	if (!sh->ring) {
+		snprintf(err, errlen, "io_uring ring with %u registered files: %s", gw->ring_files,
+			 strerror(-ret));
+		return -1;
+	}
 	void *mem = mmap(NULL, ring_bytes, PROT_READ | PROT_WRITE, MAP_ANONYMOUS | MAP_PRIVATE, -1, 0);
-	if (mem == MAP_FAILED)
-		goto fail;
-	gw->bufs = aligned_alloc(4096, (size_t)gw->nbufs * gw->bufsz);
-	if (!gw->bufs) {
-		munmap(mem, ring_bytes);
+	sh->bufs = aligned_alloc(4096, (size_t)gw->nbufs * gw->bufsz);
+	sh->free_slots = malloc((size_t)gw->ring_files * sizeof(uint32_t));
+	if (mem == MAP_FAILED || !sh->bufs || !sh->free_slots) {
+		snprintf(err, errlen, "out of memory for a terminal shard");
 		goto fail;
 	}
 	struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)mem,
 				       .ring_entries = gw->nbufs,
 				       .bgid = gw->bgid};
-	int ret = io_uring_register_buf_ring(&gw->host.loop->ring, &reg, 0);
+	ret = io_uring_register_buf_ring(loop_ring_uring(sh->ring), &reg, 0);
 	if (ret < 0) {
 		snprintf(err, errlen, "io_uring_register_buf_ring: %s", strerror(-ret));
-		munmap(mem, ring_bytes);
-		free(gw->bufs);
-		gw->bufs = NULL;
-		return -1;
+		goto fail;
 	}
-	memset(gw->bufs, 0, (size_t)gw->nbufs * gw->bufsz); /* resident now, not page by page under load */
-	gw->br = mem;
-	io_uring_buf_ring_init(gw->br);
+	memset(sh->bufs, 0, (size_t)gw->nbufs * gw->bufsz); /* resident now, not page by page under load */
+	sh->br = mem;
+	io_uring_buf_ring_init(sh->br);
 	for (unsigned i = 0; i < gw->nbufs; i++)
-		io_uring_buf_ring_add(gw->br, gw->bufs + (size_t)i * gw->bufsz, gw->bufsz, (uint16_t)i,
+		io_uring_buf_ring_add(sh->br, sh->bufs + (size_t)i * gw->bufsz, gw->bufsz, (uint16_t)i,
 				      io_uring_buf_ring_mask(gw->nbufs), (int)i);
-	io_uring_buf_ring_advance(gw->br, (int)gw->nbufs);
+	io_uring_buf_ring_advance(sh->br, (int)gw->nbufs);
+	for (uint32_t i = 0; i < gw->ring_files; i++) /* slot 0 on top */
+		sh->free_slots[i] = gw->ring_files - 1 - i;
+	sh->nfree = gw->ring_files;
+	gw->nshards++;
 	return 0;
 fail:
-	snprintf(err, errlen, "out of memory for the receive buffer ring");
+	if (mem != MAP_FAILED)
+		munmap(mem, ring_bytes);
+	free(sh->bufs);
+	free(sh->free_slots);
+	loop_ring_close(sh->ring);
+	memset(sh, 0, sizeof(*sh));
 	return -1;
+}
+
+static void shard_close(struct tgw *gw, struct tshard *sh)
+{
+	io_uring_unregister_buf_ring(loop_ring_uring(sh->ring), gw->bgid);
+	munmap(sh->br, (size_t)gw->nbufs * sizeof(struct io_uring_buf));
+	free(sh->bufs);
+	free(sh->free_slots);
+	loop_ring_close(sh->ring); /* closes whatever its table still holds */
 }
 
 /* --- population: the segment tree behind readiness ----------------------------------------- */
@@ -1634,6 +1749,16 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 	gw->nbufs = key_uint(cfg, "recv_buffers", "4096");
 	gw->bufsz = key_uint(cfg, "recv_buffer_size", "2048");
 	gw->sndbuf = key_uint(cfg, "send_buffer", "0");
+	/* one table may hold RLIMIT_NOFILE files (the limit main raised to the hard one) */
+	struct rlimit rl = {0};
+	char files[32];
+	getrlimit(RLIMIT_NOFILE, &rl);
+	snprintf(files, sizeof(files), "%llu",
+		 (unsigned long long)(rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > (1u << 20) ? (1u << 20)
+											 : rl.rlim_cur));
+	gw->ring_files = key_uint(cfg, "ring_files", files);
+	if (gw->max_conns && gw->ring_files > gw->max_conns)
+		gw->ring_files = gw->max_conns;
 	if (!gw->ack_timeout_ms || gw->heartbeat_ms < 100 || !gw->handshake_ms || !gw->max_conns) {
 		snprintf(err, errlen, "[lane %s] ack_timeout_ms, heartbeat_ms (>= 100), handshake_ms "
 			 "and max_connections must be positive", cfg->name);
@@ -1652,6 +1777,16 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 			return -1;
 		}
 		SSL_CTX_set_num_tickets(gw->tls, 0); /* terminals keep one long connection */
+	}
+	if (!gw->ring_files || gw->ring_files > (1u << 20)) {
+		snprintf(err, errlen, "[lane %s] ring_files must be in 1..1048576", cfg->name);
+		return -1;
+	}
+	gw->max_shards = (gw->max_conns + gw->ring_files - 1) / gw->ring_files;
+	if (gw->max_shards > UINT16_MAX) {
+		snprintf(err, errlen, "[lane %s] max_connections / ring_files gives more than %u shards",
+			 cfg->name, UINT16_MAX);
+		return -1;
 	}
 	if (gw->nbufs < 8 || gw->nbufs > 32768 || (gw->nbufs & (gw->nbufs - 1)) ||
 	    gw->bufsz < 64 || gw->bufsz > 65536) {
@@ -1679,8 +1814,15 @@ static int gw_init(struct tgw *gw, const struct config_lane *cfg, char *err, siz
 	terminal_arena_init(&gw->arena, gw->arena_mem, TERMINAL_ARENA_CAP);
 	if (listen_on(gw, config_lane_get(cfg, "listen", "0.0.0.0:7000"), err, errlen) < 0)
 		return -1;
-	if (setup_buf_ring(gw, err, errlen) < 0)
+	gw->shards = calloc(gw->max_shards, sizeof(*gw->shards));
+	if (!gw->shards) {
+		snprintf(err, errlen, "out of memory");
 		return -1;
+	}
+	if (shard_open(gw, why, sizeof(why)) < 0) { /* the first one now: a setup error shows at start */
+		snprintf(err, errlen, "[lane %s] %s", cfg->name, why);
+		return -1;
+	}
 	if (redis_init(&gw->rc, gw->host.loop, gw->host.redis ? gw->host.redis : "127.0.0.1:6379",
 		       why, sizeof(why)) < 0) {
 		snprintf(err, errlen, "[lane %s] %s", cfg->name, why);
@@ -1692,11 +1834,9 @@ static int gw_init(struct tgw *gw, const struct config_lane *cfg, char *err, siz
 
 static void gw_free(struct tgw *gw)
 {
-	if (gw->br) {
-		io_uring_unregister_buf_ring(&gw->host.loop->ring, gw->bgid);
-		munmap(gw->br, (size_t)gw->nbufs * sizeof(struct io_uring_buf));
-	}
-	free(gw->bufs);
+	for (unsigned i = 0; i < gw->nshards; i++)
+		shard_close(gw, &gw->shards[i]);
+	free(gw->shards);
 	if (gw->lfd >= 0)
 		close(gw->lfd);
 	if (gw->rc.loop)
@@ -1860,7 +2000,8 @@ void terminal_stats(const struct lane *l, struct terminal_stats *out)
 	*out = gw->st;
 	out->conn_bytes = sizeof(struct tconn);
 	out->term_bytes = sizeof(struct term);
-	out->ring_bytes = (uint64_t)gw->nbufs * gw->bufsz;
+	out->ring_bytes = (uint64_t)gw->nbufs * gw->bufsz * gw->nshards;
+	out->shards = gw->nshards;
 }
 
 static void set_int(json_t *o, const char *key, uint64_t v)
@@ -1903,6 +2044,7 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 	set_int(o, "population", persons);
 	set_int(o, "population_version", (uint64_t)gw->pop_version);
 	set_int(o, "connections", gw->st.conns);
+	set_int(o, "rings", gw->nshards);
 	set_int(o, "accepted_connections", gw->st.accepted_conns);
 	set_int(o, "authenticated", gw->st.auth_ok);
 	set_int(o, "alerts_sent", gw->st.alerts_sent);

@@ -64,7 +64,8 @@ struct terminal_stats {
 	uint64_t closed[TERMINAL_CLOSE_N];
 	uint64_t conns;  /* open connections, authenticated or not */
 	uint64_t conn_bytes, term_bytes; /* sizeof the per-connection and per-terminal structs */
-	uint64_t ring_bytes;             /* the shared receive-buffer ring (resident from open) */
+	uint64_t ring_bytes;             /* the receive-buffer rings, one per shard (resident) */
+	uint64_t shards;                 /* extra io_uring rings holding the connections' direct descriptors */
 };
 void terminal_stats(const struct lane *l, struct terminal_stats *out);
 

@@ -35,9 +35,17 @@
  *      displays overlapping), and the offline-longest order;
  *  10. TLS (certificate made here with the openssl CLI): 50 terminals over
  *      TLS get an alert; plaintext on the TLS port is counted as tls;
- *  11. scale: SCALE_CONNECTIONS (default 10000) more terminals connect; the
- *      heap and RSS bytes per idle connection and the fan-out time of one
- *      alert to all of them are printed, not asserted.
+ *  11. scale: SCALE_CONNECTIONS (default 10000) more terminals connect, from
+ *      one swarm process per SWARM_CHUNK terminals (a process holds at most
+ *      RLIMIT_NOFILE sockets; the gateway holds its connections as direct
+ *      descriptors, so it is not bound by that); the heap and RSS bytes per
+ *      idle connection and the fan-out time of one alert to all of them are
+ *      printed, not asserted.
+ *
+ * The plaintext lane has ring_files = 128 (RING_FILES in the environment
+ * overrides it; empty: the gateway's default, RLIMIT_NOFILE), so every
+ * check above runs with connections spread over several shards (extra
+ * io_uring rings with their own file tables) and slots being reused.
  * Exit 0 = pass, 1 = fail, 77 = skipped (no redis-server or io_uring).
  */
 #include <arpa/inet.h>
@@ -65,6 +73,8 @@
 #define FAIL_PCT 10
 #define HANDSHAKE_MS 2000
 #define HEARTBEAT_MS 2000
+#define SWARM_CHUNK 16000 /* terminals per scale swarm process */
+#define MAX_SWARMS 16
 
 struct rec {
 	int report;   /* last outcome reported + 1; 0 = none */
@@ -76,7 +86,7 @@ struct rec {
 struct fixture {
 	char dir[64], tocsin[512], swarm[512], redis_addr[64];
 	int redis_port, gw_port, tls_port;
-	pid_t redis_pid, swarm_pid[4];
+	pid_t redis_pid, swarm_pid[4], scale_pid[MAX_SWARMS];
 	struct loop loop;
 	struct lane lane, tls_lane;
 	struct lane *cur;      /* the lane submit(), start_swarm() and test_scale() use */
@@ -236,9 +246,9 @@ static int write_population(const struct fixture *fx, int scale)
 {
 	FILE *seg = open_in(fx, "pop/segments.csv", "w"), *hh = open_in(fx, "pop/households.csv", "w");
 	FILE *t = open_in(fx, "pop/terminals.csv", "w"), *a = open_in(fx, "swarm_a.csv", "w");
-	FILE *b = open_in(fx, "swarm_b.csv", "w"), *c = open_in(fx, "swarm_c.csv", "w");
+	FILE *b = open_in(fx, "swarm_b.csv", "w"), *c = NULL;
 	char id[64], secret[64];
-	if (!seg || !hh || !t || !a || !b || !c)
+	if (!seg || !hh || !t || !a || !b)
 		return -1;
 	/* persons: C 35010101 = 5 (S 350101 = 5); C 35010201 = 10 (B1 4, B2 6) and
 	 * C 35010202 = 5 (S 350102 = 15); D 3501 = 20. See test_readiness(). */
@@ -255,7 +265,7 @@ static int write_population(const struct fixture *fx, int scale)
 		    "35010201B2H1,35010201B2,6,zh-CN,+8613800000004,\n"
 		    "35010202B1H1,35010202B1,5,zh-CN,+8613800000005,\n");
 	const char *hdr = "id,segment,kind,covers_persons,secret\n";
-	fputs(hdr, t), fputs(hdr, a), fputs(hdr, b), fputs(hdr, c);
+	fputs(hdr, t), fputs(hdr, a), fputs(hdr, b);
 	for (int i = 0; i < N_FUNC; i++) {
 		snprintf(id, sizeof(id), "t-%04d", i);
 		snprintf(secret, sizeof(secret), "secret-%04d", i);
@@ -268,12 +278,23 @@ static int write_population(const struct fixture *fx, int scale)
 	fprintf(t, "r-disp1,35010201B1,display,4,disp1-secret\n"
 		   "r-disp2,35010201B1,display,4,disp2-secret\n"
 		   "r-spk,35010201,speaker,10,spk-secret\n");
-	for (int i = 0; i < scale; i++) {
-		snprintf(id, sizeof(id), "s-%05d", i);
-		snprintf(secret, sizeof(secret), "scale-%05d", i);
+	for (int i = 0; i < scale; i++) { /* swarm_c<k>.csv: the scale swarms' chunks */
+		if (i % SWARM_CHUNK == 0) {
+			char name[32];
+			snprintf(name, sizeof(name), "swarm_c%d.csv", i / SWARM_CHUNK);
+			if (c)
+				fclose(c);
+			if (!(c = open_in(fx, name, "w")))
+				return -1;
+			fputs(hdr, c);
+		}
+		snprintf(id, sizeof(id), "s-%06d", i);
+		snprintf(secret, sizeof(secret), "scale-%06d", i);
 		term_row(t, id, secret), term_row(c, id, secret);
 	}
-	fclose(seg), fclose(hh), fclose(t), fclose(a), fclose(b), fclose(c);
+	if (c)
+		fclose(c);
+	fclose(seg), fclose(hh), fclose(t), fclose(a), fclose(b);
 	return 0;
 }
 
@@ -562,8 +583,14 @@ static void test_scale(struct fixture *fx, int scale)
 	malloc_trim(0);
 	long before = rss_bytes();
 	size_t heap_before = mallinfo2().uordblks;
-	fx->swarm_pid[2] = start_swarm(fx, "swarm_c.csv", "c.json", scale);
-	bool ok = run_until(fx, online_at_least, &want, 120000);
+	for (int k = 0; k * SWARM_CHUNK < scale; k++) {
+		char csv[32], stats[32];
+		snprintf(csv, sizeof(csv), "swarm_c%d.csv", k);
+		snprintf(stats, sizeof(stats), "c%d.json", k);
+		int n = scale - k * SWARM_CHUNK < SWARM_CHUNK ? scale - k * SWARM_CHUNK : SWARM_CHUNK;
+		fx->scale_pid[k] = start_swarm(fx, csv, stats, n);
+	}
+	bool ok = run_until(fx, online_at_least, &want, 120000 + (uint64_t)scale * 5);
 	CHECK(fx, ok, "%d more terminals connected (%lu online)", scale, (unsigned long)want);
 	run_until(fx, sleep_cond, NULL, 1000);
 	malloc_trim(0); /* what the handshakes freed goes back: the delta is what stays */
@@ -576,17 +603,17 @@ static void test_scale(struct fixture *fx, int scale)
 	       ((double)heap_after - (double)heap_before) / scale);
 	printf("# scale: %d idle authenticated %s connections, RSS delta %ld bytes = %.0f bytes per "
 	       "connection (gateway process; kernel socket memory not included; struct tconn %lu "
-	       "+ struct term %lu bytes; shared ring %lu bytes not in the delta)\n",
+	       "+ struct term %lu bytes; %lu shards, their receive rings %lu bytes in all)\n",
 	       scale, fx->cur == &fx->lane ? "plaintext" : "TLS", after - before,
 	       (double)(after - before) / scale,
 	       (unsigned long)st.conn_bytes, (unsigned long)st.term_bytes,
-	       (unsigned long)st.ring_bytes);
+	       (unsigned long)st.shards, (unsigned long)st.ring_bytes);
 	struct campaign *w3 = make_campaign(fx, "W3", TOCSIN__MSG_TYPE__ALERT, NULL, 3600);
 	char id[32];
 	struct range r = {fx->n_dels, 0};
 	uint64_t t0 = loop_now_ms(&fx->loop);
 	for (int i = 0; i < scale; i++) {
-		snprintf(id, sizeof(id), "s-%05d", i);
+		snprintf(id, sizeof(id), "s-%06d", i);
 		submit(fx, w3, id);
 	}
 	r.to = fx->n_dels;
@@ -1293,15 +1320,22 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 	snprintf(cert, sizeof(cert), "%s/cert.pem", fx->dir);
 	snprintf(key, sizeof(key), "%s/key.pem", fx->dir);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	const char *files = getenv("RING_FILES") ? getenv("RING_FILES") : "128";
 	const char *kv[][2] = {{"listen", addr},	      {"ack_timeout_ms", "1000"},
-			       {"heartbeat_ms", "2000"},      {"max_connections", "100000"},
+			       {"heartbeat_ms", "2000"},      {"max_connections", "200000"},
 			       {"handshake_ms", tls ? "10000" : "2000"},
 			       {"send_buffer", "4096"}, /* short sends on big Alerts */
-			       {"tls_cert", cert},	      {"tls_key", key}};
-	cfg.n_kv = tls ? 8 : 6;
-	for (size_t i = 0; i < cfg.n_kv; i++) {
-		snprintf(cfg.kv[i].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
-		snprintf(cfg.kv[i].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
+			       {"tls_cert", cert},	      {"tls_key", key},
+			       /* plaintext: many small shards (see the top) */
+			       {"ring_files", files},	      {"recv_buffers", "256"}};
+	cfg.n_kv = 0;
+	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
+		bool tls_key = !strncmp(kv[i][0], "tls_", 4), shard_key = i >= 8;
+		if ((tls_key && !tls) || (shard_key && (tls || !files[0])))
+			continue;
+		snprintf(cfg.kv[cfg.n_kv].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
+		snprintf(cfg.kv[cfg.n_kv].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
+		cfg.n_kv++;
 	}
 	if (tls) {
 		char log[128];
@@ -1358,6 +1392,8 @@ static void teardown(struct fixture *fx)
 {
 	for (int i = 0; i < 4; i++)
 		stop_pid(&fx->swarm_pid[i]);
+	for (int i = 0; i < MAX_SWARMS; i++)
+		stop_pid(&fx->scale_pid[i]);
 	bool open = fx->lane.adapter_state || fx->tls_lane.adapter_state;
 	if (fx->lane.adapter_state)
 		adapter_terminal.close(&fx->lane);
@@ -1384,19 +1420,15 @@ int main(int argc, char **argv)
 		return 2;
 	int scale = argc > 3 ? atoi(argv[3]) : 10000;
 	bool tls_scale = argc > 4 && !strcmp(argv[4], "tls"); /* the scale check over TLS */
+	/* The gateway's sockets are direct descriptors, not the process's; its
+	 * shards' file tables may each hold RLIMIT_NOFILE (the soft one): take the hard. */
 	struct rlimit rl;
 	getrlimit(RLIMIT_NOFILE, &rl);
-	if (rl.rlim_cur < (rlim_t)scale + 1024) {
-		rlim_t want = (rlim_t)scale + 1024, hard = rl.rlim_max;
-		rl.rlim_cur = want;
-		rl.rlim_max = want > hard ? want : hard;
-		if (setrlimit(RLIMIT_NOFILE, &rl) < 0) { /* no CAP_SYS_RESOURCE: stay under the hard limit */
-			rl.rlim_cur = rl.rlim_max = hard;
-			setrlimit(RLIMIT_NOFILE, &rl);
-			scale = hard > 1024 + N_FUNC ? (int)(hard - 1024 - N_FUNC) : 0;
-			printf("# RLIMIT_NOFILE hard limit %lu: scale check with %d connections\n",
-			       (unsigned long)hard, scale);
-		}
+	rl.rlim_cur = rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+	if (scale > MAX_SWARMS * SWARM_CHUNK) {
+		printf("# at most %d scale connections (%d swarms)\n", MAX_SWARMS * SWARM_CHUNK, MAX_SWARMS);
+		return 2;
 	}
 	static struct fixture fx;
 	terminal_arena_init(&arena, arena_mem, sizeof(arena_mem));
