@@ -35,17 +35,18 @@
  *      displays overlapping), and the offline-longest order;
  *  10. TLS (certificate made here with the openssl CLI): 50 terminals over
  *      TLS get an alert; plaintext on the TLS port is counted as tls;
- *  11. scale: SCALE_CONNECTIONS (default 10000) more terminals connect, from
- *      one swarm process per SWARM_CHUNK terminals (a process holds at most
- *      RLIMIT_NOFILE sockets; the gateway holds its connections as direct
- *      descriptors, so it is not bound by that); the heap and RSS bytes per
- *      idle connection and the fan-out time of one alert to all of them are
- *      printed, not asserted.
+ *  11. scale: SCALE_CONNECTIONS (default 10000) terminals connect to a third
+ *      lane with the production defaults (10 s handshake, 30 s heartbeats,
+ *      shards as large as RLIMIT_NOFILE allows, or RING_FILES from the
+ *      environment), from one swarm process per SWARM_CHUNK terminals (a
+ *      process holds at most RLIMIT_NOFILE sockets; the gateway holds its
+ *      connections as direct descriptors, so it is not bound by that); the
+ *      heap and RSS bytes per idle connection and the fan-out time of one
+ *      alert to all of them are printed, not asserted.
  *
- * The plaintext lane has ring_files = 128 (RING_FILES in the environment
- * overrides it; empty: the gateway's default, RLIMIT_NOFILE), so every
- * check above runs with connections spread over several shards (extra
- * io_uring rings with their own file tables) and slots being reused.
+ * The plaintext lane of checks 1-9 has ring_files = 128, so every check
+ * runs with connections spread over several shards (extra io_uring rings
+ * with their own file tables) and slots being reused.
  * Exit 0 = pass, 1 = fail, 77 = skipped (no redis-server or io_uring).
  */
 #include <arpa/inet.h>
@@ -88,7 +89,9 @@ struct fixture {
 	int redis_port, gw_port, tls_port;
 	pid_t redis_pid, swarm_pid[4], scale_pid[MAX_SWARMS];
 	struct loop loop;
-	struct lane lane, tls_lane;
+	struct lane lane, tls_lane, scale_lane;
+	int scale_port;
+	bool scale_tls;
 	struct lane *cur;      /* the lane submit(), start_swarm() and test_scale() use */
 	struct lane_host host;
 	struct delivery *dels;
@@ -432,9 +435,11 @@ static bool sleep_cond(struct fixture *fx, void *arg)
 static pid_t start_swarm(struct fixture *fx, const char *csv, const char *stats, int count)
 {
 	char target[64], csvp[128], statsp[128], n[16], log[128];
-	bool tls = fx->cur == &fx->tls_lane;
+	bool tls = fx->cur == &fx->tls_lane || (fx->cur == &fx->scale_lane && fx->scale_tls);
+	int port = fx->cur == &fx->lane ? fx->gw_port : tls && fx->cur == &fx->tls_lane ? fx->tls_port
+											 : fx->scale_port;
 	char ca[128];
-	snprintf(target, sizeof(target), "127.0.0.1:%d", tls ? fx->tls_port : fx->gw_port);
+	snprintf(target, sizeof(target), "127.0.0.1:%d", port);
 	snprintf(ca, sizeof(ca), "%s/cert.pem", fx->dir);
 	snprintf(csvp, sizeof(csvp), "%s/%s", fx->dir, csv);
 	snprintf(statsp, sizeof(statsp), "%s/%s", fx->dir, stats);
@@ -579,7 +584,7 @@ static long rss_bytes(void)
 
 static void test_scale(struct fixture *fx, int scale)
 {
-	uint64_t want = (fx->cur == &fx->lane ? N_FUNC + 2 : 0) + (uint64_t)scale;
+	uint64_t want = (uint64_t)scale;
 	malloc_trim(0);
 	long before = rss_bytes();
 	size_t heap_before = mallinfo2().uordblks;
@@ -599,12 +604,12 @@ static void test_scale(struct fixture *fx, int scale)
 	struct terminal_stats st;
 	terminal_stats(fx->cur, &st);
 	printf("# scale: %d idle authenticated %s connections: heap in use %.0f bytes per connection "
-	       "(malloc'd, live)\n", scale, fx->cur == &fx->lane ? "plaintext" : "TLS",
+	       "(malloc'd, live)\n", scale, fx->scale_tls ? "TLS" : "plaintext",
 	       ((double)heap_after - (double)heap_before) / scale);
 	printf("# scale: %d idle authenticated %s connections, RSS delta %ld bytes = %.0f bytes per "
 	       "connection (gateway process; kernel socket memory not included; struct tconn %lu "
 	       "+ struct term %lu bytes; %lu shards, their receive rings %lu bytes in all)\n",
-	       scale, fx->cur == &fx->lane ? "plaintext" : "TLS", after - before,
+	       scale, fx->scale_tls ? "TLS" : "plaintext", after - before,
 	       (double)(after - before) / scale,
 	       (unsigned long)st.conn_bytes, (unsigned long)st.term_bytes,
 	       (unsigned long)st.shards, (unsigned long)st.ring_bytes);
@@ -1311,8 +1316,13 @@ static void test_tls(struct fixture *fx, struct campaign *w)
 	fx->cur = &fx->lane;
 }
 
-/* A gateway lane on port; with TLS, a certificate made now for 127.0.0.1. */
-static int open_lane(struct fixture *fx, struct lane *l, const char *name, int port, bool tls)
+/*
+ * A gateway lane on port; with TLS, a certificate made now for 127.0.0.1.
+ * scale: the production defaults but for max_connections (and ring_files
+ * when RING_FILES is set), the certificate made earlier.
+ */
+static int open_lane(struct fixture *fx, struct lane *l, const char *name, int port, bool tls,
+		     bool scale)
 {
 	struct config_lane cfg = {.channel = "terminal", .adapter = "terminal"};
 	char err[256], cert[128], key[128], addr[32];
@@ -1320,7 +1330,7 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 	snprintf(cert, sizeof(cert), "%s/cert.pem", fx->dir);
 	snprintf(key, sizeof(key), "%s/key.pem", fx->dir);
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
-	const char *files = getenv("RING_FILES") ? getenv("RING_FILES") : "128";
+	const char *files = !scale ? "128" : getenv("RING_FILES") ? getenv("RING_FILES") : "";
 	const char *kv[][2] = {{"listen", addr},	      {"ack_timeout_ms", "1000"},
 			       {"heartbeat_ms", "2000"},      {"max_connections", "200000"},
 			       {"handshake_ms", tls ? "10000" : "2000"},
@@ -1331,13 +1341,16 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 	cfg.n_kv = 0;
 	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
 		bool tls_key = !strncmp(kv[i][0], "tls_", 4), shard_key = i >= 8;
-		if ((tls_key && !tls) || (shard_key && (tls || !files[0])))
+		if ((tls_key && !tls) || (shard_key && (tls || !files[0])) ||
+		    (scale && i > 0 && i != 3 && !tls_key && !shard_key))
 			continue;
+		if (scale && i == 9)
+			continue; /* recv_buffers: the default */
 		snprintf(cfg.kv[cfg.n_kv].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
 		snprintf(cfg.kv[cfg.n_kv].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
 		cfg.n_kv++;
 	}
-	if (tls) {
+	if (tls && !scale) {
 		char log[128];
 		snprintf(log, sizeof(log), "%s/openssl.log", fx->dir);
 		char *argv[] = {"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -1377,8 +1390,8 @@ static int setup(struct fixture *fx, int scale)
 	fx->cur = &fx->lane;
 	fx->gw_port = free_port();
 	fx->tls_port = free_port();
-	return open_lane(fx, &fx->lane, "terminals", fx->gw_port, false) < 0 ||
-			       open_lane(fx, &fx->tls_lane, "terminals-tls", fx->tls_port, true) < 0
+	return open_lane(fx, &fx->lane, "terminals", fx->gw_port, false, false) < 0 ||
+			       open_lane(fx, &fx->tls_lane, "terminals-tls", fx->tls_port, true, false) < 0
 		       ? -1
 		       : 0;
 }
@@ -1394,15 +1407,19 @@ static void teardown(struct fixture *fx)
 		stop_pid(&fx->swarm_pid[i]);
 	for (int i = 0; i < MAX_SWARMS; i++)
 		stop_pid(&fx->scale_pid[i]);
-	bool open = fx->lane.adapter_state || fx->tls_lane.adapter_state;
+	bool open = fx->lane.adapter_state || fx->tls_lane.adapter_state || fx->scale_lane.adapter_state;
 	if (fx->lane.adapter_state)
 		adapter_terminal.close(&fx->lane);
 	if (fx->tls_lane.adapter_state)
 		adapter_terminal.close(&fx->tls_lane);
+	if (fx->scale_lane.adapter_state)
+		adapter_terminal.close(&fx->scale_lane);
 	if (open) /* the gateways free themselves once their ops came back: no timer left then */
 		run_until(fx, no_timers, NULL, 15000);
 	lane_release(&fx->lane);
 	lane_release(&fx->tls_lane);
+	if (fx->scale_lane.name[0])
+		lane_release(&fx->scale_lane);
 	stop_pid(&fx->redis_pid);
 	for (size_t i = 0; i < fx->n_dels; i++)
 		free(fx->dels[i].address);
@@ -1468,11 +1485,15 @@ int main(int argc, char **argv)
 	test_short_sends(&fx);
 	test_readiness(&fx);
 	test_tls(&fx, w1);
-	if (scale > 0 && tls_scale) {
-		fx.cur = &fx.tls_lane;
-		test_scale(&fx, scale);
-	} else if (scale > 0) {
-		test_scale(&fx, scale);
+	if (scale > 0) {
+		fx.scale_tls = tls_scale;
+		fx.scale_port = free_port();
+		if (open_lane(&fx, &fx.scale_lane, "terminals-scale", fx.scale_port, tls_scale, true) < 0) {
+			fx.failures++;
+		} else {
+			fx.cur = &fx.scale_lane;
+			test_scale(&fx, scale);
+		}
 	}
 	teardown(&fx);
 	campaign_free(w1);
