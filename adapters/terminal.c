@@ -2002,6 +2002,7 @@ void terminal_stats(const struct lane *l, struct terminal_stats *out)
 	out->term_bytes = sizeof(struct term);
 	out->ring_bytes = (uint64_t)gw->nbufs * gw->bufsz * gw->nshards;
 	out->shards = gw->nshards;
+	out->shard_bytes = (uint64_t)gw->nbufs * gw->bufsz + (uint64_t)gw->ring_files * sizeof(uint32_t);
 }
 
 static void set_int(json_t *o, const char *key, uint64_t v)

@@ -66,6 +66,7 @@ struct terminal_stats {
 	uint64_t conn_bytes, term_bytes; /* sizeof the per-connection and per-terminal structs */
 	uint64_t ring_bytes;             /* the receive-buffer rings, one per shard (resident) */
 	uint64_t shards;                 /* extra io_uring rings holding the connections' direct descriptors */
+	uint64_t shard_bytes;            /* heap of one shard: its receive buffers and free-slot stack */
 };
 void terminal_stats(const struct lane *l, struct terminal_stats *out);
 
