@@ -9,9 +9,9 @@ receiver program measures all three: bench/terminal_swarm, answering at once
 (ack delay 0), in ceil(N / 18,000) processes (one epoll loop each): one
 process holds at most the hard RLIMIT_NOFILE (20,000 here) sockets, so
 each process takes an even share of the population (--first) from its own
-8 loopback source addresses (process i: --src-base 1 + 8 i). Their per-receiver times are
-on one clock (CLOCK_MONOTONIC is system-wide) and are merged; their counters
-add up.
+8 loopback source addresses (process i: --src-base 1 + 8 i). Their
+per-receiver times are on one clock (CLOCK_MONOTONIC is system-wide) and
+are merged; their counters add up.
 
   tocsind  the real daemon with one terminal lane (adapters/terminal.c) and a
            population of N terminals in a private redis-server; the push is
@@ -174,15 +174,18 @@ def add_counters(a, b):
     for k, v in b.items():
         if isinstance(v, dict):
             out[k] = add_counters(a.get(k, {}), v)
-        elif isinstance(v, (int, float)) and k != "first":
+        elif k == "first":  # the rows covered start at the smallest
+            out[k] = min(a.get(k, v), v)
+        elif isinstance(v, (int, float)):
             out[k] = a.get(k, 0) + v
     return out
 
 
 class Swarms:
     """N receivers in ceil(N / PER_SWARM) swarm processes sharing one population:
-    process i has terminals PER_SWARM*i.. (--first) and source addresses
-    127.0.0.(1+8i).. (--src-base); counters are summed, times concatenated."""
+    process i has the i-th even share of the terminals (--first) and source
+    addresses 127.0.0.(1+8i).. (--src-base); counters are summed, times
+    concatenated in --first order."""
 
     def __init__(self, n, target, mode, name, extra=()):
         self.n = n
