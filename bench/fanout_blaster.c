@@ -166,6 +166,11 @@ static int serve_plain(int lfd, int n, int frame, bool external, struct result *
 			res->answers += recv(evs[i].data.fd, b, sizeof(b), 0) > 0;
 	}
 	res->last_us = now_us();
+	for (int i = 0; i < n; i++)
+		close(fds[i]);
+	close(ep);
+	free(fds);
+	free(msg);
 	return 0;
 }
 
@@ -319,6 +324,9 @@ static int serve_uring(int lfd, int n, int frame, int nr, bool external, struct 
 		fprintf(stderr, "fanout_blaster: %d of %d sends completed\n", sent, n);
 	for (int i = 0; i < nr; i++)
 		io_uring_queue_exit(&g->r[i]); /* closes the table's sockets */
+	close(g->ep);
+	free(g);
+	free(msg);
 	return 0;
 }
 

@@ -45,7 +45,7 @@ the gateway sizes its io_uring file tables for max_connections (its lane key
 `rings` defaults to enough), so nothing else is needed past the descriptor
 limit; --lane KEY=VALUE adds or overrides lane keys. A system that fails at
 some N (say, a gateway that cannot hold N yet) is reported as failed with the
-reason, and the run goes on. Every process is started here and stopped by
+reason, and the run goes on (the exit status is then 1). Every process is started here and stopped by
 pid. Prints a Markdown section for bench/RESULTS.md (--results appends it
 there).
 """
@@ -507,6 +507,11 @@ def main():
         text = text.replace(anchor, md + "\n" + anchor, 1) if anchor in text else text + "\n" + md
         with open(os.path.join(HERE, "RESULTS.md"), "w") as f:
             f.write(text)
+    failed = ["%s at %d" % (k, n) for n, r in results.items() for k, why in r["notes"].items()
+              if why.startswith("failed")]
+    if failed:
+        log("failed: " + ", ".join(failed))
+        sys.exit(1)
 
 
 def report(results):
