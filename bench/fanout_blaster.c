@@ -60,6 +60,8 @@
 
 #define MAX_RINGS 64
 #define SQ_DEPTH 4096
+/* user_data: what the op is, and the slot of its connection in its ring's table */
+#define TAG_ACCEPT (0ull << 32)
 #define TAG_SEND (1ull << 32)
 #define TAG_RECV (2ull << 32)
 
@@ -201,7 +203,9 @@ static int accept_all(struct rings *g, int lfd)
 		int posted = 0, done = 0;
 		while (done < g->count[i]) {
 			while (posted < g->count[i] && posted - done < 512) {
-				io_uring_prep_accept_direct(sqe_of(r), lfd, NULL, NULL, 0, (unsigned)posted);
+				struct io_uring_sqe *sqe = sqe_of(r);
+				io_uring_prep_accept_direct(sqe, lfd, NULL, NULL, 0, (unsigned)posted);
+				sqe->user_data = TAG_ACCEPT | (unsigned)posted;
 				posted++;
 			}
 			struct io_uring_cqe *cqe;
@@ -227,7 +231,12 @@ static int accept_all(struct rings *g, int lfd)
 	return 0;
 }
 
-/* Reap every ring's completions: answers and sends; -1 on a failed send. */
+/*
+ * Reap every ring's completions: answers and sends; -1 on a failed send. A
+ * short send counts as failed rather than being finished: the frame fits a
+ * fresh socket's send buffer many times over, so one would mean the
+ * measurement is not the one intended.
+ */
 static int reap(struct rings *g, int frame, struct result *res, int *sent)
 {
 	struct io_uring_cqe *cqes[256];
