@@ -81,6 +81,8 @@ ap.add_argument("--perf", metavar="FILE",
                 help="perf record -g tocsind and the swarm from the push until the last receipt")
 ap.add_argument("--timeline", action="store_true",
                 help="log receipts per 20 ms after the push, per run")
+ap.add_argument("--bare-plain", action="store_true",
+                help="the bare loop on plain descriptors (epoll + send(), N within the limit)")
 ap.add_argument("--per-swarm", type=int, default=18000,
                 help="terminals per swarm process (at most the hard RLIMIT_NOFILE less 1,000)")
 ap.add_argument("--lane", action="append", default=[], metavar="KEY=VALUE",
@@ -361,7 +363,8 @@ def run_bare(n, rnd):
     out = os.path.join(WORK, "blaster-%d-%d.json" % (n, rnd))
     with open(out, "w") as f:
         blaster = subprocess.Popen([BLASTER, "--conns", str(n), "--frame", str(FRAME),
-                                    "--port-file", pf], stdout=f)
+                                    "--port-file", pf] + (["--plain"] if args.bare_plain else []),
+                                   stdout=f)
     PROCS.append(blaster)
     swarm = None
     try:
@@ -517,16 +520,19 @@ def main():
 def report(results):
     cmd = "/usr/bin/python3 bench/terminal_fanout.py %s --conns %s --rounds %d --play-ms %d%s%s" % (
         args.build, " ".join(str(n) for n in args.conns), args.rounds, args.play_ms,
-        " --per-swarm %d" % args.per_swarm if args.per_swarm != 18000 else "",
+        (" --per-swarm %d" % args.per_swarm if args.per_swarm != 18000 else "") +
+        (" --bare-plain" if args.bare_plain else ""),
         "".join(" --lane " + kv for kv in args.lane))
     out = ["### Fan-out of one ~1 KB alert (`%s`)" % cmd, "",
            "%s, %s, %d cores; medians of %d rounds; times in ms from the push (t0) on "
            "CLOCK_MONOTONIC; the same receiver for all three (`terminal_swarm`, ceil(N / %d) "
            "epoll processes, their times merged); terminals answer Ack RECEIVED at once and "
-           "Ack PLAYED %d ms later. The bare send loop holds its connections as io_uring direct "
-           "descriptors over ceil(N / %d) rings in one process."
+           "Ack PLAYED %d ms later. %s"
            % (time.strftime("%Y-%m-%d"), os.uname().release, os.cpu_count(), args.rounds,
-              PER_SWARM, args.play_ms, HARD_NOFILE), "",
+              PER_SWARM, args.play_ms,
+              "The bare send loop is epoll + send() on plain descriptors." if args.bare_plain else
+              "The bare send loop holds its connections as io_uring direct descriptors over "
+              "ceil(N / %d) rings in one process." % HARD_NOFILE), "",
            "| N | system | first | p50 | p99 | last receipt | last answer sent | sender saw all answers | spread (last − first) |",
            "|---|---|---|---|---|---|---|---|---|"]
     for n, r in results.items():
