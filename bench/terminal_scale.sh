@@ -10,7 +10,7 @@
 #    the plaintext lane and once on the TLS lane (`test_terminal ... tls`).
 #    It prints the live heap bytes per connection (mallinfo2 delta after
 #    malloc_trim) and the RSS delta; kernel socket memory is not included.
-# 2. Fan-out of one ~1 KB alert: bench/terminal_fanout.py at 10,000 and at
+# 2. Fan-out of one ~1 KB alert: bench/terminal_fanout.py at 10,000, 50,000 and
 #    CONNECTIONS: tocsind vs the bare send loop (bench/fanout_blaster) vs
 #    Eclipse Mosquitto (QoS 1), with the same receiver (terminal_swarm).
 # Both go to bench/RESULTS.md under "## Terminals (issue 7)", with the command.
