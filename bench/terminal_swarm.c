@@ -6,7 +6,8 @@
  *
  *   terminal_swarm --csv terminals.csv [--target 127.0.0.1:7000] [--count 1000]
  *       [--play-ms 100] [--fail-pct 0] [--churn 0] [--reconnect-ms 1000]
- *       [--src-ips 1] [--connect-rate 5000] [--stats FILE] [--tls] [--ca FILE]
+ *       [--src-ips 1] [--src-base 1] [--first 0] [--connect-rate 5000]
+ *       [--stats FILE] [--tls] [--ca FILE]
  *
  * terminals.csv is the loader's format (id,segment,kind,covers_persons,
  * secret; header row; no quoted fields). Each terminal connects, answers
@@ -19,8 +20,20 @@
  * h *= 16777619). --churn N drops N random connected terminals per second,
  * each reconnecting after --reconnect-ms. A terminal rejected with
  * BAD_CREDENTIALS or UNSUPPORTED_VERSION stays off; other disconnects
- * reconnect. --src-ips K spreads connections over 127.0.0.1..127.0.0.K
- * (28k ephemeral ports per source address). --tls speaks TLS to the
+ * reconnect. --src-ips K spreads connections over K loopback source
+ * addresses from 127.0.0.B, B = --src-base (default 1), so 127.0.0.1..
+ * 127.0.0.K by default (28k ephemeral ports per source address).
+ *
+ * One process holds at most RLIMIT_NOFILE sockets (the hard limit, 20,000
+ * here, minus 256 for the rest): more terminals than that is refused at
+ * start-up with that said. Several processes share one population with
+ * --first F (use the CSV's valid rows F..F+count-1; in raw and mqtt modes
+ * it only numbers the receivers) and distinct --src-base (process i:
+ * --src-base 1+8i --src-ips 8). Their outputs merge: --times lines are in
+ * terminal order, so the files concatenated in --first order are the
+ * population's; the --stats counters add up ("first" and "terminals" say
+ * which rows a file covers); every time is CLOCK_MONOTONIC, one clock for
+ * every process on the machine. --tls speaks TLS to the
  * gateway (certificate checked against --ca FILE when given, else not
  * checked: a benchmark against a throw-away certificate).
  *
@@ -117,7 +130,8 @@ struct swarm {
 	unsigned frame;          /* --mode raw: message size */
 	const char *times_path;
 	uint64_t *recv_us, *ack_us;
-	unsigned play_ms, fail_pct, churn, reconnect_ms, src_ips, connect_rate;
+	unsigned play_ms, fail_pct, churn, reconnect_ms, src_ips, src_base, connect_rate;
+	size_t first;            /* --first: index of t[0] in the population */
 	const char *stats_path;
 	SSL_CTX *tls;  /* --tls */
 	struct sterm *t;
@@ -221,6 +235,7 @@ static int load_csv(struct swarm *s, const char *path, size_t want)
 		perror(path);
 		return -1;
 	}
+	size_t skip = s->first;
 	s->t = calloc(want, sizeof(*s->t));
 	if (!s->t || !fgets(line, sizeof(line), f)) /* header */
 		goto fail;
@@ -236,6 +251,10 @@ static int load_csv(struct swarm *s, const char *path, size_t want)
 		}
 		if (k < 5 || !terminal_id_valid(fld[0]))
 			continue;
+		if (skip > 0) { /* another process's terminals (--first) */
+			skip--;
+			continue;
+		}
 		struct sterm *t = &s->t[s->n++];
 		t->id = strdup(fld[0]);
 		t->secret = strdup(fld[4]);
@@ -297,9 +316,9 @@ static void term_connect(struct swarm *s, uint32_t idx)
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (s->src_ips > 1) {
+	if (s->src_ips > 1 || s->src_base != 1) {
 		struct sockaddr_in src = {.sin_family = AF_INET};
-		src.sin_addr.s_addr = htonl(0x7f000001u + idx % s->src_ips);
+		src.sin_addr.s_addr = htonl(0x7f000000u + s->src_base + idx % s->src_ips);
 		setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
 		bind(fd, (struct sockaddr *)&src, sizeof(src));
 	}
@@ -906,11 +925,11 @@ static void write_stats(const struct swarm *s)
 	if (!f)
 		return;
 	const struct stats *st = &s->st;
-	fprintf(f, "{\"terminals\":%zu,\"online\":%lu,\"connects\":%lu,\"connect_errors\":%lu,"
+	fprintf(f, "{\"first\":%zu,\"terminals\":%zu,\"online\":%lu,\"connects\":%lu,\"connect_errors\":%lu,"
 		   "\"auth_ok\":%lu,\"disconnects\":%lu,\"reconnects\":%lu,\"churned\":%lu,"
 		   "\"alerts\":%lu,\"alerts_unique\":%lu,\"stops\":%lu,\"heartbeats_in\":%lu,"
 		   "\"heartbeats_out\":%lu,\"tls_errors\":%lu,\"rejected\":{",
-		s->n, (unsigned long)s->online, (unsigned long)st->connects,
+		s->first, s->n, (unsigned long)s->online, (unsigned long)st->connects,
 		(unsigned long)st->connect_errors, (unsigned long)st->auth_ok,
 		(unsigned long)st->disconnects, (unsigned long)st->reconnects,
 		(unsigned long)st->churned, (unsigned long)st->alerts,
@@ -996,7 +1015,8 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: terminal_swarm --csv FILE [--target HOST:PORT] [--count N] "
 			"[--play-ms MS] [--fail-pct P] [--churn N] [--reconnect-ms MS] "
-			"[--src-ips K] [--connect-rate R] [--stats FILE] [--tls] [--ca FILE]\n"
+			"[--src-ips K] [--src-base B] [--first F] [--connect-rate R] [--stats FILE] "
+			"[--tls] [--ca FILE]\n"
 			"       [--mode terminal|raw|mqtt] [--frame BYTES] [--times FILE]\n");
 	exit(2);
 }
@@ -1021,6 +1041,7 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		{"reconnect-ms", 1, 0, 'r'}, {"src-ips", 1, 0, 'i'}, {"connect-rate", 1, 0, 'k'},
 		{"stats", 1, 0, 's'},    {"tls", 0, 0, 'T'},        {"ca", 1, 0, 'C'},
 		{"mode", 1, 0, 'm'},     {"frame", 1, 0, 'F'},      {"times", 1, 0, 'x'},
+		{"src-base", 1, 0, 'b'}, {"first", 1, 0, 'K'},
 		{0, 0, 0, 0}};
 	const char *ca = NULL;
 	int o;
@@ -1046,12 +1067,20 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 			break;
 		case 'F': s->frame = (unsigned)atoi(optarg); break;
 		case 'x': s->times_path = optarg; break;
+		case 'b': s->src_base = (unsigned)strtoul(optarg, NULL, 10); break;
+		case 'K': s->first = strtoul(optarg, NULL, 10); break;
 		default: usage();
 		}
 	}
 	if ((!*csv && s->mode == MODE_TERMINAL) || !*count || !s->connect_rate ||
 	    (s->mode == MODE_RAW && !s->frame))
 		usage();
+	/* the source addresses stay inside 127.0.0.0/8, short of its broadcast address */
+	if (s->src_ips < 1 || s->src_base < 1 || s->src_base + s->src_ips - 1 > 0xfffffeu) {
+		fprintf(stderr, "terminal_swarm: --src-base %u --src-ips %u leaves 127.0.0.0/8\n",
+			s->src_base, s->src_ips);
+		exit(2);
+	}
 	if (s->tls) {
 		SSL_CTX_set_mode(s->tls, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
 					 SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -1063,15 +1092,35 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 	}
 }
 
+/* Descriptors for s->n sockets and 256 more, or -1 said why (the hard limit is fixed). */
+static int raise_nofile(const struct swarm *s)
+{
+	struct rlimit cur;
+	rlim_t need = (rlim_t)s->n + 256;
+	getrlimit(RLIMIT_NOFILE, &cur);
+	if (cur.rlim_cur >= need)
+		return 0;
+	if (cur.rlim_max != RLIM_INFINITY && cur.rlim_max < need) {
+		fprintf(stderr,
+			"terminal_swarm: %zu terminals need %lu descriptors, but one process holds at "
+			"most %lu (hard RLIMIT_NOFILE): split them over several processes with --first "
+			"and --src-base\n",
+			s->n, (unsigned long)need, (unsigned long)cur.rlim_max);
+		return -1;
+	}
+	struct rlimit rl = {.rlim_cur = need, .rlim_max = cur.rlim_max};
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+		fprintf(stderr, "terminal_swarm: cannot raise RLIMIT_NOFILE to %lu: %s\n",
+			(unsigned long)need, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int setup(struct swarm *s)
 {
-	struct rlimit rl, cur;
-	getrlimit(RLIMIT_NOFILE, &cur);
-	rl.rlim_cur = s->n + 256;
-	rl.rlim_max = cur.rlim_max > rl.rlim_cur ? cur.rlim_max : rl.rlim_cur;
-	if (cur.rlim_cur < rl.rlim_cur && setrlimit(RLIMIT_NOFILE, &rl) < 0)
-		fprintf(stderr, "terminal_swarm: cannot raise RLIMIT_NOFILE to %lu: %s\n",
-			(unsigned long)rl.rlim_cur, strerror(errno));
+	if (raise_nofile(s) < 0)
+		return -1;
 	sigset_t set;
 	sigemptyset(&set);
 	sigaddset(&set, SIGUSR1);
@@ -1099,6 +1148,7 @@ int main(int argc, char **argv)
 	s->play_ms = 100;
 	s->reconnect_ms = 1000;
 	s->src_ips = 1;
+	s->src_base = 1;
 	s->connect_rate = 5000;
 	s->rng = (uint64_t)getpid();
 	parse_target(s, "127.0.0.1:7000");
