@@ -28,11 +28,19 @@
  * Lane keys: listen = 0.0.0.0:7000, ack_timeout_ms = 5000,
  * heartbeat_ms = 30000, max_connections = 200000, recv_buffers = 4096
  * (per shard), recv_buffer_size = 2048, handshake_ms = 10000,
- * ring_files = RLIMIT_NOFILE (connections per shard), tls_cert, tls_key,
+ * ring_files = RLIMIT_NOFILE (connections per shard), max_handshakes = 1024,
+ * tls_cert, tls_key,
  * send_buffer = 0 (SO_SNDBUF of each connection; 0: the kernel's autotuning).
  * Configure the lane's window as the number of terminals: a delivery for
  * an offline terminal holds its slot until the terminal comes back or the
  * warning expires.
+ *
+ * Handshake cap: while max_handshakes connections are between accept and
+ * READY (TLS handshake, Challenge, Hello, the Redis lookup), the multishot
+ * accept is cancelled and new connections wait in the kernel's backlog
+ * (and past it, in the clients' SYN retries); it is re-armed when one of
+ * them finishes. A reconnect storm of 100,000 terminals then costs
+ * handshakes that finish, not ones that time out and come back.
  *
  * Every connection that ends is counted once, under one
  * terminal_close_reason, and logged (tconn_note_close): at the move to
@@ -177,6 +185,7 @@ struct tconn {
 	uint16_t refs;                 /* open + recv armed + send armed + auth in flight */
 	uint8_t state;
 	bool recv_armed, send_armed;
+	bool handshaking;              /* counted in gw->handshaking (accept to READY or close) */
 	uint8_t peer_v6;               /* peer address for the close log (AF_INET6 when 1) */
 	uint16_t peer_port;
 	uint8_t peer[16];
@@ -235,9 +244,11 @@ struct tgw {
 	struct lane_host host;
 	struct lane *lane;
 	unsigned ack_timeout_ms, heartbeat_ms, handshake_ms, max_conns, sndbuf;
+	unsigned max_handshakes, handshaking;
 	int lfd;
 	struct op accept_op;
 	bool accept_armed, closing;
+	bool accept_paused;            /* handshaking reached max_handshakes: accept cancelled */
 	struct timer accept_retry, reaper;
 	struct redis_client rc;
 	char prefix[64];
@@ -678,6 +689,20 @@ static void tconn_unref(struct tconn *c)
 		tconn_free(c);
 }
 
+/* c is READY or going: one handshake fewer, and the accept resumes below the cap. */
+static void handshake_done(struct tconn *c)
+{
+	struct tgw *gw = c->gw;
+	if (!c->handshaking)
+		return;
+	c->handshaking = false;
+	gw->handshaking--;
+	if (gw->accept_paused && gw->handshaking < gw->max_handshakes) {
+		gw->accept_paused = false;
+		arm_accept(gw);
+	}
+}
+
 static void term_offline(struct tgw *gw, struct term *t)
 {
 	t->conn = NULL;
@@ -694,6 +719,7 @@ static void tconn_close(struct tconn *c, enum terminal_close_reason why)
 		return;
 	tconn_note_close(c, why, NULL);
 	c->state = TC_CLOSING;
+	handshake_done(c);
 	if (c->term && c->term->conn == c)
 		term_offline(gw, c->term); /* SENT alerts are resent when it comes back */
 	c->term = NULL;
@@ -731,6 +757,7 @@ static void tconn_reject(struct tconn *c, Tocsin__Terminal__RejectReason rr,
 		return;
 	}
 	c->state = TC_LINGER; /* input is dropped from now on */
+	handshake_done(c);
 	rj.has_reason = true;
 	rj.reason = rr;
 	rj.detail = (char *)detail;
@@ -818,6 +845,8 @@ static void tconn_new(struct tgw *gw, int fd)
 	sh->nfree--;
 	c->refs = 1; /* "open", dropped by tconn_close */
 	c->state = TC_CHALLENGED;
+	c->handshaking = true;
+	gw->handshaking++;
 	c->recv_op.cb = on_recv;
 	c->send_op.cb = on_send;
 	c->last_rx_ms = loop_now_ms(gw->host.loop);
@@ -879,6 +908,7 @@ static void tconn_ready(struct tconn *c, const char *id, uint64_t persons)
 			     TERMINAL_CLOSE_REPLACED, id, "connected again");
 	gw->st.auth_ok++;
 	c->state = TC_READY;
+	handshake_done(c);
 	c->term = t;
 	t->conn = c;
 	t->persons = persons;
@@ -1486,6 +1516,14 @@ static void on_accept(struct op *op, int res, uint32_t flags)
 		} else {
 			tconn_new(gw, res);
 		}
+		if (gw->handshaking >= gw->max_handshakes && !gw->accept_paused && !gw->closing) {
+			gw->accept_paused = true; /* the rest wait in the backlog */
+			gw->st.accept_pauses++;
+			if (more) {
+				struct io_uring_sqe *sqe = loop_sqe(gw->host.loop, NULL);
+				io_uring_prep_cancel(sqe, &gw->accept_op, 0);
+			}
+		}
 	} else if (res != -ECANCELED) {
 		log_warn("msg=\"terminal accept failed\" lane=%s err=%d", gw->lane->name, res);
 	}
@@ -1499,7 +1537,7 @@ static void on_accept(struct op *op, int res, uint32_t flags)
 
 static void arm_accept(struct tgw *gw)
 {
-	if (gw->accept_armed || gw->closing)
+	if (gw->accept_armed || gw->closing || gw->accept_paused)
 		return;
 	struct io_uring_sqe *sqe = loop_sqe(gw->host.loop, &gw->accept_op);
 	io_uring_prep_multishot_accept(sqe, gw->lfd, NULL, NULL, SOCK_CLOEXEC);
@@ -1749,6 +1787,7 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 	gw->nbufs = key_uint(cfg, "recv_buffers", "4096");
 	gw->bufsz = key_uint(cfg, "recv_buffer_size", "2048");
 	gw->sndbuf = key_uint(cfg, "send_buffer", "0");
+	gw->max_handshakes = key_uint(cfg, "max_handshakes", "1024");
 	/* one table may hold RLIMIT_NOFILE files (the limit main raised to the hard one) */
 	struct rlimit rl = {0};
 	char files[32];
@@ -1759,9 +1798,10 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 	gw->ring_files = key_uint(cfg, "ring_files", files);
 	if (gw->max_conns && gw->ring_files > gw->max_conns)
 		gw->ring_files = gw->max_conns;
-	if (!gw->ack_timeout_ms || gw->heartbeat_ms < 100 || !gw->handshake_ms || !gw->max_conns) {
-		snprintf(err, errlen, "[lane %s] ack_timeout_ms, heartbeat_ms (>= 100), handshake_ms "
-			 "and max_connections must be positive", cfg->name);
+	if (!gw->ack_timeout_ms || gw->heartbeat_ms < 100 || !gw->handshake_ms || !gw->max_conns ||
+	    !gw->max_handshakes) {
+		snprintf(err, errlen, "[lane %s] ack_timeout_ms, heartbeat_ms (>= 100), handshake_ms, "
+			 "max_connections and max_handshakes must be positive", cfg->name);
 		return -1;
 	}
 	const char *cert = config_lane_get(cfg, "tls_cert", ""), *key = config_lane_get(cfg, "tls_key", "");
@@ -2046,6 +2086,8 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 	set_int(o, "population_version", (uint64_t)gw->pop_version);
 	set_int(o, "connections", gw->st.conns);
 	set_int(o, "rings", gw->nshards);
+	set_int(o, "handshaking", gw->handshaking);
+	set_int(o, "accept_pauses", gw->st.accept_pauses);
 	set_int(o, "accepted_connections", gw->st.accepted_conns);
 	set_int(o, "authenticated", gw->st.auth_ok);
 	set_int(o, "alerts_sent", gw->st.alerts_sent);

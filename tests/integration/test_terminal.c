@@ -24,6 +24,9 @@
  *      an Ack before Hello;
  *   6. slowloris: a silent and a dribbling handshake are closed at the
  *      handshake deadline, while 50 other terminals are served meanwhile;
+ *   6b. handshake cap: with 64 handshakes open (max_handshakes = 64) the
+ *      accept is paused: a new connection gets no Challenge until one of
+ *      them ends, then it does and logs in;
  *   7. duplicate id (the newer wins, the older gets REPLACED); Update and
  *      Cancel as the terminal sees them; heartbeats from the gateway, and a
  *      silent terminal closed after 3 intervals while a live one stays;
@@ -74,6 +77,7 @@
 #define FAIL_PCT 10
 #define HANDSHAKE_MS 2000
 #define HEARTBEAT_MS 2000
+#define MAX_HANDSHAKES 64 /* the plaintext lane's max_handshakes */
 #define SWARM_CHUNK 16000 /* terminals per scale swarm process */
 #define MAX_SWARMS 16
 
@@ -722,7 +726,8 @@ static void raw_send(struct rawt *r, Tocsin__Terminal__Frame *f)
 }
 
 /* Connect and read the Challenge. false when no Challenge came. */
-static bool raw_open(struct fixture *fx, struct rawt *r)
+/* Connect without waiting for anything. */
+static void raw_connect(struct fixture *fx, struct rawt *r)
 {
 	memset(r, 0, sizeof(*r));
 	r->fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -732,6 +737,11 @@ static bool raw_open(struct fixture *fx, struct rawt *r)
 		setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &raw_rcvbuf, sizeof(raw_rcvbuf));
 	fcntl(r->fd, F_SETFL, O_NONBLOCK);
 	connect(r->fd, (struct sockaddr *)&sa, sizeof(sa));
+}
+
+static bool raw_open(struct fixture *fx, struct rawt *r)
+{
+	raw_connect(fx, r);
 	Tocsin__Terminal__Frame *f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_CHALLENGE, 3000);
 	if (!f || f->challenge->nonce.len != TERMINAL_NONCE_LEN)
 		return false;
@@ -943,6 +953,50 @@ static void test_slowloris(struct fixture *fx, struct campaign *w)
 	raw_close(drib);
 	free(silent);
 	free(drib);
+}
+
+static json_t *describe(struct fixture *fx);
+
+static long gw_num(struct fixture *fx, const char *key)
+{
+	json_t *o = describe(fx);
+	long v = (long)json_integer_value(json_object_get(o, key));
+	json_decref(o);
+	return v;
+}
+
+static void test_handshake_cap(struct fixture *fx)
+{
+	struct rawt *silent = calloc(MAX_HANDSHAKES, sizeof(*silent)), *late = calloc(1, sizeof(*late));
+	long pauses = gw_num(fx, "accept_pauses");
+	int opened = 0;
+	for (int i = 0; i < MAX_HANDSHAKES; i++)
+		opened += raw_open(fx, &silent[i]);
+	CHECK(fx, opened == MAX_HANDSHAKES && gw_num(fx, "handshaking") == MAX_HANDSHAKES &&
+			  gw_num(fx, "accept_pauses") == pauses + 1,
+	      "%d silent handshakes open (%d got a Challenge): the accept paused once", MAX_HANDSHAKES,
+	      opened);
+	raw_connect(fx, late);
+	Tocsin__Terminal__Frame *f = raw_next(fx, late, 500);
+	CHECK(fx, !f && !late->eof, "a new connection waits in the backlog, no Challenge");
+	raw_close(&silent[0]);
+	f = raw_expect(fx, late, TOCSIN__TERMINAL__FRAME__BODY_CHALLENGE, 3000);
+	CHECK(fx, f != NULL, "one handshake ended: the waiting connection gets its Challenge");
+	if (f) {
+		memcpy(late->nonce, f->challenge->nonce.data, TERMINAL_NONCE_LEN);
+		int fl = fcntl(late->fd, F_GETFL);
+		fcntl(late->fd, F_SETFL, fl & ~O_NONBLOCK);
+		raw_hello(late, "r-disp1", "disp1-secret", late->nonce);
+		CHECK(fx, raw_expect(fx, late, TOCSIN__TERMINAL__FRAME__BODY_WELCOME, 3000) != NULL,
+		      "and logs in");
+	}
+	for (int i = 1; i < MAX_HANDSHAKES; i++)
+		raw_close(&silent[i]);
+	raw_close(late);
+	run_until(fx, sleep_cond, NULL, 200);
+	CHECK(fx, gw_num(fx, "handshaking") == 0, "no handshake left open");
+	free(silent);
+	free(late);
 }
 
 /* --- duplicate id, update and cancel on a terminal, heartbeats ------------------------------- */
@@ -1352,10 +1406,13 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 			       {"send_buffer", "4096"}, /* short sends on big Alerts */
 			       {"tls_cert", cert},	      {"tls_key", key},
 			       /* plaintext: many small shards (see the top) */
-			       {"ring_files", files},	      {"recv_buffers", "256"}};
+			       {"ring_files", files},	      {"recv_buffers", "256"},
+			       {"max_handshakes", "64"}};
 	cfg.n_kv = 0;
 	for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++) {
-		bool tls_key = !strncmp(kv[i][0], "tls_", 4), shard_key = i >= 8;
+		bool tls_key = !strncmp(kv[i][0], "tls_", 4), shard_key = i == 8 || i == 9;
+		if (i == 10 && (tls || scale))
+			continue; /* max_handshakes: the plaintext lane's */
 		if ((tls_key && !tls) || (shard_key && (tls || !files[0])) ||
 		    (scale && i > 0 && i != 3 && !tls_key && !shard_key))
 			continue;
@@ -1487,6 +1544,7 @@ int main(int argc, char **argv)
 	test_cancel(&fx);
 	test_bad_input(&fx);
 	test_slowloris(&fx, w1);
+	test_handshake_cap(&fx);
 	struct rawt *older = calloc(1, sizeof(*older)), *newer = calloc(1, sizeof(*newer));
 	test_duplicate(&fx, older, newer, w1);
 	test_update_cancel(&fx, newer);
