@@ -64,6 +64,7 @@
 #include <openssl/ssl.h>
 
 #include "adapters.h"
+#include "bigmem.h"
 #include "buf.h"
 #include "campaign.h"
 #include "log.h"
@@ -275,7 +276,7 @@ static int rmap_init(struct rmap *m, size_t slots)
 {
 	memset(m, 0, sizeof(*m));
 	m->free_head = RCPT_NONE;
-	m->slot = calloc(slots, sizeof(*m->slot));
+	m->slot = bigmem_calloc(slots, sizeof(*m->slot));
 	m->mask = slots - 1;
 	return m->slot ? 0 : -1;
 }
@@ -285,8 +286,8 @@ static void rmap_release(struct rmap *m)
 	for (uint32_t i = 0; i < m->n_e; i++)
 		if (m->e[i].flags & RC_USED)
 			free(m->e[i].text);
-	free(m->e);
-	free(m->slot);
+	bigmem_free(m->e);
+	bigmem_free(m->slot);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -307,30 +308,39 @@ static int rmap_index_reserve(struct rmap *m, size_t slots)
 		want *= 2;
 	if (want == m->mask + 1)
 		return 0;
-	struct islot *slot = calloc(want, sizeof(*slot));
+	struct islot *slot = bigmem_calloc(want, sizeof(*slot));
 	if (!slot)
 		return -1;
 	for (size_t i = 0; i <= m->mask; i++)
 		if (m->slot[i].ref)
 			islot_put(slot, want - 1, m->slot[i].tag, m->slot[i].ref);
-	free(m->slot);
+	bigmem_free(m->slot);
 	m->slot = slot;
 	m->mask = want - 1;
+	return 0;
+}
+
+/* Room for `cap` entries in the array; -1 (nothing changed) when out of memory. */
+static int rmap_entries_reserve(struct rmap *m, size_t cap)
+{
+	if (cap <= m->cap_e)
+		return 0;
+	struct rcpt *e = cap <= UINT32_MAX / 8 ? bigmem_calloc(cap, sizeof(*e)) : NULL;
+	if (!e)
+		return -1;
+	if (m->n_e)
+		memcpy(e, m->e, (size_t)m->n_e * sizeof(*e));
+	bigmem_free(m->e);
+	m->e = e;
+	m->cap_e = (uint32_t)cap;
 	return 0;
 }
 
 /* Room for `entries` entries with two readings each; -1 when out of memory. */
 static int rmap_reserve(struct rmap *m, size_t entries)
 {
-	if (entries > UINT32_MAX / 8)
+	if (entries > UINT32_MAX / 8 || rmap_entries_reserve(m, entries) < 0)
 		return -1;
-	if (entries > m->cap_e) {
-		struct rcpt *e = realloc(m->e, entries * sizeof(*e));
-		if (!e)
-			return -1;
-		m->e = e;
-		m->cap_e = (uint32_t)entries;
-	}
 	return rmap_index_reserve(m, 4 * entries);
 }
 
@@ -343,14 +353,9 @@ static uint32_t rmap_alloc(struct rmap *m)
 	if (i != RCPT_NONE) {
 		m->free_head = m->e[i].u.next_free;
 	} else {
-		if (m->n_e == m->cap_e) {
-			size_t cap = m->cap_e ? (size_t)m->cap_e * 2 : 256;
-			struct rcpt *e = cap <= UINT32_MAX / 8 ? realloc(m->e, cap * sizeof(*e)) : NULL;
-			if (!e)
-				return RCPT_NONE;
-			m->e = e;
-			m->cap_e = (uint32_t)cap;
-		}
+		if (m->n_e == m->cap_e &&
+		    rmap_entries_reserve(m, m->cap_e ? (size_t)m->cap_e * 2 : 256) < 0)
+			return RCPT_NONE;
 		i = m->n_e++;
 	}
 	m->e[i].flags = 0;
@@ -1783,10 +1788,23 @@ static void smpp_describe(struct lane *l, struct json_t *o)
 	json_object_set_new(o, "smpp_early_receipts_dropped", json_integer((json_int_t)a->early.dropped));
 }
 
+/*
+ * About n more parts are coming to the channel: the account's pending map is
+ * sized for all of them (each lane of the account passes the same n: the
+ * reservation is not additive), so that it never grows while they are sent.
+ */
+static void smpp_reserve(struct lane *l, size_t n)
+{
+	struct smpp *s = l->adapter_state;
+	if (s && s->acct)
+		(void)rmap_reserve(&s->acct->pending, (size_t)s->acct->pending.n + n);
+}
+
 const struct adapter_ops adapter_smpp = {
 	.name = "smpp",
 	.open = smpp_open,
 	.submit = smpp_submit,
 	.close = smpp_close,
 	.describe = smpp_describe,
+	.reserve = smpp_reserve,
 };

@@ -104,6 +104,8 @@ struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum ch
 void delivery_finish(struct dispatcher *dp, struct delivery *d, enum delivery_state to,
 		     const char *reason);
 void sched_release(struct dispatcher *dp);
+/* About per[ch] more deliveries of c per channel are coming: size the maps, rings and adapters. */
+void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per[CHANNEL_COUNT]);
 
 /* dispatch_plan.c */
 void plan_campaign(struct dispatcher *dp, struct campaign *c);

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bigmem.h"
 #include "dispatch_internal.h"
 #include "log.h"
 
@@ -32,22 +33,31 @@ static void map_insert(struct dispatcher *dp, uint64_t id, struct delivery *d)
 	dp->by_id_n++;
 }
 
+/* Grow the id map to at least `cap` slots (a power of two), rehashing what it holds. */
+static void map_grow(struct dispatcher *dp, size_t cap)
+{
+	size_t want = dp->by_id_cap ? dp->by_id_cap : 4096;
+	while (want < cap)
+		want *= 2;
+	if (want == dp->by_id_cap)
+		return;
+	struct id_slot *old = dp->by_id, *n = bigmem_calloc(want, sizeof(*n));
+	if (!n)
+		abort(); /* out-of-memory policy: the dispatcher cannot lose deliveries */
+	size_t oldcap = dp->by_id_cap;
+	dp->by_id = n;
+	dp->by_id_cap = want;
+	dp->by_id_n = 0;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].id)
+			map_insert(dp, old[i].id, old[i].d);
+	bigmem_free(old);
+}
+
 static void map_put(struct dispatcher *dp, struct delivery *d)
 {
-	if ((dp->by_id_n + 1) * 2 > dp->by_id_cap) {
-		size_t cap = dp->by_id_cap ? dp->by_id_cap * 2 : 4096;
-		struct id_slot *old = dp->by_id, *n = calloc(cap, sizeof(*n));
-		if (!n)
-			abort(); /* out-of-memory policy: the dispatcher cannot lose deliveries */
-		size_t oldcap = dp->by_id_cap;
-		dp->by_id = n;
-		dp->by_id_cap = cap;
-		dp->by_id_n = 0;
-		for (size_t i = 0; i < oldcap; i++)
-			if (old[i].id)
-				map_insert(dp, old[i].id, old[i].d);
-		free(old);
-	}
+	if ((dp->by_id_n + 1) * 2 > dp->by_id_cap)
+		map_grow(dp, dp->by_id_cap * 2);
 	map_insert(dp, d->id, d);
 }
 
@@ -117,21 +127,29 @@ static void addr_insert(struct dispatcher *dp, uint32_t key, struct delivery *d)
 	dp->by_addr_n++;
 }
 
+static void addr_grow(struct dispatcher *dp, size_t cap)
+{
+	size_t want = dp->by_addr_cap ? dp->by_addr_cap : 4096, oldcap = dp->by_addr_cap;
+	while (want < cap)
+		want *= 2;
+	if (want == oldcap)
+		return;
+	struct addr_slot *old = dp->by_addr, *n = bigmem_calloc(want, sizeof(*n));
+	if (!n)
+		abort();
+	dp->by_addr = n;
+	dp->by_addr_cap = want;
+	dp->by_addr_n = 0;
+	for (size_t i = 0; i < oldcap; i++)
+		if (old[i].d)
+			addr_insert(dp, old[i].key, old[i].d);
+	bigmem_free(old);
+}
+
 static void addr_put(struct dispatcher *dp, struct delivery *d)
 {
-	if ((dp->by_addr_n + 1) * 2 > dp->by_addr_cap) {
-		size_t cap = dp->by_addr_cap ? dp->by_addr_cap * 2 : 4096, oldcap = dp->by_addr_cap;
-		struct addr_slot *old = dp->by_addr, *n = calloc(cap, sizeof(*n));
-		if (!n)
-			abort();
-		dp->by_addr = n;
-		dp->by_addr_cap = cap;
-		dp->by_addr_n = 0;
-		for (size_t i = 0; i < oldcap; i++)
-			if (old[i].d)
-				addr_insert(dp, old[i].key, old[i].d);
-		free(old);
-	}
+	if ((dp->by_addr_n + 1) * 2 > dp->by_addr_cap)
+		addr_grow(dp, dp->by_addr_cap * 2);
 	addr_insert(dp, d->addr_hash, d);
 }
 
@@ -420,11 +438,51 @@ void sched_init(struct dispatcher *dp)
 	dp->host.up = sched_lane_up;
 }
 
+/*
+ * Sizing, once per warning before its first batch: the maps for every
+ * delivery at once, each lane's ring for its share of its channel (the
+ * channel's lanes share it about evenly; a ring still grows if one lane
+ * ends up with more), and the adapters (SMS: parts, not deliveries). With
+ * that, nothing rehashes or copies while the deliveries are planned and
+ * sent, and the large tables are in huge pages (bigmem.h).
+ */
+void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per[CHANNEL_COUNT])
+{
+	const uint64_t cap = (uint64_t)1 << 32; /* a nonsense hint: let things grow instead */
+	uint64_t total = 0;
+	for (int ch = 0; ch < CHANNEL_COUNT; ch++)
+		total += per[ch] < cap ? per[ch] : 0;
+	if (total)
+		map_grow(dp, 2 * (dp->by_id_n + total));
+	if (per[CHANNEL_APP] && per[CHANNEL_APP] < cap)
+		addr_grow(dp, 2 * (dp->by_addr_n + per[CHANNEL_APP]));
+	unsigned parts = 1;
+	for (size_t i = 0; i < c->w->n_info && i < WARNING_MAX_INFOS; i++) {
+		unsigned p = campaign_sms_parts(c, (unsigned)i);
+		parts = p > parts ? p : parts;
+	}
+	for (int ch = 0; ch < CHANNEL_COUNT; ch++) {
+		if (!per[ch] || per[ch] >= cap)
+			continue;
+		size_t lanes = 0;
+		for (size_t i = 0; i < dp->n_lanes; i++)
+			lanes += dp->lanes[i].channel == (enum channel)ch;
+		for (size_t i = 0; i < dp->n_lanes && lanes; i++) {
+			struct lane *l = &dp->lanes[i];
+			if (l->channel != (enum channel)ch)
+				continue;
+			(void)lane_reserve(l, (size_t)(per[ch] + per[ch] / 4) / lanes + 16);
+			if (l->adapter && l->adapter->reserve)
+				l->adapter->reserve(l, (size_t)per[ch] * (ch == CHANNEL_SMS ? parts : 1));
+		}
+	}
+}
+
 void sched_release(struct dispatcher *dp)
 {
 	free(dp->retry.items);
-	free(dp->by_id);
-	free(dp->by_addr);
+	bigmem_free(dp->by_id);
+	bigmem_free(dp->by_addr);
 }
 
 /* --- outcomes --- */
