@@ -193,15 +193,15 @@ void sched_app_ack(struct dispatcher *dp, const char *warning, const char *addre
  * a second for a district's phones): from malloc, each was fresh heap, one
  * page fault per 4 KiB and malloc's own bookkeeping, together more than a
  * tenth of the dispatcher's time. Deliveries are cells of two fixed sizes
- * instead (an address up to CELL_SMALL_ADDR bytes, phones and terminal ids;
- * up to CELL_LARGE_ADDR, push tokens), cut from 2 MiB chunks in huge pages
- * (bigmem.h) and kept on a free list per class when freed; longer addresses
- * come from malloc. Chunks live as long as the dispatcher, so its memory
+ * instead (addresses shorter than CELL_SMALL_ADDR bytes: phones and terminal
+ * ids; shorter than CELL_LARGE_ADDR: push tokens, FCM's being ~160), cut
+ * from 2 MiB chunks in huge pages (bigmem.h) and kept on a free list per
+ * class when freed; longer addresses come from malloc. Chunks live as long as the dispatcher, so its memory
  * stays at its high-water mark, as malloc's heap would.
  */
 #define CELL_CHUNK (((size_t)2 << 20) - 64) /* with bigmem's header: one huge page */
 #define CELL_SMALL_ADDR 32
-#define CELL_LARGE_ADDR 256
+#define CELL_LARGE_ADDR 192
 enum { CELL_MALLOC = 0, CELL_SMALL = 1, CELL_LARGE = 2 };
 
 static size_t cell_size(int class)
