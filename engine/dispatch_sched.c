@@ -16,11 +16,18 @@
  *
  * Open addressing with linear probing; each slot keeps the id beside the
  * pointer, so probing and growing never touch a delivery (at a million
- * live deliveries, each touch would be a cache miss). id 0 is never used. */
+ * live deliveries, each touch would be a cache miss). id 0 is never used.
+ *
+ * Ids are handed out in sequence, and planning and receipts go roughly in
+ * id order: four consecutive ids share a home cache line (four 16-byte
+ * slots), so that they cost one miss instead of four. The groups of four
+ * are scattered by a multiplicative hash, so that ranges of ids far apart
+ * (an old warning's and a new one's) do not pile up on each other. */
 
 static size_t slot_of(const struct dispatcher *dp, uint64_t id)
 {
-	return (size_t)(id * 0x9E3779B97F4A7C15ull) & (dp->by_id_cap - 1);
+	uint64_t g = (id >> 2) * 0x9E3779B97F4A7C15ull;
+	return (size_t)(((g >> 32) << 2) | (id & 3)) & (dp->by_id_cap - 1);
 }
 
 static void map_insert(struct dispatcher *dp, uint64_t id, struct delivery *d)
