@@ -214,41 +214,6 @@ static int hexdig(char c)
 	return -1;
 }
 
-/*
- * One reading of an id, exactly as smpp_id_canon() reads it (false where it
- * would), but a number stays a number: no digits to print, no text to hash
- * or compare. Text readings are canonicalized into buf.
- */
-static bool id_reading(const char *id, bool as_hex, struct idkey *out, char *buf, size_t cap)
-{
-	uint64_t v = 0, base = as_hex ? 16 : 10;
-	bool number = id[0] != 0, letter = false;
-	for (const char *p = id; number && *p; p++) {
-		int d = hexdig(*p);
-		number = d >= 0;
-		letter = letter || d >= 10;
-	}
-	if (number && !as_hex && letter)
-		return false;
-	for (const char *p = id; number && *p; p++) {
-		unsigned d = (unsigned)hexdig(*p);
-		if (v > (UINT64_MAX - d) / base)
-			number = false; /* too big for a number: compared as text */
-		else
-			v = v * base + d;
-	}
-	if (number) {
-		out->v = v;
-		out->text = NULL;
-		return true;
-	}
-	if (!smpp_id_canon(id, as_hex, buf, cap))
-		return false;
-	out->v = key_hash(buf);
-	out->text = buf;
-	return true;
-}
-
 /* An id's readings: k[0] as it looks (hex if it has a-f, else decimal), k[1] as hex when different. */
 struct id_keys {
 	struct idkey k[2];
@@ -256,17 +221,53 @@ struct id_keys {
 	char text[SMPP_ID_MAX + 4]; /* the reading that is text, if one is */
 };
 
+/* A text reading, canonicalized into k->text by smpp_id_canon(). */
+static bool text_reading(const char *id, bool as_hex, struct id_keys *k, struct idkey *out)
+{
+	if (!smpp_id_canon(id, as_hex, k->text, sizeof(k->text)))
+		return false;
+	out->v = key_hash(k->text);
+	out->text = k->text;
+	return true;
+}
+
+/*
+ * The readings smpp_id_canon() gives (false where it fails), in one pass
+ * over the id, a number staying a number: no digits to print, no text to
+ * hash or compare. Text (not all hex digits, or past 64 bits) reads the same
+ * either way, and a decimal past 64 bits is past them as hex too.
+ */
 static bool id_keys(const char *id, struct id_keys *k)
 {
+	uint64_t dec = 0, hex = 0;
+	bool all_hex = id[0] != 0, letter = false, dec_ok = true, hex_ok = true;
+	for (const char *p = id; *p; p++) {
+		int d = hexdig(*p);
+		if (d < 0) {
+			all_hex = false;
+			break;
+		}
+		letter = letter || d >= 10;
+		if (hex_ok && hex > (UINT64_MAX - (unsigned)d) / 16)
+			hex_ok = false;
+		hex = hex * 16 + (unsigned)d;
+		if (!letter && dec_ok && dec > (UINT64_MAX - (unsigned)d) / 10)
+			dec_ok = false;
+		dec = dec * 10 + (unsigned)d;
+	}
 	k->two = false;
-	if (!id_reading(id, smpp_id_has_hex_letter(id), &k->k[0], k->text, sizeof(k->text)))
-		return false;
-	if (k->k[0].text)
-		return true; /* text reads the same either way (and a decimal overflow overflows as hex) */
-	struct idkey h;
-	if (id_reading(id, true, &h, k->text, sizeof(k->text)) && (h.text || h.v != k->k[0].v)) {
-		k->k[1] = h;
-		k->two = true;
+	if (!all_hex || (letter ? !hex_ok : !dec_ok))
+		return text_reading(id, letter, k, &k->k[0]);
+	k->k[0].v = letter ? hex : dec;
+	k->k[0].text = NULL;
+	if (letter)
+		return true; /* as hex it reads the same */
+	if (hex_ok) {
+		k->two = hex != dec;
+		k->k[1].v = hex;
+		k->k[1].text = NULL;
+	} else {
+		k->two = text_reading(id, true, k, &k->k[1]);
 	}
 	return true;
 }
@@ -1187,7 +1188,9 @@ static void on_submit_resp(struct smpp *s, const struct smpp_pdu *p)
 static void on_receipt(struct smpp *s, const struct smpp_sm *sm)
 {
 	struct smpp_dlr dlr;
-	bool text_ok = smpp_dlr_parse(sm->short_message, sm->sm_length, &dlr) == 0;
+	/* the text is read only when a TLV is missing (the TLVs are preferred) */
+	bool text_ok = (!sm->receipted_message_id || !sm->message_state) &&
+		       smpp_dlr_parse(sm->short_message, sm->sm_length, &dlr) == 0;
 	const char *id = sm->receipted_message_id ? sm->receipted_message_id : text_ok ? dlr.id : NULL;
 	uint8_t st = sm->message_state ? sm->message_state : text_ok ? (uint8_t)dlr.state : 0;
 	if (!id || !st) {
