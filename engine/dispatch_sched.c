@@ -203,8 +203,9 @@ void sched_app_ack(struct dispatcher *dp, const char *warning, const char *addre
  * instead (addresses shorter than CELL_SMALL_ADDR bytes: phones and terminal
  * ids; shorter than CELL_LARGE_ADDR: push tokens, FCM's being ~160), cut
  * from 2 MiB chunks in huge pages (bigmem.h) and kept on a free list per
- * class when freed; longer addresses come from malloc. Chunks live as long as the dispatcher, so its memory
- * stays at its high-water mark, as malloc's heap would.
+ * class when freed; longer addresses come from malloc. Chunks live as long
+ * as the dispatcher, so its memory stays at its high-water mark, as
+ * malloc's heap would.
  */
 #define CELL_CHUNK (((size_t)2 << 20) - 64) /* with bigmem's header: one huge page */
 #define CELL_SMALL_ADDR 32
