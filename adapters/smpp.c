@@ -64,6 +64,7 @@
 #include <openssl/ssl.h>
 
 #include "adapters.h"
+#include "bigmem.h"
 #include "buf.h"
 #include "campaign.h"
 #include "log.h"
@@ -122,52 +123,374 @@ struct slot {
 };
 
 /*
- * One id reading in a receipt map. In the account's `pending` map: an
- * accepted part waiting for its receipt (delivery_id, part). In its `early`
- * map: a receipt that came before the submit_sm_resp that names its id
- * (state; `pos` is its place in the early ring). A numeric id has two
- * readings (decimal, hex): two entries, `twin` of each other, `primary` the
- * reading the id looks like.
+ * One id in a receipt map. In the account's `pending` map: an accepted
+ * part waiting for its receipt (delivery_id, part). In its `early` map: a
+ * receipt that came before the submit_sm_resp that names its id (state;
+ * `pos` is its place in the early ring). An id has one or two readings
+ * (smpp_id_canon: a numeric id reads as decimal and as hex): k[0] the
+ * reading the id looks like (the "primary" one), k[1] the other one when
+ * RC_TWO. A reading that is a number is kept as that number; one that is
+ * text (not a number, or past 64 bits) as its hash, the canonical text in
+ * `text` (malloc'd; at most one reading of an id can be text). So an entry
+ * is 40 bytes with its keys inline, and comparing two ids compares numbers.
  */
+enum { RC_USED = 1, RC_TWO = 2, RC_TEXT0 = 4, RC_TEXT1 = 8 };
+
 struct rcpt {
-	struct rcpt *next, *twin;
-	uint64_t hash, expires_ms;
+	uint64_t k[2];
+	char *text;
+	uint64_t expires_ms;
 	union {
 		uint64_t delivery_id; /* pending */
 		uint64_t pos;         /* early */
+		uint32_t next_free;   /* not in use */
 	} u;
 	uint16_t part;
 	uint8_t state; /* early: SMPP_STATE_* */
-	bool primary;
-	char key[SMPP_ID_MAX + 4];
+	uint8_t flags;
+};
+
+#define RCPT_NONE UINT32_MAX
+
+/* One reading of an id, to look up or to store: a number, or text (v its hash). */
+struct idkey {
+	uint64_t v;
+	const char *text;
 };
 
 /*
- * Entries come from blocks owned by the account and go back to its free
- * list: one calloc per accepted part (two for a numeric id) was a third of
- * the loop's time at 140,000 submits/s. Blocks live as long as the account.
+ * A receipt map: entries in one array (an entry's index is stable while it
+ * lives, so the early ring refers to entries by index), and an open-
+ * addressing index over their readings (linear probing, at most half full,
+ * backward-shift deletion). An index slot is 8 bytes: a 32-bit tag of the
+ * reading's hash (which also gives its home slot, so the index grows without
+ * touching an entry) and ref = entry index + 1, bit 31 set for k[1]; ref 0
+ * is an empty slot. Lookups compare tags first and read an entry only on a
+ * tag match. Sized up front from the dispatcher's hint (smpp_reserve) so
+ * that nothing grows during a dispatch; it grows by doubling otherwise.
  */
-#define RCPT_BLOCK 1024
-struct rcpt_block {
-	struct rcpt_block *next;
-	struct rcpt r[RCPT_BLOCK];
+struct islot {
+	uint32_t tag, ref;
 };
 
-/* A chained hash map of id readings; nbuckets is a power of two. */
 struct rmap {
-	struct rcpt **bucket;
-	size_t nbuckets, n;
+	struct rcpt *e;
+	uint32_t n_e, cap_e;  /* n_e: entries ever used (high-water mark) */
+	uint32_t free_head;   /* free entries below n_e, chained by u.next_free */
+	uint32_t n;           /* live entries */
+	struct islot *slot;
+	size_t mask, used;    /* index capacity - 1 (a power of two, minus one); slots in use */
 };
+
+static uint64_t key_hash(const char *k)
+{
+	uint64_t h = 1469598103934665603ull;
+	while (*k)
+		h = (h ^ (uint8_t)*k++) * 1099511628211ull;
+	return h;
+}
+
+/*
+ * A reading's tag. SMSCs tend to hand out ids in sequence (and the readings
+ * of sequential ids are nearly sequential too): eight consecutive numbers
+ * share a home cache line (eight 8-byte slots), one miss instead of eight
+ * while a campaign's parts are remembered and matched. The groups of eight
+ * are scattered by a multiplicative hash.
+ */
+static uint32_t idkey_tag(uint64_t v, bool text)
+{
+	uint64_t h = ((v >> 3) ^ (text ? 0x9E3779B97F4A7C15ull : 0)) * 0xFF51AFD7ED558CCDull;
+	return (uint32_t)(((h >> 32) & ~(uint64_t)7) | (v & 7));
+}
+
+static int hexdig(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* An id's readings: k[0] as it looks (hex if it has a-f, else decimal), k[1] as hex when different. */
+struct id_keys {
+	struct idkey k[2];
+	bool two;
+	char text[SMPP_ID_MAX + 4]; /* the reading that is text, if one is */
+};
+
+/* A text reading, canonicalized into k->text by smpp_id_canon(). */
+static bool text_reading(const char *id, bool as_hex, struct id_keys *k, struct idkey *out)
+{
+	if (!smpp_id_canon(id, as_hex, k->text, sizeof(k->text)))
+		return false;
+	out->v = key_hash(k->text);
+	out->text = k->text;
+	return true;
+}
+
+/*
+ * The readings smpp_id_canon() gives (false where it fails), in one pass
+ * over the id, a number staying a number: no digits to print, no text to
+ * hash or compare. Text (not all hex digits, or past 64 bits) reads the same
+ * either way, and a decimal past 64 bits is past them as hex too.
+ */
+static bool id_keys(const char *id, struct id_keys *k)
+{
+	uint64_t dec = 0, hex = 0;
+	bool all_hex = id[0] != 0, letter = false, dec_ok = true, hex_ok = true;
+	for (const char *p = id; *p; p++) {
+		int d = hexdig(*p);
+		if (d < 0) {
+			all_hex = false;
+			break;
+		}
+		letter = letter || d >= 10;
+		if (hex_ok && hex > (UINT64_MAX - (unsigned)d) / 16)
+			hex_ok = false;
+		hex = hex * 16 + (unsigned)d;
+		if (!letter && dec_ok && dec > (UINT64_MAX - (unsigned)d) / 10)
+			dec_ok = false;
+		dec = dec * 10 + (unsigned)d;
+	}
+	k->two = false;
+	if (!all_hex || (letter ? !hex_ok : !dec_ok))
+		return text_reading(id, letter, k, &k->k[0]);
+	k->k[0].v = letter ? hex : dec;
+	k->k[0].text = NULL;
+	if (letter)
+		return true; /* as hex it reads the same */
+	if (hex_ok) {
+		k->two = hex != dec;
+		k->k[1].v = hex;
+		k->k[1].text = NULL;
+	} else {
+		k->two = text_reading(id, true, k, &k->k[1]);
+	}
+	return true;
+}
+
+static bool reading_eq(const struct rcpt *r, int i, const struct idkey *key)
+{
+	if (r->k[i] != key->v)
+		return false;
+	bool text = r->flags & (i ? RC_TEXT1 : RC_TEXT0);
+	return text ? key->text && !strcmp(r->text, key->text) : !key->text;
+}
+
+static int rmap_init(struct rmap *m, size_t slots)
+{
+	memset(m, 0, sizeof(*m));
+	m->free_head = RCPT_NONE;
+	m->slot = bigmem_calloc(slots, sizeof(*m->slot));
+	m->mask = slots - 1;
+	return m->slot ? 0 : -1;
+}
+
+static void rmap_release(struct rmap *m)
+{
+	for (uint32_t i = 0; i < m->n_e; i++)
+		if (m->e[i].flags & RC_USED)
+			free(m->e[i].text);
+	bigmem_free(m->e);
+	bigmem_free(m->slot);
+	memset(m, 0, sizeof(*m));
+}
+
+static void islot_put(struct islot *slot, size_t mask, uint32_t tag, uint32_t ref)
+{
+	size_t i = tag & mask;
+	while (slot[i].ref)
+		i = (i + 1) & mask;
+	slot[i].tag = tag;
+	slot[i].ref = ref;
+}
+
+/* An index of at least `slots` slots; -1 (nothing changed) when out of memory. */
+static int rmap_index_reserve(struct rmap *m, size_t slots)
+{
+	size_t want = m->mask + 1;
+	while (want < slots)
+		want *= 2;
+	if (want == m->mask + 1)
+		return 0;
+	struct islot *slot = bigmem_calloc(want, sizeof(*slot));
+	if (!slot)
+		return -1;
+	for (size_t i = 0; i <= m->mask; i++)
+		if (m->slot[i].ref)
+			islot_put(slot, want - 1, m->slot[i].tag, m->slot[i].ref);
+	bigmem_free(m->slot);
+	m->slot = slot;
+	m->mask = want - 1;
+	return 0;
+}
+
+/* Room for `cap` entries in the array; -1 (nothing changed) when out of memory. */
+static int rmap_entries_reserve(struct rmap *m, size_t cap)
+{
+	if (cap <= m->cap_e)
+		return 0;
+	struct rcpt *e = cap <= UINT32_MAX / 8 ? bigmem_calloc(cap, sizeof(*e)) : NULL;
+	if (!e)
+		return -1;
+	if (m->n_e)
+		memcpy(e, m->e, (size_t)m->n_e * sizeof(*e));
+	bigmem_free(m->e);
+	m->e = e;
+	m->cap_e = (uint32_t)cap;
+	return 0;
+}
+
+/* Room for `entries` entries with two readings each; -1 when out of memory. */
+static int rmap_reserve(struct rmap *m, size_t entries)
+{
+	if (entries > UINT32_MAX / 8 || rmap_entries_reserve(m, entries) < 0)
+		return -1;
+	return rmap_index_reserve(m, 4 * entries);
+}
+
+/* A free entry (flags cleared) with its index; RCPT_NONE when out of memory. */
+static uint32_t rmap_alloc(struct rmap *m)
+{
+	if ((m->used + 2) * 2 > m->mask + 1 && rmap_index_reserve(m, 2 * (m->mask + 1)) < 0)
+		return RCPT_NONE;
+	uint32_t i = m->free_head;
+	if (i != RCPT_NONE) {
+		m->free_head = m->e[i].u.next_free;
+	} else {
+		if (m->n_e == m->cap_e &&
+		    rmap_entries_reserve(m, m->cap_e ? (size_t)m->cap_e * 2 : 256) < 0)
+			return RCPT_NONE;
+		i = m->n_e++;
+	}
+	m->e[i].flags = 0;
+	m->e[i].text = NULL;
+	return i;
+}
+
+/* Index entry i under its readings (flags and keys set; RC_USED is set here). */
+static void rmap_link(struct rmap *m, uint32_t i)
+{
+	struct rcpt *r = &m->e[i];
+	r->flags |= RC_USED;
+	islot_put(m->slot, m->mask, idkey_tag(r->k[0], r->flags & RC_TEXT0), i + 1);
+	m->used++;
+	if (r->flags & RC_TWO) {
+		islot_put(m->slot, m->mask, idkey_tag(r->k[1], r->flags & RC_TEXT1),
+			  (i + 1) | 0x80000000u);
+		m->used++;
+	}
+	m->n++;
+}
+
+static void islot_del(struct rmap *m, uint32_t tag, uint32_t ref)
+{
+	size_t mask = m->mask, i = tag & mask;
+	while (m->slot[i].ref != ref)
+		i = (i + 1) & mask;
+	m->slot[i].ref = 0;
+	m->used--;
+	/* Backward-shift the cluster after the hole (linear probing deletion). */
+	for (size_t j = (i + 1) & mask; m->slot[j].ref; j = (j + 1) & mask) {
+		size_t home = m->slot[j].tag & mask;
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			m->slot[i] = m->slot[j];
+			m->slot[j].ref = 0;
+			i = j;
+		}
+	}
+}
+
+/* Unindex entry i and free it (its text too). */
+static void rmap_remove(struct rmap *m, uint32_t i)
+{
+	struct rcpt *r = &m->e[i];
+	islot_del(m, idkey_tag(r->k[0], r->flags & RC_TEXT0), i + 1);
+	if (r->flags & RC_TWO)
+		islot_del(m, idkey_tag(r->k[1], r->flags & RC_TEXT1), (i + 1) | 0x80000000u);
+	free(r->text);
+	r->text = NULL;
+	r->flags = 0;
+	r->u.next_free = m->free_head;
+	m->free_head = i;
+	m->n--;
+}
+
+/* The first entry (in probe order) with a reading equal to key: want 0 the primary
+ * readings only, 1 the other ones only, -1 either. RCPT_NONE if none. */
+static uint32_t rmap_get(const struct rmap *m, const struct idkey *key, int want)
+{
+	uint32_t tag = idkey_tag(key->v, key->text != NULL);
+	for (size_t i = tag & m->mask; m->slot[i].ref; i = (i + 1) & m->mask) {
+		if (m->slot[i].tag != tag)
+			continue;
+		uint32_t ref = m->slot[i].ref, e = (ref & 0x7FFFFFFFu) - 1;
+		int reading = ref >> 31;
+		if ((want < 0 || reading == want) && reading_eq(&m->e[e], reading, key))
+			return e;
+	}
+	return RCPT_NONE;
+}
+
+/* A new entry under the readings of k; its index, RCPT_NONE when out of memory. */
+static uint32_t rmap_add(struct rmap *m, const struct id_keys *k, uint64_t expires_ms)
+{
+	char *text = NULL;
+	const char *t = k->k[0].text ? k->k[0].text : k->two ? k->k[1].text : NULL;
+	if (t && !(text = strdup(t)))
+		return RCPT_NONE;
+	uint32_t i = rmap_alloc(m);
+	if (i == RCPT_NONE) {
+		free(text);
+		return RCPT_NONE;
+	}
+	struct rcpt *r = &m->e[i];
+	r->k[0] = k->k[0].v;
+	r->k[1] = k->two ? k->k[1].v : 0;
+	r->text = text;
+	r->flags = (uint8_t)((k->two ? RC_TWO : 0) | (k->k[0].text ? RC_TEXT0 : 0) |
+			     (k->two && k->k[1].text ? RC_TEXT1 : 0));
+	r->expires_ms = expires_ms;
+	rmap_link(m, i);
+	return i;
+}
+
+/* Move entry i of `from` into `to` (its text goes with it); its new index, RCPT_NONE when out of memory. */
+static uint32_t rmap_move(struct rmap *to, struct rmap *from, uint32_t i)
+{
+	uint32_t j = rmap_alloc(to);
+	if (j == RCPT_NONE)
+		return RCPT_NONE;
+	to->e[j] = from->e[i];
+	to->e[j].flags &= (uint8_t)~RC_USED;
+	rmap_link(to, j);
+	from->e[i].text = NULL;
+	rmap_remove(from, i);
+	return j;
+}
+
+/* An entry's primary reading as text, for logs. */
+static const char *rcpt_key_str(const struct rcpt *r, char *buf, size_t cap)
+{
+	if (r->flags & RC_TEXT0)
+		return r->text;
+	snprintf(buf, cap, "n:%llu", (unsigned long long)r->k[0]);
+	return buf;
+}
 
 /*
  * The early ring: early receipts in arrival order (so in expiry order, the
- * age limit being constant). A slot is NULL once its receipt was matched;
- * when the ring is full the oldest receipt still waiting is dropped.
+ * age limit being constant), by entry index. A slot is RCPT_NONE once its
+ * receipt was matched; when the ring is full the oldest receipt still
+ * waiting is dropped.
  */
 struct early {
 	struct rmap map;
-	struct rcpt **ring;
-	size_t cap, head, len; /* len counts slots, NULL ones too */
+	uint32_t *ring;
+	size_t cap, head, len; /* len counts slots, empty ones too */
 	uint64_t next_pos, ttl_ms;
 	uint64_t waiting, matched, dropped;
 };
@@ -177,8 +500,6 @@ struct smpp_account {
 	unsigned refs;
 	struct rmap pending;
 	struct early early;
-	struct rcpt_block *blocks;
-	struct rcpt *free_list;
 	uint64_t next_sweep_ms;
 	struct smpp *members;
 };
@@ -238,178 +559,34 @@ static void on_send(struct op *op, int res, uint32_t flags);
 /* ------------------------------------------------------------------ */
 /* the account's receipt maps                                           */
 
-static uint64_t key_hash(const char *k)
-{
-	uint64_t h = 1469598103934665603ull;
-	while (*k)
-		h = (h ^ (uint8_t)*k++) * 1099511628211ull;
-	return h;
-}
-
-/* An id's readings: k1 as it looks (hex if it has a-f, else decimal), k2 as hex when different. */
-struct id_keys {
-	char k1[SMPP_ID_MAX + 4], k2[SMPP_ID_MAX + 4];
-	bool two;
-};
-
-static bool id_keys(const char *id, struct id_keys *k)
-{
-	if (!smpp_id_canon(id, smpp_id_has_hex_letter(id), k->k1, sizeof(k->k1)))
-		return false;
-	k->two = smpp_id_canon(id, true, k->k2, sizeof(k->k2)) && strcmp(k->k1, k->k2);
-	return true;
-}
-
-static struct rcpt *rcpt_alloc(struct smpp_account *a)
-{
-	if (!a->free_list) {
-		struct rcpt_block *b = malloc(sizeof(*b));
-		if (!b)
-			return NULL;
-		b->next = a->blocks;
-		a->blocks = b;
-		for (size_t i = RCPT_BLOCK; i-- > 0;) {
-			b->r[i].next = a->free_list;
-			a->free_list = &b->r[i];
-		}
-	}
-	struct rcpt *r = a->free_list;
-	a->free_list = r->next;
-	return r;
-}
-
-static void rcpt_release(struct smpp_account *a, struct rcpt *r)
-{
-	r->next = a->free_list;
-	a->free_list = r;
-}
-
-static int rmap_init(struct rmap *m, size_t nbuckets)
-{
-	m->nbuckets = nbuckets;
-	m->n = 0;
-	m->bucket = calloc(nbuckets, sizeof(*m->bucket));
-	return m->bucket ? 0 : -1;
-}
-
-static void rmap_rehash(struct rmap *m)
-{
-	size_t nb = m->nbuckets * 2;
-	struct rcpt **b = calloc(nb, sizeof(*b));
-	if (!b)
-		return; /* keep the longer chains */
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		for (struct rcpt *r = m->bucket[i], *next; r; r = next) {
-			next = r->next;
-			size_t h = (size_t)(r->hash & (nb - 1));
-			r->next = b[h];
-			b[h] = r;
-		}
-	}
-	free(m->bucket);
-	m->bucket = b;
-	m->nbuckets = nb;
-}
-
-/* Link an entry whose hash is set. */
-static void rmap_link(struct rmap *m, struct rcpt *r)
-{
-	if (m->n >= m->nbuckets)
-		rmap_rehash(m);
-	size_t h = (size_t)(r->hash & (m->nbuckets - 1));
-	r->next = m->bucket[h];
-	m->bucket[h] = r;
-	m->n++;
-}
-
-static void rmap_unlink(struct rmap *m, struct rcpt *r)
-{
-	for (struct rcpt **pp = &m->bucket[r->hash & (m->nbuckets - 1)]; *pp; pp = &(*pp)->next) {
-		if (*pp == r) {
-			*pp = r->next;
-			m->n--;
-			return;
-		}
-	}
-}
-
-/* want: 1 primary readings only, 0 the other ones only, -1 either. */
-static struct rcpt *rmap_get(const struct rmap *m, const char *key, int want)
-{
-	uint64_t h = key_hash(key);
-	for (struct rcpt *r = m->bucket[h & (m->nbuckets - 1)]; r; r = r->next)
-		if (r->hash == h && !strcmp(r->key, key) && (want < 0 || r->primary == (want == 1)))
-			return r;
-	return NULL;
-}
-
-/* Unlink an entry and its twin from m, back to the free list. */
-static void acct_remove(struct smpp_account *a, struct rmap *m, struct rcpt *r)
-{
-	struct rcpt *twin = r->twin;
-	rmap_unlink(m, r);
-	rcpt_release(a, r);
-	if (twin) {
-		rmap_unlink(m, twin);
-		rcpt_release(a, twin);
-	}
-}
-
-/* One entry (two for a numeric id) under the readings of k; the primary one, NULL when out of memory. */
-static struct rcpt *acct_insert(struct smpp_account *a, struct rmap *m, const struct id_keys *k,
-				uint64_t expires_ms)
-{
-	struct rcpt *r[2] = {NULL, NULL};
-	for (int i = 0; i < 1 + k->two; i++) {
-		if (!(r[i] = rcpt_alloc(a)))
-			break;
-		const char *key = i ? k->k2 : k->k1;
-		r[i]->twin = NULL;
-		r[i]->hash = key_hash(key);
-		size_t klen = strnlen(key, sizeof(r[i]->key) - 1);
-		memcpy(r[i]->key, key, klen);
-		r[i]->key[klen] = 0;
-		r[i]->expires_ms = expires_ms;
-		r[i]->primary = i == 0;
-		rmap_link(m, r[i]);
-	}
-	if (r[0] && r[1]) {
-		r[0]->twin = r[1];
-		r[1]->twin = r[0];
-	}
-	return r[0];
-}
-
 /* The pending entry a receipt id refers to: same reading first, then the other one. */
-static struct rcpt *pending_find(struct smpp_account *a, const struct id_keys *k)
+static uint32_t pending_find(struct smpp_account *a, const struct id_keys *k)
 {
-	struct rcpt *r = rmap_get(&a->pending, k->k1, 1);
-	if (!r)
-		r = rmap_get(&a->pending, k->k1, -1);
-	if (!r && k->two)
-		r = rmap_get(&a->pending, k->k2, 0);
+	uint32_t r = rmap_get(&a->pending, &k->k[0], 0);
+	if (r == RCPT_NONE)
+		r = rmap_get(&a->pending, &k->k[0], -1);
+	if (r == RCPT_NONE && k->two)
+		r = rmap_get(&a->pending, &k->k[1], 1);
 	return r;
 }
 
 /* The early receipt for a submit_sm_resp id: the same relation as pending_find, seen from the other side. */
-static struct rcpt *early_find(struct smpp_account *a, const struct id_keys *k)
+static uint32_t early_find(struct smpp_account *a, const struct id_keys *k)
 {
-	struct rcpt *r = rmap_get(&a->early.map, k->k1, 1);
-	if (!r && k->two)
-		r = rmap_get(&a->early.map, k->k2, 1);
-	if (!r && k->two)
-		r = rmap_get(&a->early.map, k->k2, 0);
+	uint32_t r = rmap_get(&a->early.map, &k->k[0], 0);
+	if (r == RCPT_NONE && k->two)
+		r = rmap_get(&a->early.map, &k->k[1], 0);
+	if (r == RCPT_NONE && k->two)
+		r = rmap_get(&a->early.map, &k->k[1], 1);
 	return r;
 }
 
-static void early_forget(struct smpp_account *a, struct rcpt *r)
+static void early_forget(struct smpp_account *a, uint32_t r)
 {
 	struct early *e = &a->early;
-	if (!r->primary)
-		r = r->twin;
-	e->ring[r->u.pos % e->cap] = NULL;
+	e->ring[e->map.e[r].u.pos % e->cap] = RCPT_NONE;
 	e->waiting--;
-	acct_remove(a, &e->map, r);
+	rmap_remove(&e->map, r);
 }
 
 /* Free ring slots from the oldest end: matched ones, expired ones (dropped), or one live one if full. */
@@ -417,13 +594,15 @@ static void early_trim(struct smpp_account *a, uint64_t now, bool make_room)
 {
 	struct early *e = &a->early;
 	while (e->len) {
-		struct rcpt *r = e->ring[e->head];
+		uint32_t r = e->ring[e->head];
 		bool full = make_room && e->len == e->cap;
-		if (r && r->expires_ms > now && !full)
+		if (r != RCPT_NONE && e->map.e[r].expires_ms > now && !full)
 			return;
-		if (r) {
+		if (r != RCPT_NONE) {
+			char kb[32];
 			log_debug("msg=\"smpp early receipt dropped\" account=%s key=%s why=%s", a->name,
-				  r->key, r->expires_ms <= now ? "aged" : "full");
+				  rcpt_key_str(&e->map.e[r], kb, sizeof(kb)),
+				  e->map.e[r].expires_ms <= now ? "aged" : "full");
 			e->dropped++;
 			early_forget(a, r);
 		}
@@ -432,49 +611,48 @@ static void early_trim(struct smpp_account *a, uint64_t now, bool make_room)
 	}
 }
 
+/* Put entry r of the early map into the ring, at the newest end (room was made). */
+static void early_ring_push(struct early *e, uint32_t r)
+{
+	e->map.e[r].u.pos = e->next_pos++; /* invariant: next_pos % cap == (head + len) % cap */
+	e->ring[e->map.e[r].u.pos % e->cap] = r;
+	e->len++;
+	e->waiting++;
+}
+
 /* Keep a receipt whose id no submit_sm_resp has named yet. */
 static void early_add(struct smpp_account *a, const struct id_keys *k, uint8_t state, uint64_t now)
 {
 	struct early *e = &a->early;
 	early_trim(a, now, true);
-	struct rcpt *r = e->cap ? acct_insert(a, &e->map, k, now + e->ttl_ms) : NULL;
-	if (!r) {
+	uint32_t r = e->cap ? rmap_add(&e->map, k, now + e->ttl_ms) : RCPT_NONE;
+	if (r == RCPT_NONE) {
 		e->dropped++;
 		return;
 	}
-	r->state = state;
-	r->u.pos = e->next_pos++; /* invariant: next_pos % cap == (head + len) % cap */
-	e->ring[r->u.pos % e->cap] = r;
-	e->len++;
-	e->waiting++;
+	e->map.e[r].state = state;
+	early_ring_push(e, r);
 }
 
 /* Move from's early receipts into a's ring, oldest first (two lanes of one account met). */
 static void early_merge(struct smpp_account *a, struct early *from)
 {
+	struct early *e = &a->early;
 	for (size_t i = 0; i < from->len; i++) {
-		struct rcpt *r = from->ring[(from->head + i) % from->cap];
-		if (!r)
+		uint32_t r = from->ring[(from->head + i) % from->cap];
+		if (r == RCPT_NONE)
 			continue;
-		struct early *e = &a->early;
-		if (!e->cap) { /* this account keeps none */
+		if (e->cap)
+			early_trim(a, 0, true);
+		uint32_t to = e->cap ? rmap_move(&e->map, &from->map, r) : RCPT_NONE;
+		if (to == RCPT_NONE) { /* this account keeps none, or out of memory */
 			from->dropped++;
-			if (r->twin)
-				rcpt_release(a, r->twin);
-			rcpt_release(a, r);
 			continue;
 		}
-		early_trim(a, 0, true);
-		rmap_link(&e->map, r);
-		if (r->twin)
-			rmap_link(&e->map, r->twin);
-		r->u.pos = e->next_pos++;
-		e->ring[r->u.pos % e->cap] = r;
-		e->len++;
-		e->waiting++;
+		early_ring_push(e, to);
 	}
-	a->early.matched += from->matched;
-	a->early.dropped += from->dropped;
+	e->matched += from->matched;
+	e->dropped += from->dropped;
 }
 
 static void acct_sweep(struct smpp_account *a, uint64_t now)
@@ -484,27 +662,15 @@ static void acct_sweep(struct smpp_account *a, uint64_t now)
 		return;
 	a->next_sweep_ms = now + SWEEP_EVERY_MS;
 	struct rmap *m = &a->pending;
-	for (size_t i = 0; i < m->nbuckets; i++) {
-		for (struct rcpt *r = m->bucket[i], *next; r; r = next) {
-			next = r->next;
-			/* a twin may be the next entry: restart the chain after removing a pair */
-			if (r->expires_ms <= now && r->primary) {
-				acct_remove(a, m, r);
-				next = m->bucket[i];
-			}
-		}
-	}
+	for (uint32_t i = 0; i < m->n_e; i++)
+		if ((m->e[i].flags & RC_USED) && m->e[i].expires_ms <= now)
+			rmap_remove(m, i);
 }
 
 static void acct_free(struct smpp_account *a)
 {
-	while (a->blocks) {
-		struct rcpt_block *b = a->blocks;
-		a->blocks = b->next;
-		free(b);
-	}
-	free(a->pending.bucket);
-	free(a->early.map.bucket);
+	rmap_release(&a->pending);
+	rmap_release(&a->early.map);
 	free(a->early.ring);
 	free(a);
 }
@@ -517,7 +683,7 @@ static struct smpp_account *acct_new(const char *name, size_t early_cap, uint64_
 	a->early.cap = early_cap;
 	a->early.ttl_ms = early_ttl_ms;
 	a->early.ring = calloc(early_cap ? early_cap : 1, sizeof(*a->early.ring));
-	if (!a->early.ring || rmap_init(&a->pending, 1024) < 0 || rmap_init(&a->early.map, 64) < 0) {
+	if (!a->early.ring || rmap_init(&a->pending, 4096) < 0 || rmap_init(&a->early.map, 256) < 0) {
 		acct_free(a);
 		return NULL;
 	}
@@ -528,26 +694,11 @@ static struct smpp_account *acct_new(const char *name, size_t early_cap, uint64_
 /* Move everything of `from` into `into` (two lanes of one account met). */
 static void acct_merge(struct smpp_account *into, struct smpp_account *from)
 {
-	for (size_t i = 0; i < from->pending.nbuckets; i++) {
-		for (struct rcpt *r = from->pending.bucket[i], *next; r; r = next) {
-			next = r->next;
-			rmap_link(&into->pending, r);
-		}
-		from->pending.bucket[i] = NULL;
-	}
+	(void)rmap_reserve(&into->pending, (size_t)into->pending.n + from->pending.n);
+	for (uint32_t i = 0; i < from->pending.n_e; i++)
+		if (from->pending.e[i].flags & RC_USED)
+			(void)rmap_move(&into->pending, &from->pending, i); /* out of memory: its receipt is lost */
 	early_merge(into, &from->early);
-	/* the entries live in from's blocks: they now belong to `into` */
-	while (from->blocks) {
-		struct rcpt_block *b = from->blocks;
-		from->blocks = b->next;
-		b->next = into->blocks;
-		into->blocks = b;
-	}
-	while (from->free_list) {
-		struct rcpt *r = from->free_list;
-		from->free_list = r->next;
-		rcpt_release(into, r);
-	}
 	while (from->members) {
 		struct smpp *m = from->members;
 		from->members = m->acct_next;
@@ -628,25 +779,21 @@ static void part_settle(struct smpp *s, const char *id, uint64_t delivery_id, ui
 	struct id_keys k;
 	if (!a || !id_keys(id, &k))
 		return;
-	struct rcpt *e = a->early.waiting ? early_find(a, &k) : NULL;
-	if (e && e->expires_ms <= loop_now_ms(s->host.loop))
-		e = NULL; /* aged out: dropped at the next trim, as if already gone */
-	if (e) {
-		uint8_t state = e->state;
+	uint32_t e = a->early.waiting ? early_find(a, &k) : RCPT_NONE;
+	if (e != RCPT_NONE && a->early.map.e[e].expires_ms <= loop_now_ms(s->host.loop))
+		e = RCPT_NONE; /* aged out: dropped at the next trim, as if already gone */
+	if (e != RCPT_NONE) {
+		uint8_t state = a->early.map.e[e].state;
 		early_forget(a, e);
 		a->early.matched++;
 		report_receipt(s, delivery_id, state);
 		return;
 	}
-	struct rcpt *r = acct_insert(a, &a->pending, &k, expires_ms);
-	if (!r)
+	uint32_t r = rmap_add(&a->pending, &k, expires_ms);
+	if (r == RCPT_NONE)
 		return;
-	r->u.delivery_id = delivery_id;
-	r->part = part;
-	if (r->twin) {
-		r->twin->u.delivery_id = delivery_id;
-		r->twin->part = part;
-	}
+	a->pending.e[r].u.delivery_id = delivery_id;
+	a->pending.e[r].part = part;
 }
 
 /*
@@ -1041,7 +1188,9 @@ static void on_submit_resp(struct smpp *s, const struct smpp_pdu *p)
 static void on_receipt(struct smpp *s, const struct smpp_sm *sm)
 {
 	struct smpp_dlr dlr;
-	bool text_ok = smpp_dlr_parse(sm->short_message, sm->sm_length, &dlr) == 0;
+	/* the text is read only when a TLV is missing (the TLVs are preferred) */
+	bool text_ok = (!sm->receipted_message_id || !sm->message_state) &&
+		       smpp_dlr_parse(sm->short_message, sm->sm_length, &dlr) == 0;
 	const char *id = sm->receipted_message_id ? sm->receipted_message_id : text_ok ? dlr.id : NULL;
 	uint8_t st = sm->message_state ? sm->message_state : text_ok ? (uint8_t)dlr.state : 0;
 	if (!id || !st) {
@@ -1052,16 +1201,16 @@ static void on_receipt(struct smpp *s, const struct smpp_sm *sm)
 	struct id_keys k;
 	if (state_outcome(st, &reason) == OUTCOME_ACCEPTED || !id_keys(id, &k))
 		return;
-	struct rcpt *r = pending_find(s->acct, &k);
-	if (!r) {
+	uint32_t r = pending_find(s->acct, &k);
+	if (r == RCPT_NONE) {
 		/* before its submit_sm_resp (or its message's last one), or an id never ours */
 		log_debug("msg=\"smpp receipt kept until its id is known\" lane=%s id=%s",
 			  s->lane->name, id);
 		early_add(s->acct, &k, st, loop_now_ms(s->host.loop));
 		return;
 	}
-	uint64_t delivery_id = r->u.delivery_id;
-	acct_remove(s->acct, &s->acct->pending, r);
+	uint64_t delivery_id = s->acct->pending.e[r].u.delivery_id;
+	rmap_remove(&s->acct->pending, r);
 	report_receipt(s, delivery_id, st);
 }
 
@@ -1649,10 +1798,23 @@ static void smpp_describe(struct lane *l, struct json_t *o)
 	json_object_set_new(o, "smpp_early_receipts_dropped", json_integer((json_int_t)a->early.dropped));
 }
 
+/*
+ * About n more parts are coming to the channel: the account's pending map is
+ * sized for all of them (each lane of the account passes the same n: the
+ * reservation is not additive), so that it never grows while they are sent.
+ */
+static void smpp_reserve(struct lane *l, size_t n)
+{
+	struct smpp *s = l->adapter_state;
+	if (s && s->acct)
+		(void)rmap_reserve(&s->acct->pending, (size_t)s->acct->pending.n + n);
+}
+
 const struct adapter_ops adapter_smpp = {
 	.name = "smpp",
 	.open = smpp_open,
 	.submit = smpp_submit,
 	.close = smpp_close,
 	.describe = smpp_describe,
+	.reserve = smpp_reserve,
 };

@@ -64,6 +64,13 @@ struct adapter_ops {
 	 * tocsin_adapter_<member>_K{lane="...", <its string members as labels>}.
 	 */
 	void (*describe)(struct lane *l, struct json_t *o);
+	/*
+	 * Optional, a sizing hint: about n more messages (SMS parts, pushes,
+	 * alerts) are coming to this lane's channel for one warning, over all
+	 * of its lanes together. Called before they are planned, so that what
+	 * the adapter keeps per message need not grow while they are sent.
+	 */
+	void (*reserve)(struct lane *l, size_t n);
 };
 
 /* What a campaign offers adapters about the warning a delivery belongs to. */

@@ -66,6 +66,7 @@ struct delivery {
 	uint8_t state;              /* enum delivery_state */
 	uint8_t lang;               /* index of the info block to render */
 	uint8_t platform;           /* enum app_platform for CHANNEL_APP */
+	uint8_t cell;               /* the dispatcher's allocation class (dispatch_sched.c) */
 	const char *reason;         /* static text: why it failed, "" otherwise */
 	uint32_t prio;              /* lower goes first (campaign_priority) */
 	uint32_t addr_hash;         /* of (warning, address), for the dispatcher's app-ack map */

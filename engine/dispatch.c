@@ -571,7 +571,7 @@ void dispatch_free(struct dispatcher *dp)
 	}
 	for (size_t i = 0; i < dp->by_id_cap; i++)
 		if (dp->by_id[i].id)
-			free(dp->by_id[i].d);
+			delivery_release(dp, dp->by_id[i].d);
 	for (size_t i = 0; i < dp->n_lanes; i++)
 		lane_release(&dp->lanes[i]);
 	free(dp->lanes);

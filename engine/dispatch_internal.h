@@ -64,6 +64,11 @@ struct dispatcher {
 	} *by_addr;                  /* live app deliveries by (warning, address) */
 	size_t by_addr_cap, by_addr_n;
 	struct waiting retry;        /* min-heap on not_before_ms */
+	struct delivery_pool {       /* fixed-size cells for deliveries (dispatch_sched.c) */
+		void *free[2];       /* free cells per class, chained through their first word */
+		void *chunks;        /* chunks, chained through their first word */
+		char *bump[2], *end[2]; /* the unused rest of each class's current chunk */
+	} pool;
 
 	/* escalation: stage per channel (0 = at once), delay between stages */
 	unsigned stage[CHANNEL_COUNT];
@@ -104,6 +109,10 @@ struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum ch
 void delivery_finish(struct dispatcher *dp, struct delivery *d, enum delivery_state to,
 		     const char *reason);
 void sched_release(struct dispatcher *dp);
+/* Give a delivery's memory back (it is in no map any more, or the dispatcher is going). */
+void delivery_release(struct dispatcher *dp, struct delivery *d);
+/* About per[ch] more deliveries of c per channel are coming: size the maps, rings and adapters. */
+void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per[CHANNEL_COUNT]);
 
 /* dispatch_plan.c */
 void plan_campaign(struct dispatcher *dp, struct campaign *c);

@@ -217,6 +217,22 @@ static void on_batch(void *arg, const struct resolve_batch *b)
 	p->c->dirty = true;
 }
 
+/* The resolver's estimate, before the first batch: size the ledger and the dispatcher for it. */
+static void on_size(void *arg, const struct resolve_size *sz)
+{
+	struct plan *p = arg;
+	struct dispatcher *dp = p->dp;
+	(void)ledger_reserve(&p->c->ledger, sz->households);
+	uint64_t per[CHANNEL_COUNT] = {0};
+	per[CHANNEL_SMS] = p->terminals_only ? 0 : sz->phones;
+	per[CHANNEL_APP] = p->terminals_only ? 0 : sz->apps;
+	per[CHANNEL_TERMINAL] = sz->terminals;
+	for (int ch = 0; ch < CHANNEL_COUNT; ch++)
+		if (!dp->channel_on[ch])
+			per[ch] = 0;
+	sched_reserve(dp, p->c, per);
+}
+
 static void fetch_census(struct dispatcher *dp, struct campaign *c);
 
 static void on_resolved(void *arg, const struct resolve_result *res)
@@ -344,7 +360,7 @@ static void start_resolution(struct dispatcher *dp, struct campaign *c, bool ter
 		.loop = &dp->loop, .redis = &dp->redis, .prefix = dp->cfg.prefix,
 		.targets = (const char *const *)targets_of->targets, .n_targets = targets_of->n_targets,
 		.languages = langs, .n_languages = c->w->n_info,
-		.on_batch = on_batch, .on_done = on_resolved, .arg = p,
+		.on_batch = on_batch, .on_size = on_size, .on_done = on_resolved, .arg = p,
 	};
 	c->resolver = resolver_start(&rp);
 	if (!c->resolver) {

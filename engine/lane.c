@@ -14,6 +14,8 @@
  */
 #include "lane.h"
 
+#include "bigmem.h"
+
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -38,7 +40,7 @@ void lane_init(struct lane *l, const char *name, enum channel ch, double rate, d
 
 void lane_release(struct lane *l)
 {
-	free(l->run);
+	bigmem_free(l->run);
 	l->run = NULL;
 	l->run_head = l->run_n = l->run_cap = 0;
 	free(l->heap);
@@ -94,23 +96,38 @@ static struct lane_slot *run_at(const struct lane *l, size_t i)
 	return &l->run[(l->run_head + i) & (l->run_cap - 1)];
 }
 
+/* Grow the ring to at least `cap` slots (a power of two), unwrapped. 0 or -ENOMEM. */
+static int run_grow(struct lane *l, size_t cap)
+{
+	size_t want = l->run_cap ? l->run_cap : 1024;
+	while (want < cap)
+		want *= 2;
+	if (want == l->run_cap)
+		return 0;
+	struct lane_slot *r = bigmem_calloc(want, sizeof(*r));
+	if (!r)
+		return -ENOMEM;
+	for (size_t i = 0; i < l->run_n; i++)
+		r[i] = *run_at(l, i);
+	bigmem_free(l->run);
+	l->run = r;
+	l->run_cap = want;
+	l->run_head = 0;
+	return 0;
+}
+
 static int run_append(struct lane *l, struct lane_slot s)
 {
-	if (l->run_n == l->run_cap) { /* grow the ring (a power of two), unwrapped */
-		size_t cap = l->run_cap ? l->run_cap * 2 : 1024;
-		struct lane_slot *r = malloc(cap * sizeof(*r));
-		if (!r)
-			return -ENOMEM;
-		for (size_t i = 0; i < l->run_n; i++)
-			r[i] = *run_at(l, i);
-		free(l->run);
-		l->run = r;
-		l->run_cap = cap;
-		l->run_head = 0;
-	}
+	if (l->run_n == l->run_cap && run_grow(l, l->run_cap * 2) < 0)
+		return -ENOMEM;
 	*run_at(l, l->run_n++) = s;
 	s.d->heap_slot = SIZE_MAX; /* queued, in the ring */
 	return 0;
+}
+
+int lane_reserve(struct lane *l, size_t n)
+{
+	return n > SIZE_MAX / 4 ? -ENOMEM : run_grow(l, l->run_n + n);
 }
 
 static int heap_push(struct lane *l, struct lane_slot s)

@@ -71,6 +71,8 @@ void lane_release(struct lane *l);
 /* Queue a delivery. 0 or -ENOMEM. */
 int lane_push(struct lane *l, struct delivery *d);
 size_t lane_queued(const struct lane *l);
+/* Room for n more in-order deliveries without growing (a sizing hint). 0 or -ENOMEM. */
+int lane_reserve(struct lane *l, size_t n);
 
 /*
  * The next delivery that may go now, or NULL: when paused, down, at the

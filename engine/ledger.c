@@ -193,17 +193,29 @@ static void settle(struct ledger *l, struct ledger_household *h, const struct sn
 		l->t90_ms = now_ms > l->start_ms ? now_ms - l->start_ms : 1;
 }
 
+static int hh_grow(struct ledger *l, uint64_t cap)
+{
+	if (cap > UINT32_MAX - 1)
+		return -1;
+	struct ledger_household *n = realloc(l->hh, (size_t)cap * sizeof(*n));
+	if (!n)
+		return -1;
+	l->hh = n;
+	l->cap_hh = (uint32_t)cap;
+	return 0;
+}
+
+int ledger_reserve(struct ledger *l, uint64_t households)
+{
+	uint64_t want = (uint64_t)l->n_hh + households;
+	return want <= l->cap_hh ? 0 : hh_grow(l, want);
+}
+
 uint32_t ledger_household(struct ledger *l, uint32_t persons, uint32_t building,
 			  uint32_t community)
 {
-	if (l->n_hh == l->cap_hh) {
-		uint32_t cap = l->cap_hh ? l->cap_hh * 2 : 1024;
-		struct ledger_household *n = realloc(l->hh, (size_t)cap * sizeof(*n));
-		if (!n)
-			return LEDGER_NONE;
-		l->hh = n;
-		l->cap_hh = cap;
-	}
+	if (l->n_hh == l->cap_hh && hh_grow(l, l->cap_hh ? (uint64_t)l->cap_hh * 2 : 1024) < 0)
+		return LEDGER_NONE;
 	uint32_t i = l->n_hh++;
 	struct ledger_household *h = &l->hh[i];
 	memset(h, 0, sizeof(*h));

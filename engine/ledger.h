@@ -84,6 +84,8 @@ uint32_t ledger_find_segment(const struct ledger *l, const char *id);
 /* Set a community's census figure (the coverage denominator) once it is known. */
 void ledger_set_census(struct ledger *l, uint32_t seg, uint64_t census);
 
+/* Room for that many more households without growing (a sizing hint); -1 when out of memory. */
+int ledger_reserve(struct ledger *l, uint64_t households);
 /* Add a household; LEDGER_NONE when out of memory. */
 uint32_t ledger_household(struct ledger *l, uint32_t persons, uint32_t building,
 			  uint32_t community);

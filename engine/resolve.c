@@ -311,6 +311,7 @@ struct target {
 	size_t bld_len;        /* household targets: length of the building id (hix) */
 	const char *community; /* household targets: parent of the building */
 	uint64_t naddrs;       /* segments: phones + apps + terminals below (seg aggregates) */
+	uint64_t agg[4];       /* segments: households, phones, apps, terminals below */
 	struct resolver *r;    /* so a target can be a command's context */
 };
 
@@ -331,6 +332,7 @@ struct resolver {
 	struct loop *loop;
 	struct redis_client *rc;
 	resolve_batch_cb on_batch;
+	resolve_size_cb on_size;
 	resolve_done_cb on_done;
 	void *arg;
 	enum rstate state;
@@ -1009,17 +1011,27 @@ static bool covered_by_target(const struct resolver *r, size_t i)
  * address shared by two households counts twice: a slight overestimate). */
 static void size_addrs(struct resolver *r)
 {
-	uint64_t n = 0;
+	uint64_t n = 0, agg[4] = {0, 0, 0, 0};
 	r->sized = true;
 	for (size_t i = 0; i < r->n_targets; i++) {
 		const struct target *t = &r->targets[i];
-		if (t->kind == K_NONE)
+		if (t->kind == K_NONE) {
 			n += 8; /* a household: a few phones and tokens; the set grows if not */
-		else if (!covered_by_target(r, i))
+			agg[0] += 1;
+			agg[1] += 4;
+			agg[2] += 4;
+		} else if (!covered_by_target(r, i)) {
 			n += t->naddrs;
+			for (int k = 0; k < 4; k++)
+				agg[k] += t->agg[k];
+		}
 	}
 	if (n > (uint64_t)1 << 40)
 		n = (uint64_t)1 << 40; /* nonsense aggregates: let the set grow instead */
+	if (r->on_size && n == agg[1] + agg[2] + agg[3] && agg[0] <= (uint64_t)1 << 40) {
+		struct resolve_size sz = { agg[0], agg[1], agg[2], agg[3] };
+		r->on_size(r->arg, &sz);
+	}
 	r->addrs_hint = (size_t)n;
 	if (u64set_reserve(&r->addrs, n < FIRST_SET ? (size_t)n : FIRST_SET) < 0)
 		fail(r, RESOLVE_NOMEM, "out of memory");
@@ -1083,11 +1095,12 @@ static void on_target(void *arg, redisReply *reply)
 	r->outstanding--;
 	r->tree_pending--;
 	r->targets_pending--;
-	if (!reply_failed(r, reply) && reply->type == REDIS_REPLY_ARRAY && reply->elements == 5) {
+	if (!reply_failed(r, reply) && reply->type == REDIS_REPLY_ARRAY && reply->elements == 6) {
 		const redisReply *k = reply->element[0], *p = reply->element[1];
-		for (int i = 2; i < 5; i++)
+		for (int i = 2; i < 6; i++)
 			if (reply->element[i]->type == REDIS_REPLY_STRING)
-				t->naddrs += strtoull(reply->element[i]->str, NULL, 10);
+				t->agg[i - 2] = strtoull(reply->element[i]->str, NULL, 10);
+		t->naddrs = t->agg[1] + t->agg[2] + t->agg[3];
 		for (int i = 0; k->type == REDIS_REPLY_STRING && i < 4; i++)
 			if (!strcmp(k->str, kinds[i]))
 				t->kind = (enum seg_kind)i;
@@ -1139,8 +1152,9 @@ static void on_current(void *arg, redisReply *reply)
 	send_cmd(r, on_meta, r, "HGET", "meta", "", 0, 1, (const char *[]){ "hix_buckets" });
 	for (size_t i = 0; i < r->n_targets && r->state == RS_STREAM; i++) {
 		struct target *t = &r->targets[i];
-		if (send_cmd(r, on_target, t, "HMGET", "seg:", t->id, t->len, 5,
-			     (const char *[]){ "kind", "parent", "phones", "apps", "terminals" })) {
+		if (send_cmd(r, on_target, t, "HMGET", "seg:", t->id, t->len, 6,
+			     (const char *[]){ "kind", "parent", "households", "phones", "apps",
+					       "terminals" })) {
 			r->tree_pending++;
 			r->targets_pending++;
 		}
@@ -1179,7 +1193,7 @@ struct resolver *resolver_start(const struct resolve_params *p)
 	if (!r)
 		return NULL;
 	*r = (struct resolver){ .loop = p->loop, .rc = p->redis, .on_batch = p->on_batch,
-				.on_done = p->on_done, .arg = p->arg, .start_us = now_us() };
+				.on_size = p->on_size, .on_done = p->on_done, .arg = p->arg, .start_us = now_us() };
 	snprintf(r->pfx, sizeof(r->pfx), "%spop:", p->prefix);
 	char key[KEY_MAX];
 	int n = snprintf(key, sizeof(key), "%scurrent", r->pfx);

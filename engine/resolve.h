@@ -108,7 +108,19 @@ struct resolve_result {
 	const struct resolve_stats *stats;
 };
 
+/*
+ * What a resolution is expected to emit, from the targets' seg:{id}
+ * aggregates, given once before the first batch so that the consumer can
+ * size its tables: an address shared by two households counts twice (an
+ * overestimate), a household target counts as one household with four
+ * phones and four tokens. Not given when the aggregates make no sense.
+ */
+struct resolve_size {
+	uint64_t households, phones, apps, terminals;
+};
+
 typedef void (*resolve_batch_cb)(void *arg, const struct resolve_batch *b);
+typedef void (*resolve_size_cb)(void *arg, const struct resolve_size *s);
 typedef void (*resolve_done_cb)(void *arg, const struct resolve_result *res);
 
 struct resolver;
@@ -122,6 +134,7 @@ struct resolve_params {
 	const char *const *languages; /* the warning's info languages, in order; copied */
 	size_t n_languages;
 	resolve_batch_cb on_batch;
+	resolve_size_cb on_size;     /* optional */
 	resolve_done_cb on_done;
 	void *arg;
 };

@@ -1,6 +1,7 @@
 /*
  * tests/unit/test_lane.c: lane queue order, token bucket accuracy, window,
- * pause keeping order, parts cost, retraction, and readiness times.
+ * pause keeping order, parts cost, retraction, readiness times, and a
+ * reservation that keeps the order and leaves room.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -212,6 +213,39 @@ static void test_down_lane_sends_nothing(void **state)
 	lane_release(&l);
 }
 
+/* A reservation made while the ring has wrapped keeps the order, and nothing grows after it. */
+static void test_reserve_keeps_order_and_room(void **state)
+{
+	enum { FIRST = 1500, TAKEN = 1200, MORE = 70000 };
+	struct lane l;
+	lane_init(&l, "sms-4", CHANNEL_SMS, 0, 0, FIRST + MORE + 1, 0);
+	struct delivery *ds = calloc(FIRST + MORE, sizeof(*ds));
+	for (size_t i = 0; i < FIRST + MORE; i++)
+		ds[i].seq = i;
+	for (size_t i = 0; i < FIRST; i++)
+		assert_int_equal(lane_push(&l, &ds[i]), 0);
+	for (size_t i = 0; i < TAKEN; i++) {
+		assert_ptr_equal(lane_take(&l, 0), &ds[i]);
+		lane_done(&l);
+	}
+	for (size_t i = 0; i < TAKEN / 2; i++) /* the ring wraps: head is past its start */
+		assert_int_equal(lane_push(&l, &ds[FIRST + i]), 0);
+	assert_int_equal(lane_reserve(&l, MORE), 0);
+	const struct lane_slot *run = l.run;
+	assert_true(l.run_cap >= l.run_n + MORE);
+	for (size_t i = TAKEN / 2; i < MORE; i++)
+		assert_int_equal(lane_push(&l, &ds[FIRST + i]), 0);
+	assert_ptr_equal(l.run, run); /* reserved: the ring never grew */
+	for (size_t i = TAKEN; i < FIRST + MORE; i++) {
+		assert_ptr_equal(lane_take(&l, 0), &ds[i]);
+		lane_done(&l);
+	}
+	assert_null(lane_take(&l, 0));
+	assert_int_equal(lane_reserve(&l, 0), 0);
+	free(ds);
+	lane_release(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -220,6 +254,7 @@ int main(void)
 		cmocka_unit_test(test_pause_keeps_order),  cmocka_unit_test(test_retract),
 		cmocka_unit_test(test_down_lane_sends_nothing),
 		cmocka_unit_test(test_ring_and_heap_agree_with_model),
+		cmocka_unit_test(test_reserve_keeps_order_and_room),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -2,7 +2,7 @@
  * tests/unit/test_ledger.c: people-weighted coverage: accepted is never
  * reached, overlapping addresses count a household once, terminals cover
  * their building or community, failures, per-channel and per-community
- * totals, and time to 90%.
+ * totals, time to 90%, and reserved households.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -131,6 +131,30 @@ static void test_terminal_before_households(void **state)
 	ledger_release(&l);
 }
 
+/* Reserved households are added without moving the array, and count as before. */
+static void test_reserve_households(void **state)
+{
+	struct ledger l;
+	ledger_init(&l, 0);
+	uint32_t c1 = ledger_segment(&l, "C1", LEDGER_COMMUNITY, 100000, LEDGER_NONE);
+	uint32_t b1 = ledger_segment(&l, "C1B1", LEDGER_BUILDING, 0, c1);
+	assert_int_equal(ledger_household(&l, 2, b1, c1), 0);
+	ledger_plan(&l, 0, CHANNEL_SMS);
+	assert_int_equal(ledger_reserve(&l, 50000), 0);
+	const struct ledger_household *hh = l.hh;
+	assert_true(l.cap_hh >= 50001);
+	for (uint32_t i = 1; i <= 50000; i++) {
+		assert_int_equal(ledger_household(&l, 1, b1, c1), i);
+		ledger_plan(&l, i, CHANNEL_SMS);
+	}
+	assert_ptr_equal(l.hh, hh);
+	assert_int_equal(ledger_reserve(&l, 0), 0);
+	check(&l.total, 50002, 0, 0, 0);
+	ledger_move(&l, 0, b1, CHANNEL_SMS, Q, D, 1);
+	check(&l.total, 50002, 2, 0, 0);
+	ledger_release(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -138,6 +162,7 @@ int main(void)
 		cmocka_unit_test(test_terminal_failure_fails_uncovered),
 		cmocka_unit_test(test_many_segments_index),
 		cmocka_unit_test(test_terminal_before_households),
+		cmocka_unit_test(test_reserve_households),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

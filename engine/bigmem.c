@@ -1,0 +1,54 @@
+/*
+ * engine/bigmem.c: zeroed tables in transparent huge pages when large (see
+ * bigmem.h). The header sits in the 64 bytes before the table; a mapped
+ * table keeps its mapping's start and length there for munmap.
+ */
+#include "bigmem.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+
+#define HUGE_PAGE ((size_t)2 << 20)
+#define HEADER 64
+
+struct bigmem_header {
+	void *map;      /* NULL: from calloc, the header is the allocation's start */
+	size_t map_len;
+};
+
+void *bigmem_calloc(size_t n, size_t size)
+{
+	if (size && n > (SIZE_MAX - HUGE_PAGE * 2) / size)
+		return NULL;
+	size_t bytes = n * size + HEADER;
+	struct bigmem_header *h;
+	if (bytes < HUGE_PAGE) {
+		if (!(h = calloc(1, bytes)))
+			return NULL;
+		h->map = NULL;
+		return (char *)h + HEADER;
+	}
+	size_t huge = (bytes + HUGE_PAGE - 1) & ~(HUGE_PAGE - 1);
+	size_t len = huge + HUGE_PAGE; /* room to align the start */
+	void *map = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (map == MAP_FAILED)
+		return NULL;
+	uintptr_t a = ((uintptr_t)map + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+	(void)madvise((void *)a, huge, MADV_HUGEPAGE); /* a hint: fine without THP */
+	h = (struct bigmem_header *)a;
+	h->map = map;
+	h->map_len = len;
+	return (char *)h + HEADER; /* zero-filled by the kernel */
+}
+
+void bigmem_free(void *p)
+{
+	if (!p)
+		return;
+	struct bigmem_header *h = (struct bigmem_header *)((char *)p - HEADER);
+	if (h->map)
+		munmap(h->map, h->map_len);
+	else
+		free(h);
+}
