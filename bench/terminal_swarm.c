@@ -5,7 +5,7 @@
  * frame codec with the gateway, and computes the HMAC with OpenSSL itself.
  *
  *   terminal_swarm --csv terminals.csv [--target 127.0.0.1:7000] [--count 1000]
- *       [--play-ms 100] [--fail-pct 0] [--churn 0] [--reconnect-ms 1000]
+ *       [--play-ms 100] [--fail-pct 0] [--churn 0] [--reconnect-ms 1000] [--login-ms 15000]
  *       [--src-ips 1] [--src-base 1] [--first 0] [--connect-rate 5000]
  *       [--stats FILE] [--tls] [--ca FILE]
  *
@@ -18,7 +18,11 @@
  * like the one-byte answer of --mode raw)
  * fnv1a32(id) % 100 < --fail-pct (FNV-1a: h = 2166136261; h ^= byte;
  * h *= 16777619). --churn N drops N random connected terminals per second,
- * each reconnecting after --reconnect-ms. A terminal rejected with
+ * each reconnecting after --reconnect-ms. A terminal not logged in
+ * (Welcome) within --login-ms of its connect closes and reconnects, as a
+ * terminal in the field must: a gateway whose accept queue overflowed
+ * leaves the client's side ESTABLISHED with nothing ever coming (counted
+ * as login_timeouts). A terminal rejected with
  * BAD_CREDENTIALS or UNSUPPORTED_VERSION stays off; other disconnects
  * reconnect. --src-ips K spreads connections over K loopback source
  * addresses from 127.0.0.B, B = --src-base (default 1), so 127.0.0.1..
@@ -108,7 +112,7 @@ struct ev {
 	uint64_t due_ms, seq;
 	uint64_t alert_seq;   /* play acks: the Alert's seq */
 	uint32_t idx, gen;
-	uint8_t kind; /* 0 = play ack, 1 = reconnect */
+	uint8_t kind; /* 0 = play ack, 1 = reconnect, 2 = login deadline */
 };
 
 struct warn_count {
@@ -118,6 +122,7 @@ struct warn_count {
 
 struct stats {
 	uint64_t connects, connect_errors, auth_ok, rejected[8], disconnects, reconnects;
+	uint64_t login_timeouts;
 	uint64_t alerts, alerts_unique, stops, acks[N_ACK_STATES], heartbeats_in, heartbeats_out;
 	uint64_t protocol_errors, churned, tls_errors;
 };
@@ -130,7 +135,7 @@ struct swarm {
 	unsigned frame;          /* --mode raw: message size */
 	const char *times_path;
 	uint64_t *recv_us, *ack_us;
-	unsigned play_ms, fail_pct, churn, reconnect_ms, src_ips, src_base, connect_rate;
+	unsigned play_ms, fail_pct, churn, reconnect_ms, src_ips, src_base, connect_rate, login_ms;
 	size_t first;            /* --first: index of t[0] in the population */
 	const char *stats_path;
 	SSL_CTX *tls;  /* --tls */
@@ -333,6 +338,9 @@ static void term_connect(struct swarm *s, uint32_t idx)
 	struct epoll_event e = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP, .data.u64 = idx};
 	epoll_ctl(s->ep, EPOLL_CTL_ADD, fd, &e);
 	t->want_out = true;
+	if (s->mode == MODE_TERMINAL && s->login_ms)
+		ev_push(s, (struct ev){.due_ms = now_ms() + s->login_ms, .idx = idx, .gen = t->gen,
+				       .kind = 2});
 }
 
 static void set_out(struct swarm *s, uint32_t idx, bool on)
@@ -856,6 +864,13 @@ static void run_events(struct swarm *s)
 			term_connect(s, e.idx);
 			continue;
 		}
+		if (e.kind == 2) { /* same gen: the connection the deadline was set for */
+			if (t->state != ST_READY && t->state != ST_OFF && t->state != ST_DEAD) {
+				s->st.login_timeouts++;
+				term_off(s, e.idx, true);
+			}
+			continue;
+		}
 		if (t->state != ST_READY)
 			continue;
 		int ret = t->fails ? send_ack(s, e.idx, e.alert_seq, TOCSIN__TERMINAL__ACK_STATE__FAILED,
@@ -928,14 +943,14 @@ static void write_stats(const struct swarm *s)
 	fprintf(f, "{\"first\":%zu,\"terminals\":%zu,\"online\":%lu,\"connects\":%lu,\"connect_errors\":%lu,"
 		   "\"auth_ok\":%lu,\"disconnects\":%lu,\"reconnects\":%lu,\"churned\":%lu,"
 		   "\"alerts\":%lu,\"alerts_unique\":%lu,\"stops\":%lu,\"heartbeats_in\":%lu,"
-		   "\"heartbeats_out\":%lu,\"tls_errors\":%lu,\"rejected\":{",
+		   "\"heartbeats_out\":%lu,\"tls_errors\":%lu,\"login_timeouts\":%lu,\"rejected\":{",
 		s->first, s->n, (unsigned long)s->online, (unsigned long)st->connects,
 		(unsigned long)st->connect_errors, (unsigned long)st->auth_ok,
 		(unsigned long)st->disconnects, (unsigned long)st->reconnects,
 		(unsigned long)st->churned, (unsigned long)st->alerts,
 		(unsigned long)st->alerts_unique, (unsigned long)st->stops,
 		(unsigned long)st->heartbeats_in, (unsigned long)st->heartbeats_out,
-		(unsigned long)st->tls_errors);
+		(unsigned long)st->tls_errors, (unsigned long)st->login_timeouts);
 	for (int i = 0; i < 8; i++)
 		fprintf(f, "%s\"%s\":%lu", i ? "," : "", reject_names[i], (unsigned long)st->rejected[i]);
 	fprintf(f, "},\"acks\":{");
@@ -1014,7 +1029,7 @@ static void run(struct swarm *s)
 static void usage(void)
 {
 	fprintf(stderr, "usage: terminal_swarm --csv FILE [--target HOST:PORT] [--count N] "
-			"[--play-ms MS] [--fail-pct P] [--churn N] [--reconnect-ms MS] "
+			"[--play-ms MS] [--fail-pct P] [--churn N] [--reconnect-ms MS] [--login-ms MS] "
 			"[--src-ips K] [--src-base B] [--first F] [--connect-rate R] [--stats FILE] "
 			"[--tls] [--ca FILE]\n"
 			"       [--mode terminal|raw|mqtt] [--frame BYTES] [--times FILE]\n");
@@ -1041,7 +1056,7 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		{"reconnect-ms", 1, 0, 'r'}, {"src-ips", 1, 0, 'i'}, {"connect-rate", 1, 0, 'k'},
 		{"stats", 1, 0, 's'},    {"tls", 0, 0, 'T'},        {"ca", 1, 0, 'C'},
 		{"mode", 1, 0, 'm'},     {"frame", 1, 0, 'F'},      {"times", 1, 0, 'x'},
-		{"src-base", 1, 0, 'b'}, {"first", 1, 0, 'K'},
+		{"src-base", 1, 0, 'b'}, {"first", 1, 0, 'K'},    {"login-ms", 1, 0, 'L'},
 		{0, 0, 0, 0}};
 	const char *ca = NULL;
 	int o;
@@ -1054,6 +1069,7 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		case 'f': s->fail_pct = (unsigned)atoi(optarg); break;
 		case 'u': s->churn = (unsigned)atoi(optarg); break;
 		case 'r': s->reconnect_ms = (unsigned)atoi(optarg); break;
+		case 'L': s->login_ms = (unsigned)atoi(optarg); break;
 		case 'i': s->src_ips = (unsigned)atoi(optarg); break;
 		case 'k': s->connect_rate = (unsigned)atoi(optarg); break;
 		case 's': s->stats_path = optarg; break;
@@ -1147,6 +1163,7 @@ int main(int argc, char **argv)
 		return 1;
 	s->play_ms = 100;
 	s->reconnect_ms = 1000;
+	s->login_ms = 15000;
 	s->src_ips = 1;
 	s->src_base = 1;
 	s->connect_rate = 5000;
