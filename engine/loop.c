@@ -98,15 +98,21 @@ void loop_release(struct loop *l)
 	l->n_timers = l->cap_timers = 0;
 }
 
-struct io_uring_sqe *loop_sqe(struct loop *l, struct op *op)
+/* A fresh SQE of ring for op, submitting the queue first when it is full. */
+static struct io_uring_sqe *ring_sqe(struct io_uring *ring, struct op *op)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&l->ring);
+	struct io_uring_sqe *sqe = io_uring_get_sqe(ring);
 	while (!sqe) {
-		io_uring_submit(&l->ring);
-		sqe = io_uring_get_sqe(&l->ring);
+		io_uring_submit(ring);
+		sqe = io_uring_get_sqe(ring);
 	}
 	io_uring_sqe_set_data(sqe, op);
 	return sqe;
+}
+
+struct io_uring_sqe *loop_sqe(struct loop *l, struct op *op)
+{
+	return ring_sqe(&l->ring, op);
 }
 
 /* --- extra rings --- */
@@ -183,13 +189,7 @@ struct io_uring *loop_ring_uring(struct loop_ring *r)
 
 struct io_uring_sqe *loop_ring_sqe(struct loop_ring *r, struct op *op)
 {
-	struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
-	while (!sqe) {
-		io_uring_submit(&r->ring);
-		sqe = io_uring_get_sqe(&r->ring);
-	}
-	io_uring_sqe_set_data(sqe, op);
-	return sqe;
+	return ring_sqe(&r->ring, op);
 }
 
 void loop_ring_flush(struct loop_ring *r)
