@@ -970,6 +970,7 @@ static void test_handshake_cap(struct fixture *fx)
 	struct rawt *silent = calloc(MAX_HANDSHAKES, sizeof(*silent)), *late = calloc(1, sizeof(*late));
 	long pauses = gw_num(fx, "accept_pauses");
 	int opened = 0;
+	uint64_t t0 = loop_now_ms(&fx->loop);
 	for (int i = 0; i < MAX_HANDSHAKES; i++)
 		opened += raw_open(fx, &silent[i]);
 	CHECK(fx, opened == MAX_HANDSHAKES && gw_num(fx, "handshaking") == MAX_HANDSHAKES &&
@@ -977,8 +978,15 @@ static void test_handshake_cap(struct fixture *fx)
 	      "%d silent handshakes open (%d got a Challenge): the accept paused once", MAX_HANDSHAKES,
 	      opened);
 	raw_connect(fx, late);
-	Tocsin__Terminal__Frame *f = raw_next(fx, late, 500);
-	CHECK(fx, !f && !late->eof, "a new connection waits in the backlog, no Challenge");
+	/* the silent ones hit their deadline HANDSHAKE_MS after t0 and free the accept: look before */
+	Tocsin__Terminal__Frame *f = NULL;
+	if (loop_now_ms(&fx->loop) - t0 + 500 + 300 < HANDSHAKE_MS) {
+		f = raw_next(fx, late, 500);
+		CHECK(fx, !f && !late->eof, "a new connection waits in the backlog, no Challenge");
+	} else {
+		printf("# opening the silent connections took %lu ms: the backlog check is skipped\n",
+		       (unsigned long)(loop_now_ms(&fx->loop) - t0));
+	}
 	raw_close(&silent[0]);
 	f = raw_expect(fx, late, TOCSIN__TERMINAL__FRAME__BODY_CHALLENGE, 3000);
 	CHECK(fx, f != NULL, "one handshake ended: the waiting connection gets its Challenge");
