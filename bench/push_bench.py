@@ -17,6 +17,7 @@ import argparse
 import csv
 import json
 import os
+import shutil
 import re
 import statistics
 import subprocess
@@ -34,6 +35,8 @@ ap = argparse.ArgumentParser()
 ap.add_argument("build", nargs="?", default="build")
 ap.add_argument("--scale", default="0.5")
 ap.add_argument("--rounds", type=int, default=5)
+ap.add_argument("--keep", action="store_true",
+                help="keep the work directory (logs, configs); it is kept anyway when a run fails")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
 WORK = tempfile.mkdtemp(prefix="tocsin-push-bench-")
@@ -177,3 +180,7 @@ def main():
 
 if __name__ == "__main__":
     main()
+    if args.keep:
+        print("work directory kept: %s" % WORK, file=sys.stderr)
+    else:
+        shutil.rmtree(WORK, ignore_errors=True)

@@ -23,6 +23,7 @@ Every process is started here and stopped by pid.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,8 @@ ap.add_argument("build", nargs="?", default="build")
 ap.add_argument("--scale", default="0.2")
 ap.add_argument("--rate-seconds", type=float, default=20)
 ap.add_argument("--no-tls", action="store_true", help="skip the TLS rows")
+ap.add_argument("--keep", action="store_true",
+                help="keep the work directory (logs, configs); it is kept anyway when a run fails")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
 WORK = tempfile.mkdtemp(prefix="tocsin-smpp-bench-")
@@ -227,3 +230,7 @@ def main():
 
 if __name__ == "__main__":
     main()
+    if args.keep:
+        print("work directory kept: %s" % WORK, file=sys.stderr)
+    else:
+        shutil.rmtree(WORK, ignore_errors=True)
