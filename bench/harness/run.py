@@ -1247,10 +1247,9 @@ def main():
                    "receipts + terminals; in the Gulou district the speakers cover every community, hence t90 is "
                    "dominated by the terminal fan-out and SMS mostly adds the last percent.")
     caveats.append("smsc-throttles: smsc_sim switches its throttle on in place (--throttle-after, binds stay up). "
-                   "Restarting the SMSC instead (every bind dropped at once) leaves the whole remaining SMS queue on "
-                   "one lane: failover moves each dropped lane's queue to the last sibling still up, and nothing "
-                   "moves it back when the others reconnect, so one throttled bind carries the rest while three "
-                   "sit idle (engine/dispatch_sched.c sched_lane_up).")
+                   "Restarting the SMSC instead (every bind dropped at once) is not a scenario: failover moves each "
+                   "dropped lane's queue to a sibling still up, and each bind that comes back takes its share of "
+                   "its siblings' queues again (engine/dispatch_sched.c sched_lane_up, rebalance).")
     caveats.append("Scenarios stop when every alert is final, or when nothing is queued and no counter moved for 3 s "
                    "(SMS with receipt mix 'none' and offline terminals would keep a warning 'sending' until expiry), "
                    "or at max_seconds.")
