@@ -40,18 +40,31 @@ static void map_insert(struct dispatcher *dp, uint64_t id, struct delivery *d)
 	dp->by_id_n++;
 }
 
+/* The capacity of an open-addressing table of `cur` slots grown to hold `cap`: a power of two. */
+static size_t table_want(size_t cur, size_t cap)
+{
+	size_t want = cur ? cur : 4096;
+	while (want < cap)
+		want *= 2;
+	return want;
+}
+
+/* Zeroed slots for a table; out-of-memory policy: the dispatcher cannot lose deliveries. */
+static void *table_new(size_t n, size_t size)
+{
+	void *p = bigmem_calloc(n, size);
+	if (!p)
+		abort();
+	return p;
+}
+
 /* Grow the id map to at least `cap` slots (a power of two), rehashing what it holds. */
 static void map_grow(struct dispatcher *dp, size_t cap)
 {
-	size_t want = dp->by_id_cap ? dp->by_id_cap : 4096;
-	while (want < cap)
-		want *= 2;
-	if (want == dp->by_id_cap)
+	size_t want = table_want(dp->by_id_cap, cap), oldcap = dp->by_id_cap;
+	if (want == oldcap)
 		return;
-	struct id_slot *old = dp->by_id, *n = bigmem_calloc(want, sizeof(*n));
-	if (!n)
-		abort(); /* out-of-memory policy: the dispatcher cannot lose deliveries */
-	size_t oldcap = dp->by_id_cap;
+	struct id_slot *old = dp->by_id, *n = table_new(want, sizeof(*n));
 	dp->by_id = n;
 	dp->by_id_cap = want;
 	dp->by_id_n = 0;
@@ -136,14 +149,10 @@ static void addr_insert(struct dispatcher *dp, uint32_t key, struct delivery *d)
 
 static void addr_grow(struct dispatcher *dp, size_t cap)
 {
-	size_t want = dp->by_addr_cap ? dp->by_addr_cap : 4096, oldcap = dp->by_addr_cap;
-	while (want < cap)
-		want *= 2;
+	size_t want = table_want(dp->by_addr_cap, cap), oldcap = dp->by_addr_cap;
 	if (want == oldcap)
 		return;
-	struct addr_slot *old = dp->by_addr, *n = bigmem_calloc(want, sizeof(*n));
-	if (!n)
-		abort();
+	struct addr_slot *old = dp->by_addr, *n = table_new(want, sizeof(*n));
 	dp->by_addr = n;
 	dp->by_addr_cap = want;
 	dp->by_addr_n = 0;

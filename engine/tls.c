@@ -33,16 +33,25 @@ static void ssl_err(char *err, size_t errlen, const char *what, const char *path
 	snprintf(err, errlen, "%s: %s: %s", path, what, buf);
 }
 
-SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
+/* A context with the settings both sides share: TLS 1.2 or later, no renegotiation, buffers released. */
+static SSL_CTX *ctx_new(const SSL_METHOD *method, const char *what, char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+	SSL_CTX *ctx = SSL_CTX_new(method);
 	if (!ctx) {
-		ssl_err(err, errlen, "cannot create TLS context", "tls");
+		ssl_err(err, errlen, what, "tls");
 		return NULL;
 	}
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+	return ctx;
+}
+
+SSL_CTX *tls_server_ctx(const char *cert, const char *key, char *err, size_t errlen)
+{
+	SSL_CTX *ctx = ctx_new(TLS_server_method(), "cannot create TLS context", err, errlen);
+	if (!ctx)
+		return NULL;
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		ssl_err(err, errlen, "cannot load certificate chain", cert);
 		goto out_free_ctx;
@@ -109,14 +118,9 @@ SSL *tls_new_ssl(SSL_CTX *ctx, BIO **rbio, BIO **wbio)
 SSL_CTX *tls_client_ctx(const char *ca, bool verify, const unsigned char *alpn, size_t alpn_len,
 			char *err, size_t errlen)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	if (!ctx) {
-		ssl_err(err, errlen, "cannot create TLS client context", "tls");
+	SSL_CTX *ctx = ctx_new(TLS_client_method(), "cannot create TLS client context", err, errlen);
+	if (!ctx)
 		return NULL;
-	}
-	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_NO_RENEGOTIATION);
-	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (alpn && SSL_CTX_set_alpn_protos(ctx, alpn, (unsigned)alpn_len) != 0) { /* 0 = success */
 		ssl_err(err, errlen, "cannot set ALPN", "tls");
 		goto out_free_ctx;
