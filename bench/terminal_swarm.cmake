@@ -24,3 +24,10 @@ set_tests_properties(bench_terminal_swarm_split bench_terminal_blaster_rings
   PROPERTIES LABELS integration TIMEOUT 120)
 set_tests_properties(bench_terminal_swarm_limit PROPERTIES LABELS integration TIMEOUT 30
   PASS_REGULAR_EXPRESSION "2000 terminals need 2256 descriptors, but one process holds at most 1000")
+
+# The swarm's login deadline: terminals whose connection never gets a
+# Challenge (a gateway that dropped it) give up, count it and reconnect.
+add_test(NAME bench_terminal_swarm_login
+  COMMAND /usr/bin/python3 ${CMAKE_SOURCE_DIR}/tests/integration/test_swarm_login.py
+          $<TARGET_FILE:terminal_swarm>)
+set_tests_properties(bench_terminal_swarm_login PROPERTIES LABELS integration TIMEOUT 60)
