@@ -1645,7 +1645,9 @@ static void shard_close(struct tgw *gw, struct tshard *sh)
  * with each segment's persons, the buildings that have terminals, and the
  * terminals on each. Rows: "S<TAB>kind<TAB>parent<TAB>persons<TAB>id" (kind
  * 0..3, parent = 1-based row number of the parent segment, 0 = none) and
- * "T<TAB>segment row<TAB>terminal id". About two commands per building.
+ * "T<TAB>segment row<TAB>terms record", the record being the terminal id
+ * (population layout 1) or "id<TAB>kind<TAB>covers" (layout 2). About two
+ * commands per building.
  */
 static const char pop_script[] =
 	"local p = ARGV[1] "
@@ -1712,7 +1714,9 @@ static void pop_apply(struct tgw *gw, const redisReply *r)
 			pop_seg_row(&fresh, row + 2);
 			continue;
 		}
-		char *tab = strchr(row + 2, '\t');
+		char *tab = strchr(row + 2, '\t'), *more = tab ? strchr(tab + 1, '\t') : NULL;
+		if (more)
+			*more = '\0'; /* layout 2: "ID\tKIND\tCOVERS"; layout 1: "ID" */
 		if (row[0] != 'T' || !tab || !terminal_id_valid(tab + 1))
 			continue;
 		unsigned long seg = strtoul(row + 2, NULL, 10);

@@ -40,7 +40,7 @@
 
 #include "csv.h"
 
-#define LOAD_LAYOUT "tocsin-pop-layout-1"
+#define LOAD_LAYOUT "tocsin-pop-layout-2"
 #define ID_MAX 128
 #define NAME_MAX_BYTES 256
 #define SECRET_MAX 256
@@ -1262,7 +1262,8 @@ static int write_terminals(struct load *L)
 			rc = cmd_addf(c, "RPUSH") |
 			     cmd_addf(c, "tocsin:pop:v%lld:terms:%s",
 				      L->version, sid) |
-			     cmd_addf(c, "%s", t->id);
+			     cmd_addf(c, "%s\t%s\t%" PRId64, t->id,
+				      t->display ? "display" : "speaker", t->covers);
 		if (rc == 0)
 			rc = pipe_send(&L->p, c);
 	}

@@ -297,6 +297,9 @@ static void plan_print(const struct plan *p, const Tocsin__Warning *w, bool as_j
 		       "first batch %.3f ms, total %.3f ms\n", p->stats.version,
 		       (unsigned long long)p->stats.batches, (unsigned long long)p->stats.commands,
 		       (unsigned long long)p->stats.duplicates, first, total);
+		if (p->stats.malformed)
+			printf("%llu malformed records skipped (household or terminal lists)\n",
+			       (unsigned long long)p->stats.malformed);
 		json_decref(segs);
 		json_decref(infos);
 		return;
@@ -309,6 +312,7 @@ static void plan_print(const struct plan *p, const Tocsin__Warning *w, bool as_j
 	json_object_set_new(o, "batches", json_integer((json_int_t)p->stats.batches));
 	json_object_set_new(o, "commands", json_integer((json_int_t)p->stats.commands));
 	json_object_set_new(o, "duplicates", json_integer((json_int_t)p->stats.duplicates));
+	json_object_set_new(o, "malformed", json_integer((json_int_t)p->stats.malformed));
 	json_object_set_new(o, "first_batch_ms", json_real(first));
 	json_object_set_new(o, "total_ms", json_real(total));
 	json_dumpf(o, stdout, JSON_INDENT(1) | JSON_SORT_KEYS);

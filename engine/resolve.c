@@ -8,8 +8,8 @@
  *   CURRENT  --GET pop:current: nil--------------------------> FAILING (no population)
  *   CURRENT  --N--> HMGET v{N}:meta + HMGET seg:{T} per target --> STREAM
  *   STREAM   seg reply: district/street -> LRANGE kids (tree_pending)
- *                       community -> LRANGE kids + LRANGE terms (past the
- *                         first EARLY_COMMUNITIES: once buildings are pumped)
+ *                       community -> LRANGE terms at once, LRANGE kids (past
+ *                         the first EARLY_COMMUNITIES: once buildings are pumped)
  *                       building -> building queue
  *                       nil -> HGET hix:{bucket} T (hix_pending)
  *            buildings are pumped (LRANGE hh + LRANGE terms, <= RESOLVE_WINDOW
@@ -528,11 +528,9 @@ static void queue_building(struct resolver *r, const char *b, const char *commun
 	r->queue[r->q_head + r->q_len++] = (struct queued){ b, community };
 }
 
-/* LRANGE terms + LRANGE kids of a community (interned id s). */
+/* LRANGE kids of a community (interned id s): its buildings. */
 static void send_community(struct resolver *r, const char *s, size_t len)
 {
-	send_ctx(r, on_terms, ctx_new(r, s, s, K_NONE, NULL, NULL, 0), "LRANGE", "terms:", s, len,
-		 2, (const char *[]){ "0", "-1" });
 	struct cmd_ctx *c = ctx_new(r, s, s, K_BUILDING, NULL, NULL, 0);
 	send_ctx(r, on_kids, c, "LRANGE", "kids:", s, len, 2, (const char *[]){ "0", "-1" });
 	if (c && r->state != RS_FAILING)
@@ -540,15 +538,20 @@ static void send_community(struct resolver *r, const char *s, size_t len)
 }
 
 /*
- * Replies come back in command order, so the first building list can only
- * be answered after every community list asked before it: for a district,
- * ~140 replies and 7,000 ids to parse first. Until the first buildings are
- * pumped, only EARLY_COMMUNITIES communities are asked for; the others wait
- * (counted in tree_pending) and go out right behind the first building
- * lists (flush_communities).
+ * A community's terminal list is asked for at once: its records are
+ * deliveries by themselves (a few per community in a district; a warning
+ * to every loudspeaker of a street is nothing else). Its building list is
+ * another matter: replies come back in command order, so the first
+ * building's households can only be answered after every building list
+ * asked before it: for a district, ~140 replies and 7,000 ids to parse
+ * first. Until the first buildings are pumped, only EARLY_COMMUNITIES
+ * building lists are asked for; the others wait (counted in tree_pending)
+ * and go out right behind the first building lists (flush_communities).
  */
 static void expand_community(struct resolver *r, const char *s, size_t len)
 {
+	send_ctx(r, on_terms, ctx_new(r, s, s, K_NONE, NULL, NULL, 0), "LRANGE", "terms:", s, len,
+		 2, (const char *[]){ "0", "-1" });
 	if (r->pumped || r->communities_sent < EARLY_COMMUNITIES) {
 		r->communities_sent++;
 		return send_community(r, s, len);
@@ -788,8 +791,10 @@ static int add_record(struct resolver *r, const char *rec, size_t n, const char 
 	const char *f[5], *end = rec + n, *p = rec;
 	size_t fl[5];
 	for (int k = 0; k < 5; k++) {
-		if (k && p > end)
+		if (k && p > end) {
+			r->stats.malformed++;
 			return 0; /* fewer than 5 fields */
+		}
 		const char *tab = p < end ? memchr(p, '\t', (size_t)(end - p)) : NULL;
 		const char *e = tab ? tab : end; /* the 5th field ends at a 6th if any */
 		f[k] = p;
@@ -862,26 +867,60 @@ static void on_term(void *arg, redisReply *reply)
 	advance(r);
 }
 
+/* Digits of a covers_persons field (at most 9; anything else ends it). */
+static unsigned parse_covers(const char *p, size_t n)
+{
+	unsigned v = 0;
+	for (size_t i = 0; i < n && i < 9 && p[i] >= '0' && p[i] <= '9'; i++)
+		v = v * 10 + (unsigned)(p[i] - '0');
+	return v;
+}
+
+/*
+ * A terminal list: records "ID\tKIND\tCOVERS" (layout 2) go out as one
+ * batch straight from the reply; a bare "ID" (a population loaded with
+ * layout 1) costs one HMGET term:ID (on_term). A record with a tab but no
+ * COVERS field is malformed and skipped.
+ */
 static void on_terms(void *arg, redisReply *reply)
 {
 	struct cmd_ctx *c = arg;
 	struct resolver *r = c->r;
 	r->outstanding--;
 	if (!reply_failed(r, reply) && reply->type == REDIS_REPLY_ARRAY) {
+		if (!batch_room(r, 0, reply->elements))
+			fail(r, RESOLVE_NOMEM, "out of memory");
 		for (size_t i = 0; i < reply->elements && r->state != RS_FAILING; i++) {
 			const redisReply *e = reply->element[i];
 			if (e->type != REDIS_REPLY_STRING)
 				continue;
-			int added = u64set_add(&r->addrs, TAG_TERM | (hash64(e->str, e->len) & HASH_MASK));
+			const char *end = e->str + e->len, *tab = memchr(e->str, '\t', e->len);
+			const char *cov = tab ? memchr(tab + 1, '\t', (size_t)(end - tab - 1)) : NULL;
+			size_t idlen = tab ? (size_t)(tab - e->str) : e->len;
+			if ((tab && !cov) || !idlen) {
+				r->stats.malformed++;
+				continue;
+			}
+			int added = u64set_add(&r->addrs, TAG_TERM | (hash64(e->str, idlen) & HASH_MASK));
 			if (added < 0)
 				fail(r, RESOLVE_NOMEM, "out of memory");
 			r->stats.duplicates += added == 0;
 			if (added <= 0)
 				continue;
-			struct cmd_ctx *t = ctx_new(r, c->id, c->community, K_NONE, NULL, e->str, e->len);
-			send_ctx(r, on_term, t, "HMGET", "term:", e->str, e->len, 2,
-				 (const char *[]){ "kind", "covers_persons" });
+			if (!tab) {
+				struct cmd_ctx *t = ctx_new(r, c->id, c->community, K_NONE, NULL, e->str, e->len);
+				send_ctx(r, on_term, t, "HMGET", "term:", e->str, e->len, 2,
+					 (const char *[]){ "kind", "covers_persons" });
+				continue;
+			}
+			r->ba[r->ba_n++] = (struct resolve_addr){
+				.channel = RESOLVE_TERMINAL, .addr = e->str, .len = idlen,
+				.persons = parse_covers(cov + 1, (size_t)(end - cov - 1)),
+				.segment = c->community, .term_segment = c->id, .household = -1,
+			};
+			r->stats.addrs[RESOLVE_TERMINAL]++;
 		}
+		batch_emit(r);
 	}
 	free(c);
 	advance(r);

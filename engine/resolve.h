@@ -96,6 +96,7 @@ struct resolve_stats {
 	uint64_t households, persons, batches, commands;
 	uint64_t addrs[RESOLVE_NCHANNELS];
 	uint64_t duplicates;   /* addresses dropped as already emitted */
+	uint64_t malformed;    /* household or terminal records skipped as malformed */
 	uint64_t first_batch_us, total_us; /* since resolver_start (CLOCK_MONOTONIC) */
 };
 

@@ -10,7 +10,8 @@
 # two households is sent once; an empty building resolves to zero without
 # error; a household target; a whole street of the generated district
 # equals the loader's aggregates for it; unknown targets and a missing
-# population fail naming the ids; --body reads a signed warning.
+# population fail naming the ids; --body reads a signed warning; terminal
+# lists resolve from their records, or from term: for a bare id (layout 1).
 set -euo pipefail
 
 TOCSIN=$(realpath "$1")
@@ -120,6 +121,18 @@ warning 350102001001
 body=$("$TOCSIN" plan --redis "unix:$SOCK" --json --body "$WORK/w.bin" | field "$totals")
 [ "$body" = "$alone" ] || fail "--body: $body"
 pass "--body SIGNED.bin"
+
+# --- terminal lists: layout-2 records, a layout-1 bare id, a malformed record
+v=$(R GET tocsin:pop:current)
+T=tocsin:pop:v$v:terms:350102001001
+[ "$(R LRANGE "$T" 0 -1)" = "$(printf '350102001001:spk1\tspeaker\t50')" ] ||
+	fail "terms record: $(R LRANGE "$T" 0 -1)"
+tp='j["totals"]["terminals"],j["totals"]["terminal_persons"],j["malformed"]'
+[ "$(plan 350102001001 | field "$tp")" = "2 60 0" ] || fail "terminals: $(plan 350102001001 | field "$tp")"
+R DEL "$T" >/dev/null
+R RPUSH "$T" 350102001001:spk1 "$(printf 'half\trecord')" >/dev/null # as a layout-1 loader wrote it
+[ "$(plan 350102001001 | field "$tp")" = "2 60 1" ] || fail "layout 1: $(plan 350102001001 | field "$tp")"
+pass "terminal records inline (layout 2), a bare id through term: (layout 1), a malformed one skipped"
 
 # --- a whole street of the generated district ---------------------------
 "$GEN" --out "$WORK/gen" >/dev/null
