@@ -86,15 +86,17 @@
  * recv buffers are one ring per shard (recv_buffers x recv_buffer_size,
  * 8 MiB by default). Kernel socket memory is extra.
  *
- * Fan-out: an Alert's bytes but the seq are packed once per warning and
- * language (struct abody, refcounted); a delivery keeps a ~12-byte header
- * (frame length, Frame.alert tag and length, Alert.seq) and a ref. To a
- * plaintext connection with nothing queued the frame leaves as one
- * sendmsg of header ‖ shared body (struct tsend, pooled: at most one per
- * connection in flight, reused across alerts), resumed after a short send;
- * otherwise (TLS, output queued) it is copied behind what is queued. The
- * dispatcher's scheduling step submits many deliveries at once; their
- * SQEs go to the kernel together at the loop's next submit.
+ * Fan-out: an Alert's frame is packed once per warning and language
+ * (struct abody, refcounted), seq included: a seq names one Alert, the
+ * same on every terminal it goes to, and a terminal never holds two
+ * deliveries of one Alert (the resolver sends an address once per
+ * warning), so an Ack's seq still finds its delivery among the terminal's
+ * own. A delivery keeps a ref. To a plaintext connection with nothing
+ * queued the shared frame leaves as it is, in one send (tconn.zbody),
+ * resumed after a short send; otherwise (TLS, output queued) it is copied
+ * behind what is queued. The dispatcher's scheduling step submits many
+ * deliveries at once; their SQEs go to the kernel together at the loop's
+ * next submit.
  *
  * Out of memory: a connection that cannot allocate is closed; a submit
  * that cannot allocate its tdel aborts (like the loop's timer heap: losing
@@ -142,30 +144,14 @@ struct tgw;
 struct term;
 
 /*
- * One Alert's bytes without its seq, shared by every delivery of one warning
- * and language (the cache, each tdel and each send in flight hold a ref).
+ * One Alert's whole frame (header included), shared by every delivery of
+ * one warning and language (the cache, each tdel and each send in flight
+ * hold a ref).
  */
 struct abody {
 	uint32_t refs, len;
+	uint64_t seq;
 	uint8_t data[];
-};
-
-/* Frame header + Frame.alert tag and length + Alert.seq: 4 + 1 + 3 + 1 + 10 bytes. */
-#define TDEL_HDR_MAX 20
-
-/*
- * A plaintext Alert on its way: the per-terminal header and the shared body
- * in one sendmsg (no copy). Pooled in gw->free_sends; at most one per
- * connection (tconn.zs), and output queued behind it waits in tconn.out.
- */
-struct tsend {
-	struct tsend *next;            /* gw->free_sends */
-	struct abody *body;
-	struct msghdr mh;
-	struct iovec iov[2];
-	uint32_t off, total;           /* bytes sent so far, of hdr_len + body->len */
-	uint8_t hdr_len;
-	uint8_t hdr[TDEL_HDR_MAX];
 };
 
 struct tconn {
@@ -175,7 +161,8 @@ struct tconn {
 	struct op recv_op, send_op;
 	struct timer timer;            /* handshake deadline, heartbeat tick, linger */
 	struct buf out, sending;       /* both empty (no memory) while idle */
-	struct tsend *zs;              /* an Alert being sent from the shared body, or NULL */
+	struct abody *zbody;           /* an Alert being sent from its shared frame (sending_off
+					  bytes of it so far), or NULL; output behind it waits in out */
 	uint8_t *rx;                   /* a partial frame, NULL when none */
 	SSL *ssl;                      /* TLS lanes: memory BIOs, the ring moves ciphertext */
 	uint32_t rx_len, rx_cap, sending_off;
@@ -210,9 +197,7 @@ struct tdel {
 	int64_t expires_s;
 	struct timer timer;
 	const char *fail;              /* set: answered PERMANENT from a 0 ms timer */
-	struct abody *body;            /* the Alert without seq (shared); NULL: cannot be sent */
-	uint8_t hdr[TDEL_HDR_MAX];     /* frame header, Frame.alert tag and length, Alert.seq */
-	uint8_t hdr_len;
+	struct abody *body;            /* the Alert's frame (shared); NULL: cannot be sent */
 	uint8_t state;
 };
 
@@ -233,7 +218,7 @@ struct tauth { /* one Redis lookup in flight */
 	char id[TERMINAL_ID_MAX + 1];
 };
 
-struct alert_cache { /* the last Alert packed without its seq (encode_alert) */
+struct alert_cache { /* the last Alert's frame packed (alert_frame) */
 	const struct campaign *campaign;
 	unsigned lang;
 	char *id;
@@ -270,8 +255,6 @@ struct tgw {
 	size_t n_offline;              /* the cached offline-longest list ... */
 	bool offline_stale;            /* ... recomputed when a terminal comes or goes */
 	struct alert_cache alert;
-	struct tsend *free_sends;      /* the tsend pool */
-	struct buf scratch;            /* TLS: one frame assembled for SSL_write */
 	struct terminal_stats st;
 	struct terminal_arena arena;
 	uint8_t *arena_mem;
@@ -466,41 +449,27 @@ static void abody_put(struct abody *b)
 		free(b);
 }
 
-/* Queue data ‖ more (more may be NULL) on c's output, copied. */
-static int tconn_write2(struct tconn *c, const uint8_t *data, size_t len, const uint8_t *more,
-			size_t mlen)
+/* Queue data on c's output, copied (TLS: sealed as one record). */
+static int tconn_write(struct tconn *c, const uint8_t *data, size_t len)
 {
 	int ret;
-	size_t total = len + mlen;
 	if (c->state == TC_CLOSING)
 		return -EPIPE;
-	if (c->ssl) { /* a memory BIO takes everything or fails; one record per frame */
-		if (mlen) {
-			struct buf *sc = &c->gw->scratch;
-			sc->len = 0;
-			if ((ret = buf_reserve(sc, total, TCONN_OUTPUT_MAX)))
-				return ret;
-			memcpy(sc->data, data, len);
-			memcpy(sc->data + len, more, mlen);
-			data = sc->data;
-			len = total;
-		}
+	if (c->ssl) { /* a memory BIO takes everything or fails */
 		if (!SSL_is_init_finished(c->ssl) || SSL_write(c->ssl, data, (int)len) != (int)len) {
 			ERR_clear_error();
 			return -EPIPE;
 		}
 		ret = tls_drain(c);
 	} else {
-		if (!c->out.data && total <= TCONN_OUTPUT_MAX) { /* usually one frame: its size, not 2x */
-			c->out.data = malloc(total);
-			c->out.alloc = c->out.data ? total : 0;
+		if (!c->out.data && len <= TCONN_OUTPUT_MAX) { /* usually one frame: its size, not 2x */
+			c->out.data = malloc(len);
+			c->out.alloc = c->out.data ? len : 0;
 		}
-		ret = buf_reserve(&c->out, total, TCONN_OUTPUT_MAX);
+		ret = buf_reserve(&c->out, len, TCONN_OUTPUT_MAX);
 		if (!ret) {
 			memcpy(c->out.data + c->out.len, data, len);
-			if (mlen)
-				memcpy(c->out.data + c->out.len + len, more, mlen);
-			c->out.len += total;
+			c->out.len += len;
 		}
 	}
 	if (ret)
@@ -510,69 +479,39 @@ static int tconn_write2(struct tconn *c, const uint8_t *data, size_t len, const 
 	return 0;
 }
 
-static int tconn_write(struct tconn *c, const uint8_t *data, size_t len)
+/* (Re)arm the send of what is left of c->zbody's frame. */
+static void zsend_arm(struct tconn *c)
 {
-	return tconn_write2(c, data, len, NULL, 0);
-}
-
-/* (Re)arm z's sendmsg for what is left of header ‖ body. */
-static void tsend_arm(struct tconn *c, struct tsend *z)
-{
-	uint32_t off = z->off;
-	int n = 0;
-	if (off < z->hdr_len) {
-		z->iov[n++] = (struct iovec){.iov_base = z->hdr + off, .iov_len = z->hdr_len - off};
-		off = 0;
-	} else {
-		off -= z->hdr_len;
-	}
-	z->iov[n++] = (struct iovec){.iov_base = z->body->data + off, .iov_len = z->body->len - off};
-	z->mh = (struct msghdr){.msg_iov = z->iov, .msg_iovlen = (size_t)n};
 	struct io_uring_sqe *sqe = tconn_sqe(c, &c->send_op);
-	io_uring_prep_sendmsg(sqe, (int)c->slot, &z->mh, MSG_NOSIGNAL);
+	io_uring_prep_send(sqe, (int)c->slot, c->zbody->data + c->sending_off,
+			   c->zbody->len - c->sending_off, MSG_NOSIGNAL);
 	sqe->flags |= IOSQE_FIXED_FILE; /* after prep: prep zeroes the SQE */
 	c->send_armed = true;
 }
 
-static void tsend_done(struct tconn *c)
+static void zsend_done(struct tconn *c)
 {
-	struct tsend *z = c->zs;
-	abody_put(z->body);
-	z->body = NULL;
-	z->next = c->gw->free_sends;
-	c->gw->free_sends = z;
-	c->zs = NULL;
+	abody_put(c->zbody);
+	c->zbody = NULL;
 }
 
 /*
- * An Alert: header and shared body straight from memory with sendmsg when
- * nothing else is queued on a plaintext connection (the fan-out case), else
- * copied behind what is queued.
+ * An Alert: straight from its shared frame when nothing else is queued on
+ * a plaintext connection (the fan-out case), else copied behind what is
+ * queued.
  */
 static int tconn_send_alert(struct tconn *c, const struct tdel *td)
 {
-	struct tgw *gw = c->gw;
 	if (c->state == TC_CLOSING)
 		return -EPIPE;
-	struct tsend *z = NULL;
-	if (!c->ssl && !c->send_armed && c->out.len == 0) {
-		if ((z = gw->free_sends))
-			gw->free_sends = z->next;
-		else
-			z = malloc(sizeof(*z));
-	}
-	if (!z)
-		return tconn_write2(c, td->hdr, td->hdr_len, td->body->data, td->body->len);
-	z->body = td->body;
-	z->body->refs++;
-	memcpy(z->hdr, td->hdr, td->hdr_len);
-	z->hdr_len = td->hdr_len;
-	z->off = 0;
-	z->total = td->hdr_len + td->body->len;
-	c->zs = z;
+	if (c->ssl || c->send_armed || c->out.len)
+		return tconn_write(c, td->body->data, td->body->len);
+	c->zbody = td->body;
+	c->zbody->refs++;
+	c->sending_off = 0;
 	c->refs++;
-	c->last_tx_ms = loop_now_ms(gw->host.loop);
-	tsend_arm(c, z);
+	c->last_tx_ms = loop_now_ms(c->gw->host.loop);
+	zsend_arm(c);
 	return 0;
 }
 
@@ -612,20 +551,20 @@ static void on_send(struct op *op, int res, uint32_t flags)
 	struct tconn *c = CONTAINER(op, struct tconn, send_op);
 	c->send_armed = false;
 	if (res < 0 || c->state == TC_CLOSING) {
-		if (c->zs)
-			tsend_done(c);
+		if (c->zbody)
+			zsend_done(c);
 		tconn_close(c, TERMINAL_CLOSE_PEER);
 		tconn_unref(c);
 		return;
 	}
-	if (c->zs) {
-		c->zs->off += (uint32_t)res;
-		if (c->zs->off < c->zs->total) { /* short send: the rest */
+	if (c->zbody) {
+		c->sending_off += (uint32_t)res;
+		if (c->sending_off < c->zbody->len) { /* short send: the rest */
 			c->gw->st.short_sends++;
-			tsend_arm(c, c->zs);
+			zsend_arm(c);
 			return; /* keeps the reference */
 		}
-		tsend_done(c);
+		zsend_done(c);
 		if (c->out.len)
 			tconn_flush(c);
 		else
@@ -1094,14 +1033,11 @@ static void term_flush_held(struct tgw *gw, struct term *t)
 
 /*
  * The Alert for d: resends and late terminals get the same bytes. Every
- * delivery of one warning and language shares the Alert but its seq, so the
- * rest is packed once into a refcounted struct abody (gw->alert, keyed by
- * campaign, id and language) and each delivery keeps only its header
- * (encode_alert): Frame{alert = Alert{seq} ‖ rest}, since protobuf takes
- * fields in any order. A plaintext connection with nothing queued gets
- * header and body in one sendmsg (tconn_send_alert), with no copy at all.
+ * delivery of one warning and language shares the whole frame, seq
+ * included (see the top), packed once into a refcounted struct abody
+ * (gw->alert, keyed by campaign, id and language).
  */
-static int alert_rest(struct tgw *gw, struct delivery *d)
+static int alert_frame(struct tgw *gw, struct delivery *d)
 {
 	struct campaign *c = d->campaign;
 	const char *id = campaign_id(c);
@@ -1111,8 +1047,10 @@ static int alert_rest(struct tgw *gw, struct delivery *d)
 	const Tocsin__Warning *w = campaign_warning(c);
 	const Tocsin__Info *in = campaign_info(c, d->lang);
 	Tocsin__Terminal__Alert a = TOCSIN__TERMINAL__ALERT__INIT;
-	a.has_msg_type = a.has_severity = a.has_colour = true;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	a.has_seq = a.has_msg_type = a.has_severity = a.has_colour = true;
 	a.has_expires = a.has_drill = a.has_stop = true;
+	a.seq = ++gw->seq;
 	a.warning_id = (char *)id;
 	a.msg_type = w->msg_type;
 	a.severity = in->severity;
@@ -1126,59 +1064,41 @@ static int alert_rest(struct tgw *gw, struct delivery *d)
 	a.stop = w->msg_type == TOCSIN__MSG_TYPE__CANCEL;
 	a.n_references = w->n_references;
 	a.references = w->references;
-	size_t n = tocsin__terminal__alert__get_packed_size(&a);
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_ALERT;
+	f.alert = &a;
+	size_t n = terminal_frame_size(&f);
+	if (n > TERMINAL_FRAME_HDR + TERMINAL_FRAME_MAX)
+		return -EMSGSIZE;
 	char *idc = strdup(id);
-	struct abody *body = n <= TERMINAL_FRAME_MAX ? malloc(sizeof(*body) + n) : NULL;
+	struct abody *body = malloc(sizeof(*body) + n);
 	if (!idc || !body) {
 		free(idc);
 		free(body);
-		return n > TERMINAL_FRAME_MAX ? -EMSGSIZE : -ENOMEM;
+		return -ENOMEM;
 	}
 	body->refs = 1; /* the cache's */
 	body->len = (uint32_t)n;
-	tocsin__terminal__alert__pack(&a, body->data);
+	body->seq = a.seq;
+	if (terminal_frame_encode(&f, body->data, n) != (ssize_t)n) {
+		free(idc);
+		free(body);
+		return -EMSGSIZE;
+	}
 	abody_put(ac->body);
 	free(ac->id);
 	*ac = (struct alert_cache){.campaign = c, .lang = d->lang, .id = idc, .body = body};
 	return 0;
 }
 
-static size_t put_varint(uint8_t *p, uint64_t v)
-{
-	size_t n = 0;
-	for (; v >= 0x80; v >>= 7)
-		p[n++] = (uint8_t)(v | 0x80);
-	p[n++] = (uint8_t)v;
-	return n;
-}
-
-/* td's header for seq, and a ref to the shared body: Frame{alert = Alert{seq} ‖ body}. */
-/* td's header for its seq, and a ref to the shared body: the frame is header ‖ body. */
+/* td's Alert: a ref to the shared frame, and its seq. */
 static int encode_alert(struct tgw *gw, struct delivery *d, struct tdel *td)
 {
-	int ret = alert_rest(gw, d);
+	int ret = alert_frame(gw, d);
 	if (ret < 0)
 		return ret;
-	uint8_t seqf[11], lenf[10];
-	size_t ns = 0, nl;
-	seqf[ns++] = 0x08; /* Alert.seq: field 1, varint */
-	ns += put_varint(seqf + ns, td->seq);
-	size_t alert_len = ns + gw->alert.body->len;
-	nl = put_varint(lenf, alert_len);
-	size_t payload = 1 + nl + alert_len; /* Frame.alert: field 6, length-delimited (0x32) */
-	if (payload > TERMINAL_FRAME_MAX || TERMINAL_FRAME_HDR + 1 + nl + ns > TDEL_HDR_MAX)
-		return -EMSGSIZE;
-	uint8_t *p = td->hdr;
-	terminal_frame_header(p, payload);
-	p += TERMINAL_FRAME_HDR;
-	*p++ = 0x32;
-	memcpy(p, lenf, nl);
-	p += nl;
-	memcpy(p, seqf, ns);
-	p += ns;
-	td->hdr_len = (uint8_t)(p - td->hdr);
 	td->body = gw->alert.body;
 	td->body->refs++;
+	td->seq = td->body->seq;
 	return 0;
 }
 
@@ -1194,7 +1114,6 @@ static void terminal_submit(struct lane *l, struct delivery *d)
 	td->gw = gw;
 	td->d = d;
 	td->delivery_id = d->id;
-	td->seq = ++gw->seq;
 	td->expires_s = campaign_expires(d->campaign);
 	td->state = TD_HELD;
 	if (!t || encode_alert(gw, d, td) < 0) {
@@ -1856,6 +1775,9 @@ static int gw_init(struct tgw *gw, const struct config_lane *cfg, char *err, siz
 		return -1;
 	}
 	terminal_arena_init(&gw->arena, gw->arena_mem, TERMINAL_ARENA_CAP);
+	/* seqs from the clock: an Ack for an Alert of an earlier run of the
+	   gateway (played while it restarted) matches nothing of this run */
+	gw->seq = (uint64_t)loop_wall_s() << 20;
 	if (listen_on(gw, config_lane_get(cfg, "listen", "0.0.0.0:7000"), err, errlen) < 0)
 		return -1;
 	gw->shards = calloc(gw->max_shards, sizeof(*gw->shards));
@@ -1897,12 +1819,6 @@ static void gw_free(struct tgw *gw)
 	tready_release(&gw->ready);
 	abody_put(gw->alert.body);
 	free(gw->alert.id);
-	while (gw->free_sends) {
-		struct tsend *z = gw->free_sends;
-		gw->free_sends = z->next;
-		free(z);
-	}
-	buf_release(&gw->scratch);
 	free(gw->buckets);
 	free(gw->nowhere);
 	SSL_CTX_free(gw->tls);
