@@ -6,7 +6,9 @@
 #include "bigmem.h"
 
 #include <stdint.h>
+#include <malloc.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 
 #define HUGE_PAGE ((size_t)2 << 20)
@@ -40,6 +42,31 @@ void *bigmem_calloc(size_t n, size_t size)
 	h->map = map;
 	h->map_len = len;
 	return (char *)h + HEADER; /* zero-filled by the kernel */
+}
+
+void bigmem_touch(void *p, size_t bytes)
+{
+	volatile char *c = p; /* each byte written back as it is: tables in use stay intact */
+	for (size_t o = 0; o < bytes; o += 4096)
+		c[o] = c[o];
+	if (bytes)
+		c[bytes - 1] = c[bytes - 1];
+}
+
+void bigmem_heap_warm(size_t bytes)
+{
+	enum { BLOCK = 64 * 1024 }; /* under malloc's mmap threshold: from the heap */
+	size_t n = bytes / BLOCK;
+	void **blocks = n ? malloc(n * sizeof(*blocks)) : NULL;
+	if (!blocks)
+		return;
+	(void)mallopt(M_TRIM_THRESHOLD, (int)(bytes < INT32_MAX / 2 ? 2 * bytes : INT32_MAX));
+	size_t got = 0;
+	for (; got < n && (blocks[got] = malloc(BLOCK)); got++)
+		memset(blocks[got], 0, BLOCK);
+	while (got)
+		free(blocks[--got]);
+	free(blocks);
 }
 
 void bigmem_free(void *p)

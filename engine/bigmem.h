@@ -20,5 +20,14 @@
 /* n * size zeroed bytes; NULL when out of memory (or on overflow). */
 void *bigmem_calloc(size_t n, size_t size);
 void bigmem_free(void *p);
+/* Write one byte per 4 KiB page of p[0..bytes) (its own value): every page faulted in now. */
+void bigmem_touch(void *p, size_t bytes);
+/*
+ * Fault in `bytes` of the calling thread's malloc heap and keep them there
+ * (malloc then gives no free memory back to the kernel below that much), so
+ * that small allocations in a burst (an adapter's per-delivery state) find
+ * pages that are already in.
+ */
+void bigmem_heap_warm(size_t bytes);
 
 #endif

@@ -341,15 +341,40 @@ static void sweep(struct dispatcher *dp)
 
 /* --- the population figures behind broadcast readiness (every 10 s) --- */
 
+/* Element i of an HMGET reply as a number (0 when missing). */
+static uint64_t reply_u64(const redisReply *r, size_t i)
+{
+	return r->element[i]->type == REDIS_REPLY_STRING ? strtoull(r->element[i]->str, NULL, 10) : 0;
+}
+
+/*
+ * persons, terminals, phones, apps of the live population: readiness's
+ * denominators, and the size the dispatcher's memory is made ready for
+ * (sched_warm) whenever it grows, so that the first warning to everyone
+ * after a start or a load does not wait for page faults.
+ */
 static void on_pop_meta(void *arg, redisReply *r)
 {
 	struct dispatcher *dp = arg;
-	if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2) {
-		if (r->element[0]->type == REDIS_REPLY_STRING)
-			dp->population = strtoull(r->element[0]->str, NULL, 10);
-		if (r->element[1]->type == REDIS_REPLY_STRING)
-			dp->terminals_total = strtoull(r->element[1]->str, NULL, 10);
-	}
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+		return;
+	dp->population = reply_u64(r, 0);
+	dp->terminals_total = reply_u64(r, 1);
+	uint64_t per[CHANNEL_COUNT] = {0};
+	per[CHANNEL_TERMINAL] = dp->terminals_total;
+	per[CHANNEL_SMS] = reply_u64(r, 2);
+	per[CHANNEL_APP] = reply_u64(r, 3);
+	bool grew = false;
+	for (int ch = 0; ch < CHANNEL_COUNT; ch++)
+		grew |= per[ch] > dp->warmed[ch];
+	if (!grew)
+		return;
+	sched_warm(dp, per);
+	memcpy(dp->warmed, per, sizeof(per));
+	log_info("msg=\"dispatcher memory ready\" sms=%llu app=%llu terminal=%llu cap=%ld",
+		 (unsigned long long)dp->warmed_n[CHANNEL_SMS],
+		 (unsigned long long)dp->warmed_n[CHANNEL_APP],
+		 (unsigned long long)dp->warmed_n[CHANNEL_TERMINAL], dp->cfg.warm_deliveries);
 }
 
 static void on_pop_current(void *arg, redisReply *r)
@@ -359,9 +384,9 @@ static void on_pop_current(void *arg, redisReply *r)
 		return;
 	char key[256];
 	snprintf(key, sizeof(key), "%spop:v%s:meta", dp->cfg.prefix, r->str);
-	const char *argv[] = {"HMGET", key, "persons", "terminals"};
-	size_t lens[] = {5, strlen(key), 7, 9};
-	redis_command(&dp->redis, on_pop_meta, dp, 4, argv, lens);
+	const char *argv[] = {"HMGET", key, "persons", "terminals", "phones", "apps"};
+	size_t lens[] = {5, strlen(key), 7, 9, 6, 4};
+	redis_command(&dp->redis, on_pop_meta, dp, 6, argv, lens);
 }
 
 static void refresh_population(struct dispatcher *dp, uint64_t now)

@@ -64,10 +64,13 @@ struct dispatcher {
 	} *by_addr;                  /* live app deliveries by (warning, address) */
 	size_t by_addr_cap, by_addr_n;
 	struct waiting retry;        /* min-heap on not_before_ms */
+	uint64_t warmed[CHANNEL_COUNT]; /* the population figures sched_warm last saw */
+	uint64_t warmed_n[CHANNEL_COUNT]; /* deliveries per channel it made memory ready for */
 	struct delivery_pool {       /* fixed-size cells for deliveries (dispatch_sched.c) */
 		void *free[2];       /* free cells per class, chained through their first word */
 		void *chunks;        /* chunks, chained through their first word */
 		char *bump[2], *end[2]; /* the unused rest of each class's current chunk */
+		size_t carved[2];    /* cells cut so far per class (live + free) */
 	} pool;
 
 	/* escalation: stage per channel (0 = at once), delay between stages */
@@ -113,6 +116,13 @@ void sched_release(struct dispatcher *dp);
 void delivery_release(struct dispatcher *dp, struct delivery *d);
 /* About per[ch] more deliveries of c per channel are coming: size the maps, rings and adapters. */
 void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per[CHANNEL_COUNT]);
+/*
+ * Deliveries per channel of a warning to the whole population (at most
+ * cfg.warm_deliveries in all): size the maps, rings and delivery cells for
+ * them and fault every page in now, so that such a warning finds its
+ * memory ready. Only grows.
+ */
+void sched_warm(struct dispatcher *dp, const uint64_t per[CHANNEL_COUNT]);
 
 /* dispatch_plan.c */
 void plan_campaign(struct dispatcher *dp, struct campaign *c);

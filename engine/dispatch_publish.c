@@ -578,6 +578,10 @@ static void publish_status(struct dispatcher *dp, json_t **desc)
 	json_object_set_new(o, "lanes", lanes);
 	json_object_set_new(o, "warnings", ws);
 	json_object_set_new(o, "readiness", readiness_json(dp, desc));
+	json_object_set_new(o, "memory_ready",
+			    json_pack("{s:I,s:I,s:I}", "sms", (json_int_t)dp->warmed_n[CHANNEL_SMS],
+				      "app", (json_int_t)dp->warmed_n[CHANNEL_APP], "terminal",
+				      (json_int_t)dp->warmed_n[CHANNEL_TERMINAL]));
 	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!s)

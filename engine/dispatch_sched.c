@@ -227,6 +227,25 @@ static size_t cell_size(int class)
 	return (sizeof(struct delivery) + addr + 15) & ~(size_t)15;
 }
 
+/* A new cell of class, cut from the current chunk (a new chunk when it is used up). */
+static struct delivery *cell_carve(struct delivery_pool *p, int class)
+{
+	size_t size = cell_size(class);
+	if ((size_t)(p->end[class - 1] - p->bump[class - 1]) < size) {
+		char *chunk = bigmem_calloc(1, CELL_CHUNK);
+		if (!chunk)
+			abort(); /* out-of-memory policy: see engine/README.md */
+		memcpy(chunk, &p->chunks, sizeof(void *));
+		p->chunks = chunk;
+		p->bump[class - 1] = chunk + 64; /* after the chain word, a cache line */
+		p->end[class - 1] = chunk + CELL_CHUNK;
+	}
+	struct delivery *d = (struct delivery *)p->bump[class - 1];
+	p->bump[class - 1] += size;
+	p->carved[class - 1]++;
+	return d;
+}
+
 static struct delivery *delivery_alloc(struct dispatcher *dp, size_t len)
 {
 	struct delivery_pool *p = &dp->pool;
@@ -238,18 +257,7 @@ static struct delivery *delivery_alloc(struct dispatcher *dp, size_t len)
 		d = p->free[class - 1];
 		memcpy(&p->free[class - 1], d, sizeof(void *));
 	} else {
-		size_t size = cell_size(class);
-		if ((size_t)(p->end[class - 1] - p->bump[class - 1]) < size) {
-			char *chunk = bigmem_calloc(1, CELL_CHUNK);
-			if (!chunk)
-				abort(); /* out-of-memory policy: see engine/README.md */
-			memcpy(chunk, &p->chunks, sizeof(void *));
-			p->chunks = chunk;
-			p->bump[class - 1] = chunk + 64; /* after the chain word, a cache line */
-			p->end[class - 1] = chunk + CELL_CHUNK;
-		}
-		d = (struct delivery *)p->bump[class - 1];
-		p->bump[class - 1] += size;
+		d = cell_carve(p, class);
 	}
 	if (!d)
 		abort(); /* out-of-memory policy: see engine/README.md */
@@ -564,6 +572,56 @@ void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per
 				l->adapter->reserve(l, (size_t)per[ch] * (ch == CHANNEL_SMS ? parts : 1));
 		}
 	}
+}
+
+/*
+ * Heap made ready per delivery (an adapter's own state for it, a terminal's
+ * ~100 bytes, and the resolver's replies behind it), up to a cap.
+ */
+#define WARM_HEAP_PER_DELIVERY 512
+#define WARM_HEAP_MAX ((size_t)64 << 20)
+
+/* Cut cells of class until n were cut in all, onto the free list, every page touched. */
+static void pool_warm(struct delivery_pool *p, int class, size_t n)
+{
+	size_t size = cell_size(class);
+	while (p->carved[class - 1] < n) {
+		char *d = (char *)cell_carve(p, class);
+		bigmem_touch(d, size);
+		memcpy(d, &p->free[class - 1], sizeof(void *));
+		p->free[class - 1] = d;
+	}
+}
+
+void sched_warm(struct dispatcher *dp, const uint64_t per[CHANNEL_COUNT])
+{
+	uint64_t total = 0, cap = (uint64_t)dp->cfg.warm_deliveries, n[CHANNEL_COUNT];
+	for (int ch = 0; ch < CHANNEL_COUNT; ch++) {
+		n[ch] = dp->channel_on[ch] ? per[ch] : 0;
+		n[ch] = n[ch] < cap - total ? n[ch] : cap - total;
+		total += n[ch];
+		dp->warmed_n[ch] = n[ch] > dp->warmed_n[ch] ? n[ch] : dp->warmed_n[ch];
+	}
+	if (!total)
+		return;
+	map_grow(dp, 2 * total);
+	bigmem_touch(dp->by_id, dp->by_id_cap * sizeof(*dp->by_id));
+	if (n[CHANNEL_APP]) {
+		addr_grow(dp, 2 * n[CHANNEL_APP]);
+		bigmem_touch(dp->by_addr, dp->by_addr_cap * sizeof(*dp->by_addr));
+	}
+	for (int ch = 0; ch < CHANNEL_COUNT; ch++) {
+		size_t lanes = 0;
+		for (size_t i = 0; i < dp->n_lanes; i++)
+			lanes += dp->lanes[i].channel == (enum channel)ch;
+		for (size_t i = 0; i < dp->n_lanes && n[ch]; i++)
+			if (dp->lanes[i].channel == (enum channel)ch)
+				(void)lane_warm(&dp->lanes[i], (size_t)(n[ch] + n[ch] / 4) / lanes + 16);
+	}
+	pool_warm(&dp->pool, CELL_SMALL, (size_t)(n[CHANNEL_SMS] + n[CHANNEL_TERMINAL]));
+	pool_warm(&dp->pool, CELL_LARGE, (size_t)n[CHANNEL_APP]);
+	size_t heap = (size_t)total * WARM_HEAP_PER_DELIVERY;
+	bigmem_heap_warm(heap < WARM_HEAP_MAX ? heap : WARM_HEAP_MAX);
 }
 
 void sched_release(struct dispatcher *dp)

@@ -130,6 +130,14 @@ int lane_reserve(struct lane *l, size_t n)
 	return n > SIZE_MAX / 4 ? -ENOMEM : run_grow(l, l->run_n + n);
 }
 
+int lane_warm(struct lane *l, size_t n)
+{
+	if (n > SIZE_MAX / 4 || run_grow(l, n) < 0)
+		return -ENOMEM;
+	bigmem_touch(l->run, l->run_cap * sizeof(*l->run));
+	return 0;
+}
+
 static int heap_push(struct lane *l, struct lane_slot s)
 {
 	if (l->n == l->cap) {

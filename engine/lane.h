@@ -73,6 +73,8 @@ int lane_push(struct lane *l, struct delivery *d);
 size_t lane_queued(const struct lane *l);
 /* Room for n more in-order deliveries without growing (a sizing hint). 0 or -ENOMEM. */
 int lane_reserve(struct lane *l, size_t n);
+/* Room for n queued deliveries in all, every page of it faulted in now. 0 or -ENOMEM. */
+int lane_warm(struct lane *l, size_t n);
 
 /*
  * The next delivery that may go now, or NULL: when paused, down, at the

@@ -135,6 +135,37 @@ class Dispatch(unittest.TestCase):
         with urllib.request.urlopen(self.d.url + "/metrics", timeout=10) as r:
             return r.read().decode()
 
+    def top_status(self):
+        with urllib.request.urlopen(self.d.url + "/v1/status", timeout=10) as r:
+            return json.load(r)
+
+    def wait_memory_ready(self, want):
+        deadline = time.time() + 20
+        got = None
+        while time.time() < deadline:
+            try:
+                got = self.top_status().get("memory_ready")
+            except urllib.error.HTTPError as e:  # 503 until the first status is out
+                got = e
+            if got == want:
+                return
+            time.sleep(0.1)
+        self.fail("memory_ready %s, want %s" % (got, want))
+
+    # --- memory made ready at start ---
+
+    def test_memory_made_ready_for_the_whole_population(self):
+        v = self.redis.cli("GET", "tocsin:pop:current").strip()
+        phones, apps, terms = (int(x) for x in self.redis.cli(
+            "HMGET", "tocsin:pop:v%s:meta" % v, "phones", "apps", "terminals").split())
+        self.assertTrue(phones and apps and terms)
+        self.start(all_lanes(self.log))
+        self.wait_memory_ready({"sms": phones, "app": apps, "terminal": terms})
+        self.d.stop(signal.SIGKILL)
+        # capped: SMS first, then apps, then terminals, until the cap
+        self.start(all_lanes(self.log), warm_deliveries=str(phones + 5))
+        self.wait_memory_ready({"sms": phones, "app": 5, "terminal": 0})
+
     # --- coverage arithmetic ---
 
     def test_overlapping_targets_counted_once(self):

@@ -246,6 +246,36 @@ static void test_reserve_keeps_order_and_room(void **state)
 	lane_release(&l);
 }
 
+/* Warming a lane that holds queued deliveries (wrapped ring) keeps them, in order. */
+static void test_warm_keeps_what_is_queued(void **state)
+{
+	(void)state;
+	enum { N = 3000, TAKEN = 1000, WARM = 20000 };
+	struct lane l;
+	lane_init(&l, "sms-5", CHANNEL_SMS, 0, 0, N + 1, 0);
+	struct delivery *ds = calloc(N + TAKEN, sizeof(*ds));
+	for (size_t i = 0; i < N + TAKEN; i++)
+		ds[i].seq = i;
+	for (size_t i = 0; i < N; i++)
+		assert_int_equal(lane_push(&l, &ds[i]), 0);
+	for (size_t i = 0; i < TAKEN; i++) {
+		assert_ptr_equal(lane_take(&l, 0), &ds[i]);
+		lane_done(&l);
+	}
+	for (size_t i = N; i < N + TAKEN; i++) /* wraps */
+		assert_int_equal(lane_push(&l, &ds[i]), 0);
+	assert_int_equal(lane_warm(&l, 10), 0); /* no growth: touched in place */
+	assert_int_equal(lane_warm(&l, WARM), 0);
+	assert_true(l.run_cap >= WARM);
+	for (size_t i = TAKEN; i < N + TAKEN; i++) {
+		assert_ptr_equal(lane_take(&l, 0), &ds[i]);
+		lane_done(&l);
+	}
+	assert_null(lane_take(&l, 0));
+	free(ds);
+	lane_release(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -255,6 +285,7 @@ int main(void)
 		cmocka_unit_test(test_down_lane_sends_nothing),
 		cmocka_unit_test(test_ring_and_heap_agree_with_model),
 		cmocka_unit_test(test_reserve_keeps_order_and_room),
+		cmocka_unit_test(test_warm_keeps_what_is_queued),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
