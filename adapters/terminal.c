@@ -19,8 +19,10 @@
  * them (the first one at open, so a setup error shows at start) and stay
  * until the gateway goes. A slot goes back to its shard's free list (and
  * the socket is closed, by replacing it with -1) only when the connection
- * holds no reference, i.e. no SQE naming the slot is queued or in flight. Credentials and the segment tree behind readiness
- * (terminal_ready.h) come from Redis (the current population version),
+ * holds no reference, i.e. no SQE naming the slot is queued or in flight.
+ * Credentials and the segment tree behind readiness (terminal_ready.h,
+ * one tree for every terminal lane of the process: see `ready` below)
+ * come from Redis (the current population version),
  * through the engine's async client on the same loop. With tls_cert and
  * tls_key, each connection runs OpenSSL over memory BIOs (tls_input): the
  * ring moves ciphertext and the Challenge follows the TLS handshake.
@@ -207,7 +209,7 @@ struct term {
 	struct tdel *dels;
 	uint64_t persons;
 	int64_t last_seen_s;
-	uint32_t seg;                  /* in gw->ready; TREADY_NONE when not in the population */
+	uint32_t seg;                  /* in `ready`; TREADY_NONE when not in the population */
 	uint8_t volume, faults;
 	char id[];
 };
@@ -228,6 +230,7 @@ struct alert_cache { /* the last Alert's frame packed (alert_frame) */
 struct tgw {
 	struct lane_host host;
 	struct lane *lane;
+	struct tgw *next_gw;           /* every open gateway of the process (all_gws) */
 	unsigned ack_timeout_ms, heartbeat_ms, handshake_ms, max_conns, sndbuf;
 	unsigned max_handshakes, handshaking;
 	int lfd;
@@ -247,7 +250,6 @@ struct tgw {
 	struct term **buckets;
 	size_t nbuckets, nterms;
 	uint64_t seq, online;
-	struct tready ready;           /* readiness per segment (terminal_ready.h) */
 	long long pop_version;         /* the population version ready was built from; 0 = none */
 	struct timer pop_timer;
 	bool pop_busy;                 /* a population query is in flight */
@@ -263,6 +265,17 @@ struct tgw {
 };
 
 #define TCONN_BYTES sizeof(struct tconn)
+
+/*
+ * Broadcast readiness is one for every terminal lane of the process: two
+ * lanes (say speakers and displays) whose terminals cover the same people
+ * count them once, and a terminal is offline only when no lane holds it.
+ * Every gateway knows every terminal of the population (any may connect to
+ * any lane); `ready` counts the online ones of all of them. All terminal
+ * lanes run on the one loop thread of the dispatcher: no lock.
+ */
+static struct tgw *all_gws;
+static struct tready ready;
 #define CONTAINER(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
 
 static void tconn_close(struct tconn *c, enum terminal_close_reason why);
@@ -642,13 +655,20 @@ static void handshake_done(struct tconn *c)
 	}
 }
 
+/* A terminal came or went: every lane's offline list is recomputed when next asked for. */
+static void offline_changed(void)
+{
+	for (struct tgw *g = all_gws; g; g = g->next_gw)
+		g->offline_stale = true;
+}
+
 static void term_offline(struct tgw *gw, struct term *t)
 {
 	t->conn = NULL;
 	t->last_seen_s = loop_wall_s();
 	gw->online--;
-	gw->offline_stale = true;
-	tready_online(&gw->ready, t->seg, -1);
+	offline_changed();
+	tready_online(&ready, t->seg, -1);
 }
 
 static void tconn_close(struct tconn *c, enum terminal_close_reason why)
@@ -853,8 +873,8 @@ static void tconn_ready(struct tconn *c, const char *id, uint64_t persons)
 	t->persons = persons;
 	t->last_seen_s = loop_wall_s();
 	gw->online++;
-	gw->offline_stale = true;
-	tready_online(&gw->ready, t->seg, +1);
+	offline_changed();
+	tready_online(&ready, t->seg, +1);
 	send_welcome(c);
 	if (c->state != TC_READY)
 		return;
@@ -1155,7 +1175,8 @@ static void on_ack(struct tgw *gw, struct term *t, const Tocsin__Terminal__Ack *
 		td->state = TD_ACCEPTED;
 		struct delivery *d = td->d;
 		td->d = NULL;
-		loop_timer_set(gw->host.loop, &td->timer, ms_until(td->expires_s), on_tdel_timer);
+		/* the ack-timeout timer stays: when it fires it finds TD_ACCEPTED and waits for
+		   the expiry then (on_tdel_timer), one timer-heap update fewer per Alert */
 		gw->host.report(gw->host.ctx, d, OUTCOME_ACCEPTED, NULL, 0);
 		return;
 	case TOCSIN__TERMINAL__ACK_STATE__PLAYING:
@@ -1616,14 +1637,18 @@ static uint32_t pop_seg_row(struct tready *r, char *row)
 			      strtoull(f[2], NULL, 10), f[3]);
 }
 
-/* Rebuild readiness from the script's rows; terminals keep their online state. */
+/*
+ * Rebuild readiness from the script's rows, for every gateway (the tree is
+ * shared, see `ready`); terminals keep their online state.
+ */
 static void pop_apply(struct tgw *gw, const redisReply *r)
 {
 	struct tready fresh = {0};
 	char row[512];
-	for (size_t i = 0; i < gw->nbuckets; i++)
-		for (struct term *t = gw->buckets[i]; t; t = t->hnext)
-			t->seg = TREADY_NONE;
+	for (struct tgw *g = all_gws; g; g = g->next_gw)
+		for (size_t i = 0; i < g->nbuckets; i++)
+			for (struct term *t = g->buckets[i]; t; t = t->hnext)
+				t->seg = TREADY_NONE;
 	for (size_t i = 1; i < r->elements; i++) {
 		const redisReply *e = r->element[i];
 		if (e->type != REDIS_REPLY_STRING || e->len < 3 || e->len >= sizeof(row))
@@ -1639,18 +1664,29 @@ static void pop_apply(struct tgw *gw, const redisReply *r)
 		if (row[0] != 'T' || !tab || !terminal_id_valid(tab + 1))
 			continue;
 		unsigned long seg = strtoul(row + 2, NULL, 10);
-		struct term *t = term_get(gw, tab + 1);
-		if (!t || seg == 0 || seg > fresh.n)
+		if (seg == 0 || seg > fresh.n)
 			continue;
-		t->seg = (uint32_t)(seg - 1);
-		tready_add_terminal(&fresh, t->seg);
+		bool known = false;
+		for (struct tgw *g = all_gws; g; g = g->next_gw) {
+			struct term *t = term_get(g, tab + 1);
+			if (t) {
+				t->seg = (uint32_t)(seg - 1);
+				known = true;
+			}
+		}
+		if (known)
+			tready_add_terminal(&fresh, (uint32_t)(seg - 1));
 	}
-	tready_release(&gw->ready);
-	gw->ready = fresh;
-	for (size_t i = 0; i < gw->nbuckets; i++)
-		for (struct term *t = gw->buckets[i]; t; t = t->hnext)
-			if (t->conn && t->conn->state == TC_READY)
-				tready_online(&gw->ready, t->seg, +1);
+	tready_release(&ready);
+	ready = fresh;
+	for (struct tgw *g = all_gws; g; g = g->next_gw) {
+		g->pop_version = gw->pop_version;
+		for (size_t i = 0; i < g->nbuckets; i++)
+			for (struct term *t = g->buckets[i]; t; t = t->hnext)
+				if (t->conn && t->conn->state == TC_READY)
+					tready_online(&ready, t->seg, +1);
+	}
+	offline_changed();
 	log_info("msg=\"terminal readiness: population loaded\" lane=%s version=%lld segments=%zu "
 		 "terminals=%zu", gw->lane->name, gw->pop_version, fresh.n, gw->nterms);
 }
@@ -1778,6 +1814,8 @@ static int gw_init(struct tgw *gw, const struct config_lane *cfg, char *err, siz
 	/* seqs from the clock: an Ack for an Alert of an earlier run of the
 	   gateway (played while it restarted) matches nothing of this run */
 	gw->seq = (uint64_t)loop_wall_s() << 20;
+	gw->next_gw = all_gws;
+	all_gws = gw;
 	if (listen_on(gw, config_lane_get(cfg, "listen", "0.0.0.0:7000"), err, errlen) < 0)
 		return -1;
 	gw->shards = calloc(gw->max_shards, sizeof(*gw->shards));
@@ -1798,6 +1836,16 @@ static int gw_init(struct tgw *gw, const struct config_lane *cfg, char *err, siz
 	return 0;
 }
 
+/* Out of all_gws (if in it): the others stop counting its terminals. */
+static void gw_unlink(struct tgw *gw)
+{
+	for (struct tgw **pp = &all_gws; *pp; pp = &(*pp)->next_gw)
+		if (*pp == gw) {
+			*pp = gw->next_gw;
+			break;
+		}
+}
+
 static void gw_free(struct tgw *gw)
 {
 	for (unsigned i = 0; i < gw->nshards; i++)
@@ -1816,7 +1864,9 @@ static void gw_free(struct tgw *gw)
 	}
 	for (size_t i = 0; i < gw->nreasons; i++)
 		free(gw->reasons[i]);
-	tready_release(&gw->ready);
+	gw_unlink(gw);
+	if (!all_gws)
+		tready_release(&ready);
 	abody_put(gw->alert.body);
 	free(gw->alert.id);
 	free(gw->buckets);
@@ -1892,6 +1942,8 @@ static void terminal_close(struct lane *l)
 		next = c->next; /* tconn_close may free c */
 		tconn_close(c, TERMINAL_CLOSE_SHUTDOWN);
 	}
+	gw_unlink(gw); /* its terminals are all offline now */
+	offline_changed();
 	redis_stop(&gw->rc);
 	loop_timer_set(gw->host.loop, &gw->reaper, 0, on_reaper);
 }
@@ -1909,44 +1961,62 @@ void terminal_readiness(const struct lane *l, uint64_t *online, uint64_t *total_
 	const struct tgw *gw = gw_of(l);
 	uint64_t persons = 0, covered = 0;
 	if (gw)
-		tready_total(&gw->ready, &persons, &covered);
+		tready_total(&ready, &persons, &covered);
 	*online = gw ? gw->online : 0;
 	*total_known = gw ? gw->nterms : 0;
 	*persons_online = covered;
 }
 
 /* Oldest last_seen first; ties by id, so the list is stable. */
-static bool offline_before(const struct term *t, const struct terminal_offline *o)
+static bool offline_before(const char *id, int64_t seen, const struct terminal_offline *o)
 {
-	return t->last_seen_s < o->last_seen_s ||
-	       (t->last_seen_s == o->last_seen_s && strcmp(t->id, o->id) < 0);
+	return seen < o->last_seen_s || (seen == o->last_seen_s && strcmp(id, o->id) < 0);
 }
 
-static void offline_insert(struct terminal_offline *out, size_t *k, size_t n, const struct term *t)
+static void offline_insert(struct terminal_offline *out, size_t *k, size_t n, const char *id,
+			   int64_t seen)
 {
 	size_t i = *k;
-	if (i == n && (n == 0 || !offline_before(t, &out[n - 1])))
+	if (i == n && (n == 0 || !offline_before(id, seen, &out[n - 1])))
 		return;
 	if (i == n)
 		i--;
-	while (i > 0 && offline_before(t, &out[i - 1])) {
+	while (i > 0 && offline_before(id, seen, &out[i - 1])) {
 		out[i] = out[i - 1];
 		i--;
 	}
-	snprintf(out[i].id, sizeof(out[i].id), "%s", t->id);
-	out[i].last_seen_s = t->last_seen_s;
+	snprintf(out[i].id, sizeof(out[i].id), "%s", id);
+	out[i].last_seen_s = seen;
 	if (*k < n)
 		(*k)++;
 }
 
+/* t (of gateway gw) is connected to no gateway; *seen: when one of them last saw it. */
+static bool offline_everywhere(const struct tgw *gw, const struct term *t, int64_t *seen)
+{
+	*seen = t->last_seen_s;
+	if (t->conn)
+		return false;
+	for (const struct tgw *g = all_gws; g; g = g->next_gw) {
+		const struct term *u = g == gw ? NULL : term_find(g, t->id);
+		if (u && u->conn)
+			return false;
+		if (u && u->last_seen_s > *seen)
+			*seen = u->last_seen_s;
+	}
+	return true;
+}
+
+/* Terminals connected to no terminal lane of the process (every lane knows them all). */
 size_t terminal_offline_oldest(const struct lane *l, struct terminal_offline *out, size_t n)
 {
 	const struct tgw *gw = gw_of(l);
 	size_t k = 0;
+	int64_t seen;
 	for (size_t i = 0; gw && i < gw->nbuckets; i++)
 		for (const struct term *t = gw->buckets[i]; t; t = t->hnext)
-			if (!t->conn)
-				offline_insert(out, &k, n, t);
+			if (offline_everywhere(gw, t, &seen))
+				offline_insert(out, &k, n, t->id, seen);
 	return k;
 }
 
@@ -1998,7 +2068,7 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 	uint64_t persons = 0, covered = 0;
 	if (!gw)
 		return;
-	tready_total(&gw->ready, &persons, &covered);
+	tready_total(&ready, &persons, &covered);
 	set_int(o, "terminals_online", gw->online);
 	set_int(o, "terminals_known", gw->nterms);
 	set_int(o, "persons_online", covered);
@@ -2022,7 +2092,7 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 		set_int(o, key, gw->st.closed[i]);
 	}
 	json_object_set_new(o, "tls", json_boolean(gw->tls != NULL));
-	json_object_set_new(o, "segments", segments_json(&gw->ready));
+	json_object_set_new(o, "segments", segments_json(&ready));
 	if (gw->offline_stale) { /* a scan of every terminal, only after something changed */
 		gw->n_offline = terminal_offline_oldest(l, gw->offline, TERMINAL_OFFLINE_LIST);
 		gw->offline_stale = false;

@@ -18,11 +18,12 @@
 #include "terminal_frame.h"
 
 /*
- * online: authenticated connections; total_known: distinct terminal ids the
- * gateway knows (the current population's, and any authenticated or
- * addressed by a delivery); persons_online: persons covered by the online
- * terminals, each counted once (the model is in terminal_ready.h; per
- * segment through the adapter's describe()).
+ * online: this lane's authenticated connections; total_known: distinct
+ * terminal ids the gateway knows (the current population's, and any
+ * authenticated or addressed by a delivery); persons_online: persons
+ * covered by the terminals online on any terminal lane of the process,
+ * each counted once (the model is in terminal_ready.h; per segment through
+ * the adapter's describe()).
  */
 void terminal_readiness(const struct lane *l, uint64_t *online, uint64_t *total_known,
 			uint64_t *persons_online);
@@ -32,7 +33,7 @@ struct terminal_offline {
 	int64_t last_seen_s; /* wall clock; 0 = never connected since the gateway started */
 };
 
-/* The up-to-n offline terminals seen longest ago, oldest first. Returns how many. */
+/* The up-to-n terminals connected to no terminal lane, seen longest ago first. Returns how many. */
 size_t terminal_offline_oldest(const struct lane *l, struct terminal_offline *out, size_t n);
 
 /* Why a connection was closed: each is counted and logged once per connection. */

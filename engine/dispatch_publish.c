@@ -463,20 +463,29 @@ static json_t *warning_json(const struct campaign *c, uint64_t now)
 	return o;
 }
 
+/*
+ * Every terminal lane reports the readiness of all terminal lanes together
+ * (persons covered once, a terminal offline only when no lane holds it: see
+ * adapters/terminal.c), so those are taken once; terminals online are each
+ * lane's own and add up.
+ */
 static json_t *readiness_json(struct dispatcher *dp, json_t **desc)
 {
 	json_int_t online = 0, persons = 0;
-	json_t *offline = json_array();
+	json_t *offline = NULL;
 	for (size_t i = 0; i < dp->n_lanes; i++) {
 		json_t *a = desc[i];
 		if (dp->lanes[i].channel != CHANNEL_TERMINAL || !a)
 			continue;
 		online += json_integer_value(json_object_get(a, "terminals_online"));
-		persons += json_integer_value(json_object_get(a, "persons_online"));
+		json_int_t p = json_integer_value(json_object_get(a, "persons_online"));
+		persons = p > persons ? p : persons;
 		json_t *off = json_object_get(a, "offline_longest");
-		if (json_is_array(off))
-			json_array_extend(offline, off);
+		if (!offline && json_is_array(off))
+			offline = json_deep_copy(off);
 	}
+	if (!offline)
+		offline = json_array();
 	json_t *o = json_object();
 	json_object_set_new(o, "population", json_integer((json_int_t)dp->population));
 	json_object_set_new(o, "persons_online", json_integer(persons));

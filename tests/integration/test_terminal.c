@@ -93,7 +93,7 @@ struct fixture {
 	int redis_port, gw_port, tls_port;
 	pid_t redis_pid, swarm_pid[4], scale_pid[MAX_SWARMS];
 	struct loop loop;
-	struct lane lane, tls_lane, scale_lane;
+	struct lane lane, tls_lane, scale_lane, b_lane; /* b_lane: test_readiness_lanes */
 	int scale_port;
 	bool scale_tls;
 	struct lane *cur;      /* the lane submit(), start_swarm() and test_scale() use */
@@ -1325,6 +1325,65 @@ static void test_readiness(struct fixture *fx)
 	free(sp);
 }
 
+/*
+ * Two terminal lanes, one population: r-disp1 online on a second lane and
+ * r-disp2 on the first, both on B1 (4 persons). Each lane's readiness is
+ * the union (9 of 20, B1 once), and a terminal online on either lane is in
+ * neither's offline list; once the second lane closes, r-disp1 is offline.
+ */
+static int open_lane(struct fixture *fx, struct lane *l, const char *name, int port, bool tls,
+		     bool scale);
+
+static bool offline_has(struct fixture *fx, const char *id)
+{
+	struct terminal_offline *off = calloc(200000, sizeof(*off));
+	size_t n = terminal_offline_oldest(&fx->lane, off, 200000);
+	bool has = false;
+	for (size_t i = 0; i < n; i++)
+		has |= !strcmp(off[i].id, id);
+	free(off);
+	return has;
+}
+
+static bool b_closed(struct fixture *fx, void *arg)
+{
+	return offline_has(fx, "r-disp1");
+}
+
+static void test_readiness_lanes(struct fixture *fx)
+{
+	long nt = N_FUNC + 3 + fx->scale, on1 = N_FUNC + 2;
+	int port = free_port(), gw_port = fx->gw_port;
+	struct rawt *d1 = calloc(1, sizeof(*d1)), *d2 = calloc(1, sizeof(*d2));
+	uint64_t known = (uint64_t)nt, on, k, persons;
+	bool opened = open_lane(fx, &fx->b_lane, "terminals-b", port, false, false) == 0;
+	fx->cur = &fx->b_lane;
+	CHECK(fx, opened && run_until(fx, known_at_least, &known, 10000),
+	      "a second plaintext lane knows the population");
+	fx->cur = &fx->lane;
+	bool in2 = raw_login(fx, d2, "r-disp2", "disp2-secret");
+	fx->gw_port = port;
+	bool in1 = raw_login(fx, d1, "r-disp1", "disp1-secret");
+	fx->gw_port = gw_port;
+	struct seg_want both[] = {{"3501", 20, 9, nt + 3, on1 + 2}, {"35010201", 10, 4, 3, 2}};
+	CHECK(fx, in1 && in2 && segs_are(fx, both, 2, 9, "one display per lane"),
+	      "a display on B1 on each lane: B1 counted once (9 of 20)");
+	terminal_readiness(&fx->b_lane, &on, &k, &persons);
+	CHECK(fx, on == 1 && persons == 9, "the second lane: 1 online of its own, persons %lu (the union)",
+	      (unsigned long)persons);
+	CHECK(fx, !offline_has(fx, "r-disp1") && !offline_has(fx, "r-disp2"),
+	      "online on either lane: in no offline list");
+	adapter_terminal.close(&fx->b_lane);
+	struct seg_want one[] = {{"3501", 20, 9, nt + 3, on1 + 1}, {"35010201", 10, 4, 3, 1}};
+	CHECK(fx, run_until(fx, b_closed, NULL, 3000) && segs_are(fx, one, 2, 9, "second lane closed"),
+	      "the second lane closes: r-disp1 offline, B1 still covered by r-disp2");
+	raw_close(d1);
+	raw_close(d2);
+	run_until(fx, sleep_cond, NULL, 300); /* b_lane is released at teardown */
+	free(d1);
+	free(d2);
+}
+
 /* --- TLS: the same protocol inside TLS, certificate made at test time ----------------------- */
 
 static bool tls_closed_once(struct fixture *fx, void *arg)
@@ -1487,19 +1546,24 @@ static void teardown(struct fixture *fx)
 		stop_pid(&fx->swarm_pid[i]);
 	for (int i = 0; i < MAX_SWARMS; i++)
 		stop_pid(&fx->scale_pid[i]);
-	bool open = fx->lane.adapter_state || fx->tls_lane.adapter_state || fx->scale_lane.adapter_state;
+	bool open = fx->lane.adapter_state || fx->tls_lane.adapter_state ||
+		    fx->scale_lane.adapter_state || fx->b_lane.adapter_state;
 	if (fx->lane.adapter_state)
 		adapter_terminal.close(&fx->lane);
 	if (fx->tls_lane.adapter_state)
 		adapter_terminal.close(&fx->tls_lane);
 	if (fx->scale_lane.adapter_state)
 		adapter_terminal.close(&fx->scale_lane);
+	if (fx->b_lane.adapter_state)
+		adapter_terminal.close(&fx->b_lane);
 	if (open) /* the gateways free themselves once their ops came back: no timer left then */
 		run_until(fx, no_timers, NULL, 15000);
 	lane_release(&fx->lane);
 	lane_release(&fx->tls_lane);
 	if (fx->scale_lane.name[0])
 		lane_release(&fx->scale_lane);
+	if (fx->b_lane.name[0])
+		lane_release(&fx->b_lane);
 	stop_pid(&fx->redis_pid);
 	for (size_t i = 0; i < fx->n_dels; i++)
 		free(fx->dels[i].address);
@@ -1565,6 +1629,7 @@ int main(int argc, char **argv)
 	test_reconnect(&fx, w1);
 	test_short_sends(&fx);
 	test_readiness(&fx);
+	test_readiness_lanes(&fx);
 	test_tls(&fx, w1);
 	if (scale > 0) {
 		fx.scale_tls = tls_scale;
