@@ -115,6 +115,7 @@ struct push_req {
 	char retry_after[16];
 	size_t rlen;
 	int32_t stream_id;
+	size_t tok_len;        /* of the token in d->address */
 	unsigned jwt_gen, resends;
 	bool built, sent, auth_retried;
 	struct push_req *prev, *next;
@@ -1087,8 +1088,13 @@ static void ensure_conns(struct push *p)
 
 /* --- building and submitting requests --- */
 
-/* Token characters: bit 1 an APNs (hex) character, bit 2 an FCM one. */
-enum { TOK_HEX = 1, TOK_FCM = 2 };
+/*
+ * Token characters, one table lookup per byte: TOK_HEX an APNs (hex)
+ * character, TOK_FCM an FCM one, TOK_VIS any byte allowed in a webhook token
+ * (not a control character, space or DEL), TOK_PLAIN printable ASCII with
+ * nothing to escape in JSON.
+ */
+enum { TOK_HEX = 1, TOK_FCM = 2, TOK_VIS = 4, TOK_PLAIN = 8 };
 static unsigned char tok_class[256];
 
 static void tok_class_init(void)
@@ -1097,25 +1103,32 @@ static void tok_class_init(void)
 		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 		bool fcm = hex || (c >= 'g' && c <= 'z') || (c >= 'G' && c <= 'Z') || c == '_' ||
 			   c == '-' || c == ':' || c == '.';
-		tok_class[c] = (unsigned char)((hex ? TOK_HEX : 0) | (fcm ? TOK_FCM : 0));
+		bool vis = c > ' ' && c != 0x7f;
+		bool plain = vis && c < 0x7f && c != '"' && c != '\\';
+		tok_class[c] = (unsigned char)((hex && vis ? TOK_HEX : 0) | (fcm && vis ? TOK_FCM : 0) |
+					       (vis ? TOK_VIS : 0) | (plain ? TOK_PLAIN : 0));
 	}
 }
 
-static bool token_ok(enum push_provider prov, const char *t)
+/*
+ * Whether t is a token the provider can take (webhook: any visible
+ * characters), in one pass: its length into *len, and into *plain whether
+ * it can go into JSON as it is.
+ */
+static bool token_check(enum push_provider prov, const char *t, size_t *len, bool *plain)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, tok_class_init);
-	size_t n = strlen(t);
+	unsigned char all = 0xff;
+	size_t n = 0;
+	for (unsigned char c; (c = (unsigned char)t[n]); n++)
+		all &= tok_class[c];
+	*len = n;
+	*plain = all & TOK_PLAIN;
 	if (n == 0 || n > 4096)
 		return false;
-	/* webhook tokens: any visible character */
-	unsigned char need = prov == PUSH_APNS ? TOK_HEX : prov == PUSH_FCM ? TOK_FCM : 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)t[i];
-		if ((tok_class[c] & need) != need || c <= ' ' || c == 0x7f)
-			return false;
-	}
-	return prov != PUSH_APNS || n <= 200;
+	unsigned char need = prov == PUSH_APNS ? TOK_HEX : prov == PUSH_FCM ? TOK_FCM : TOK_VIS;
+	return (all & need) == need && (prov != PUSH_APNS || n <= 200);
 }
 
 static const char *level_for(const struct push *p, Tocsin__Severity sev)
@@ -1217,21 +1230,11 @@ static const struct body_tmpl *body_template(struct push *p, const struct delive
 	return t;
 }
 
-/* Printable ASCII with nothing to escape in JSON. */
-static bool token_plain(const char *t, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f || t[i] == '"' || t[i] == '\\')
-			return false;
-	return true;
-}
-
 /* The request body: the cached rendering with the token put in (or rendered whole). */
-static int build_body(struct push *p, struct push_req *r)
+static int build_body(struct push *p, struct push_req *r, const char *tok, bool plain)
 {
-	const char *tok = addr_token(r->d->address);
-	size_t tl = strlen(tok);
-	const struct body_tmpl *t = token_plain(tok, tl) ? body_template(p, r->d) : NULL;
+	size_t tl = r->tok_len;
+	const struct body_tmpl *t = plain ? body_template(p, r->d) : NULL;
 	if (!t) { /* a webhook token that needs escaping, or no room in the cache's body */
 		char title[1024];
 		struct push_msg m;
@@ -1333,7 +1336,7 @@ static int apns_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, nght
 		return -1;
 	r->jwt_gen = p->jwt.gen;
 	const char *tok = addr_token(r->d->address);
-	size_t tl = strlen(tok); /* ≤ 200: token_ok */
+	size_t tl = r->tok_len; /* ≤ 200: token_check */
 	memcpy(r->apns_path, "/3/device/", 10);
 	memcpy(r->apns_path + 10, tok, tl + 1);
 	*path = (nghttp2_nv)NVL(":path", r->apns_path, 10 + tl);
@@ -1443,11 +1446,13 @@ static void on_kick(struct timer *t)
 	struct push_conn *pc;
 	while ((r = p->waiting.head) && (pc = pick_conn(p))) {
 		list_remove(&p->waiting, r);
-		if (!token_ok(p->prov, addr_token(r->d->address))) {
+		const char *tok = addr_token(r->d->address);
+		bool plain;
+		if (!token_check(p->prov, tok, &r->tok_len, &plain)) {
 			req_report(p, r, OUTCOME_PERMANENT, "push: malformed token", 0);
 			continue;
 		}
-		if ((!r->built && build_body(p, r) < 0) || submit_on(pc, r) < 0) {
+		if ((!r->built && build_body(p, r, tok, plain) < 0) || submit_on(pc, r) < 0) {
 			req_report(p, r, OUTCOME_PERMANENT, "push: cannot build request", 0);
 			continue;
 		}

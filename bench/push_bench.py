@@ -196,14 +196,14 @@ def main():
                     eng = engine(redis, bureau, keyring, port, tls,
                                  "push-%s-%d" % (name.lower(), rnd), tokens)
                 finally:
-                    eng["sink_seconds"], eng["sink_requests"], eng["sink_cpu_ns"] = \
-                        sink_seconds(sim, stats)
+                    sink = sink_seconds(sim, stats)
+                eng["sink_seconds"], eng["sink_requests"], eng["sink_cpu_ns"] = sink
                 sim, port, stats = start_sim(tls, "h2load-%d" % rnd)
                 try:
                     base = h2load(port, tls, tokens, body)
                 finally:
-                    base["sink_seconds"], base["sink_requests"], base["sink_cpu_ns"] = \
-                        sink_seconds(sim, stats)
+                    sink = sink_seconds(sim, stats)
+                base["sink_seconds"], base["sink_requests"], base["sink_cpu_ns"] = sink
                 results.append({"tls": tls, "round": rnd, "engine": eng, "h2load": base})
                 e_rate = eng["sink_requests"] / eng["sink_seconds"]
                 b_rate = base["sink_requests"] / base["sink_seconds"]
