@@ -69,6 +69,17 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h> /* recycled memory is poisoned while free */
+#define PUSH_ASAN 1
+#endif
+#endif
+#ifndef PUSH_ASAN
+#define ASAN_POISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#endif
+
 #include "adapters.h"
 #include "buf.h"
 #include "campaign.h"
@@ -242,6 +253,7 @@ struct ng_block {
 struct ng_pool {
 	struct ng_block *free[NG_POOL_CLASSES];
 	unsigned n[NG_POOL_CLASSES];
+	bool closed;           /* the lane is closing: frees go straight back to malloc */
 };
 
 static unsigned ng_class(size_t total)
@@ -262,6 +274,7 @@ static void *ng_malloc(size_t size, void *user)
 	if (c < NG_POOL_CLASSES && (b = pool->free[c])) {
 		pool->free[c] = b->next;
 		pool->n[c]--;
+		ASAN_UNPOISON_MEMORY_REGION(b + 1, size);
 	} else {
 		b = malloc(c < NG_POOL_CLASSES ? (size_t)64 << c : size + sizeof(*b));
 		if (!b)
@@ -279,10 +292,11 @@ static void ng_free(void *ptr, void *user)
 		return;
 	struct ng_block *b = (struct ng_block *)ptr - 1;
 	unsigned c = b->cls;
-	if (c < NG_POOL_CLASSES && pool->n[c] < NG_POOL_BYTES / (64u << c)) {
+	if (c < NG_POOL_CLASSES && !pool->closed && pool->n[c] < NG_POOL_BYTES / (64u << c)) {
 		b->next = pool->free[c];
 		pool->free[c] = b;
 		pool->n[c]++;
+		ASAN_POISON_MEMORY_REGION(b + 1, (64u << c) - sizeof(*b));
 		return;
 	}
 	free(b);
@@ -304,6 +318,7 @@ static void *ng_realloc(void *ptr, size_t size, void *user)
 		return ng_malloc(size, user);
 	struct ng_block *b = (struct ng_block *)ptr - 1;
 	if (b->cls < NG_POOL_CLASSES && size + sizeof(*b) <= ((size_t)64 << b->cls)) {
+		ASAN_UNPOISON_MEMORY_REGION(ptr, size);
 		b->size = (uint32_t)size;
 		return ptr;
 	}
@@ -315,16 +330,25 @@ static void *ng_realloc(void *ptr, size_t size, void *user)
 	return n;
 }
 
-static void ng_pool_free(struct ng_pool *pool)
+/* Give the free blocks back to malloc (the pool itself stays usable). */
+static void ng_pool_trim(struct ng_pool *pool)
 {
-	if (!pool)
-		return;
 	for (unsigned c = 0; c < NG_POOL_CLASSES; c++)
 		while (pool->free[c]) {
 			struct ng_block *b = pool->free[c];
 			pool->free[c] = b->next;
+			ASAN_UNPOISON_MEMORY_REGION(b + 1, (64u << c) - sizeof(*b));
 			free(b);
 		}
+	for (unsigned c = 0; c < NG_POOL_CLASSES; c++)
+		pool->n[c] = 0;
+}
+
+static void ng_pool_free(struct ng_pool *pool)
+{
+	if (!pool)
+		return;
+	ng_pool_trim(pool);
 	free(pool);
 }
 
@@ -397,6 +421,7 @@ static struct push_req *req_new(struct push *p)
 	if (r) {
 		p->free_reqs = r->next;
 		p->n_free_reqs--;
+		ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r));
 	} else if ((r = malloc(sizeof(*r)))) {
 		r->body = NULL;
 		r->body_cap = 0;
@@ -416,10 +441,15 @@ static void req_detach(struct push_req *r)
 static void req_free(struct push *p, struct push_req *r)
 {
 	req_detach(r);
-	if (p->n_free_reqs < PUSH_FREE_REQS && r->body_cap <= 2048) {
+	if (!p->closing && p->n_free_reqs < PUSH_FREE_REQS && r->body_cap <= 2048) {
 		r->next = p->free_reqs;
 		p->free_reqs = r;
 		p->n_free_reqs++;
+		/* a recycled request is poisoned but for its link and its body pointer */
+		ASAN_POISON_MEMORY_REGION(r, offsetof(struct push_req, next));
+		ASAN_POISON_MEMORY_REGION(&r->auth, offsetof(struct push_req, body) -
+							offsetof(struct push_req, auth));
+		ASAN_POISON_MEMORY_REGION(&r->body_cap, sizeof(*r) - offsetof(struct push_req, body_cap));
 		return;
 	}
 	free(r->body);
@@ -1682,14 +1712,32 @@ static int parse_lane(struct push *p, const struct config_lane *cfg, char *err, 
 	return p->tls ? tls_setup(p, cfg, err, errlen) : 0;
 }
 
-static void push_free(struct push *p)
+/* Free the recycled requests and nghttp2's free blocks: nothing refers to them. */
+static void push_trim(struct push *p)
 {
 	while (p->free_reqs) {
 		struct push_req *r = p->free_reqs;
 		p->free_reqs = r->next;
+		ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r));
 		free(r->body);
 		free(r);
 	}
+	p->n_free_reqs = 0;
+	if (p->pool)
+		ng_pool_trim(p->pool);
+}
+
+/* From close() on, nothing is kept for reuse. */
+static void push_stop_recycling(struct push *p)
+{
+	push_trim(p);
+	if (p->pool)
+		p->pool->closed = true;
+}
+
+static void push_free(struct push *p)
+{
+	push_trim(p);
 	hstr_unref(p->auth);
 	ng_pool_free(p->pool);
 	for (unsigned i = 0; i < PUSH_BODY_CACHE; i++)
@@ -1777,6 +1825,7 @@ static void push_close(struct lane *l)
 		next = pc->all_next;
 		pc_close(pc, "lane closed");
 	}
+	push_stop_recycling(p); /* at once: the rest waits for the connections' last completions */
 	if (p->redis_on)
 		redis_stop(&p->redis);
 	on_reap(&p->reap); /* frees now, or once the last op came back */

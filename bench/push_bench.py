@@ -15,10 +15,13 @@ rounds' ratios: one round is under a second of work on each side, and h2load
 alone moves by +-30 % between rounds on a 2-core machine. Engine and baseline
 alternate within a round (the engine first: the baseline posts its body). Every process is started here and stopped by pid.
 
-Each engine round also prints tocsind's CPU time per push: the run time of
-all its threads (/proc/PID/task/*/schedstat) from just before the warning is
-posted to the last answer, divided by the pushes. On a shared machine this
-moves far less than the wall clock, so it is the figure to compare builds by.
+Each round also prints CPU time per request: tocsind's (the run time of all
+its threads, /proc/PID/task/*/schedstat, from just before the warning is
+posted to the last answer, divided by the pushes), redis-server's over the
+same span (resolution reads the district from it), h2load's (its rusage) and
+push_sim's in either run (utime + stime). On a shared machine tocsind's
+figure moves far less than the wall clock, so it is the one to compare
+builds by; the sum per run shows where the two cores went.
 """
 import argparse
 import csv
@@ -141,7 +144,7 @@ def engine(redis, bureau, keyring, port, tls, ident, tokens):
                 name=ident).start()
     try:
         time.sleep(0.5)
-        cpu0 = cpu_ns(d.proc.pid)
+        cpu0, rcpu0 = cpu_ns(d.proc.pid), cpu_ns(redis.proc.pid)
         req = urllib.request.Request(d.url + "/v1/warnings", data=bureau.sign(
             bureau.warning(ident=ident, targets=["350102"])),
             headers={"Content-Type": "application/x-protobuf"})
@@ -156,9 +159,11 @@ def engine(redis, bureau, keyring, port, tls, ident, tokens):
                 break
             time.sleep(0.05)
         cpu_us = (cpu_ns(d.proc.pid) - cpu0) / 1000.0 / tokens
+        redis_us = (cpu_ns(redis.proc.pid) - rcpu0) / 1000.0 / tokens
         seconds = (cov["elapsed_ms"] - cov["first_send_ms"]) / 1000.0
         return {"pushes": tokens, "seconds": seconds, "per_second": tokens / seconds,
-                "accepted": cov["deliveries"]["accepted"], "cpu_us_per_push": cpu_us}
+                "accepted": cov["deliveries"]["accepted"], "cpu_us_per_push": cpu_us,
+                "redis_cpu_us_per_push": redis_us}
     finally:
         d.stop()
 
@@ -210,10 +215,11 @@ def main():
                 ratios.append(e_rate / b_rate)
                 cpus.append(eng["cpu_us_per_push"])
                 print("%s round %d (sink clock): engine %.0f pushes/s (%d accepted), h2load %.0f "
-                      "req/s: ratio %.2f; CPU us per request: tocsind %.2f, h2load %.2f, "
-                      "push_sim %.2f (engine run) / %.2f (h2load run)" % (
+                      "req/s: ratio %.2f; CPU us per request: tocsind %.2f (redis %.2f), h2load "
+                      "%.2f, push_sim %.2f (engine run) / %.2f (h2load run)" % (
                           name, rnd + 1, e_rate, eng["accepted"], b_rate, e_rate / b_rate,
-                          eng["cpu_us_per_push"], base["cpu_us_per_req"],
+                          eng["cpu_us_per_push"], eng["redis_cpu_us_per_push"],
+                          base["cpu_us_per_req"],
                           eng["sink_cpu_ns"] / 1000.0 / max(eng["sink_requests"], 1),
                           base["sink_cpu_ns"] / 1000.0 / max(base["sink_requests"], 1)),
                       flush=True)
