@@ -39,7 +39,11 @@
  *     last op came back (two-phase close);
  *   - after close() no report is made; the adapter state is freed once the
  *     last connection and the Redis client are idle (the loop must keep
- *     running until then).
+ *     running until then);
+ *   - header values are given to nghttp2 without a copy: each lives at least
+ *     as long as its request is on a connection (see NV_FLAGS);
+ *   - a request is recycled only once nothing refers to it any more (after
+ *     its report, or when freed while waiting).
  *
  * Connection state table:
  *
