@@ -39,7 +39,11 @@
  *     last op came back (two-phase close);
  *   - after close() no report is made; the adapter state is freed once the
  *     last connection and the Redis client are idle (the loop must keep
- *     running until then).
+ *     running until then);
+ *   - header values are given to nghttp2 without a copy: each lives at least
+ *     as long as its request is on a connection (see NV_FLAGS);
+ *   - a request is recycled only once nothing refers to it any more (after
+ *     its report, or when freed while waiting).
  *
  * Connection state table:
  *
@@ -68,6 +72,17 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#include <sanitizer/asan_interface.h> /* recycled memory is poisoned while free */
+#define PUSH_ASAN 1
+#endif
+#endif
+#ifndef PUSH_ASAN
+#define ASAN_POISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
+#endif
 
 #include "adapters.h"
 #include "buf.h"
@@ -98,19 +113,43 @@ enum pc_state { PC_CONNECTING, PC_HANDSHAKE, PC_OPEN, PC_DRAINING, PC_CLOSING };
 struct push;
 struct push_conn;
 
+struct hstr;
+
+/*
+ * A request. Requests are recycled through the lane's free list; the part
+ * before `body` is cleared for each new delivery, the body buffer is kept
+ * (body_cap) and the answer buffer is not cleared (rlen says what is valid).
+ * The header values nghttp2 is given without a copy (NO_COPY) live here or
+ * in `auth`, a reference held while the request is on a connection.
+ */
 struct push_req {
 	struct delivery *d;
 	struct push_conn *pc;  /* NULL while waiting */
-	char *body;            /* request body, built once */
 	size_t len, off;
 	int status;
 	char retry_after[16];
-	char rbody[PUSH_MAX_RESP_BODY];
 	size_t rlen;
 	int32_t stream_id;
+	size_t tok_len;        /* of the token in d->address */
 	unsigned jwt_gen, resends;
-	bool sent, auth_retried;
+	bool built, sent, auth_retried;
 	struct push_req *prev, *next;
+	struct hstr *auth;     /* the authorization value submitted with it, or NULL */
+	/* -- kept across reuse -- */
+	char *body;            /* request body, built once per delivery (len bytes) */
+	size_t body_cap;
+	char clen[24];         /* content-length value */
+	char apns_path[224];   /* APNs: "/3/device/" + token (≤ 200) */
+	char apns_exp[24], apns_cid[65];
+	char rbody[PUSH_MAX_RESP_BODY];
+};
+#define REQ_CLEAR offsetof(struct push_req, body)
+
+/* A header value shared by requests (the credentials); freed with its last reference. */
+struct hstr {
+	unsigned refs;
+	size_t len;
+	char s[];
 };
 
 struct req_list {
@@ -168,13 +207,19 @@ struct push {
 	struct push_jwt jwt;
 	bool has_jwt;
 	char bearer[4096];
-	char hdr_path[4200], hdr_auth[4200];
-	unsigned auth_gen;     /* 1 + the JWT or bearer generation hdr_auth holds (0 = none) */
+	char hdr_path[4200];
+	unsigned auth_gen;     /* 1 + the JWT or bearer generation `auth` holds (0 = none) */
 	unsigned bearer_gen;   /* FCM: bumped when the token file changed */
 	const struct campaign *hdr_c; /* APNs: the campaign hdr_exp and hdr_cid belong to */
 	char *hdr_id, hdr_exp[24], hdr_cid[65];
+	size_t hdr_path_len;
 	struct body_tmpl tmpl[PUSH_BODY_CACHE];
 	unsigned tmpl_next;
+	struct hstr *auth;     /* "bearer JWT" / "Bearer token" as of auth_gen */
+	size_t authority_len, topic_len;
+	struct push_req *free_reqs; /* recycled requests */
+	unsigned n_free_reqs;
+	struct ng_pool *pool;  /* nghttp2's allocations for every connection of the lane */
 	struct timespec bearer_mtime;
 	SSL_CTX *ssl_ctx;
 	struct push_conn *conns[PUSH_MAX_CONNS];
@@ -189,6 +234,127 @@ struct push {
 };
 
 #define CONTAINER(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
+
+/*
+ * nghttp2's allocator for a lane (nghttp2_session_client_new3): its
+ * allocations are small and come and go once or twice per request (stream,
+ * outbound item, header array, received header buffers), a burst of
+ * hundreds at a time, more than glibc's per-size caches hold. Freed blocks
+ * go to a free list per power-of-two class (64 B to 4 KB, at most
+ * NG_POOL_BYTES per class) and are reused; larger blocks are plain malloc.
+ * Every block starts with a 16-byte header (its class and size), so blocks
+ * keep malloc's 16-byte alignment. One thread only, like the lane.
+ */
+#define NG_POOL_CLASSES 7 /* 64, 128, ..., 4096 bytes, header included */
+#define NG_POOL_BYTES (256u * 1024)
+
+struct ng_block {
+	_Alignas(16) uint32_t cls; /* NG_POOL_CLASSES: not pooled */
+	uint32_t size;             /* what was asked for */
+	struct ng_block *next;     /* while free */
+};
+
+struct ng_pool {
+	struct ng_block *free[NG_POOL_CLASSES];
+	unsigned n[NG_POOL_CLASSES];
+	bool closed;           /* the lane is closing: frees go straight back to malloc */
+};
+
+static unsigned ng_class(size_t total)
+{
+	unsigned c = 0;
+	while (c < NG_POOL_CLASSES && ((size_t)64 << c) < total)
+		c++;
+	return c;
+}
+
+static void *ng_malloc(size_t size, void *user)
+{
+	struct ng_pool *pool = user;
+	if (size > UINT32_MAX - sizeof(struct ng_block))
+		return NULL;
+	unsigned c = ng_class(size + sizeof(struct ng_block));
+	struct ng_block *b;
+	if (c < NG_POOL_CLASSES && (b = pool->free[c])) {
+		pool->free[c] = b->next;
+		pool->n[c]--;
+		ASAN_UNPOISON_MEMORY_REGION(b + 1, size);
+	} else {
+		b = malloc(c < NG_POOL_CLASSES ? (size_t)64 << c : size + sizeof(*b));
+		if (!b)
+			return NULL;
+	}
+	b->cls = c;
+	b->size = (uint32_t)size;
+	return b + 1;
+}
+
+static void ng_free(void *ptr, void *user)
+{
+	struct ng_pool *pool = user;
+	if (!ptr)
+		return;
+	struct ng_block *b = (struct ng_block *)ptr - 1;
+	unsigned c = b->cls;
+	if (c < NG_POOL_CLASSES && !pool->closed && pool->n[c] < NG_POOL_BYTES / (64u << c)) {
+		b->next = pool->free[c];
+		pool->free[c] = b;
+		pool->n[c]++;
+		ASAN_POISON_MEMORY_REGION(b + 1, (64u << c) - sizeof(*b));
+		return;
+	}
+	free(b);
+}
+
+static void *ng_calloc(size_t n, size_t size, void *user)
+{
+	if (size && n > SIZE_MAX / size)
+		return NULL;
+	void *p = ng_malloc(n * size, user);
+	if (p)
+		memset(p, 0, n * size);
+	return p;
+}
+
+static void *ng_realloc(void *ptr, size_t size, void *user)
+{
+	if (!ptr)
+		return ng_malloc(size, user);
+	struct ng_block *b = (struct ng_block *)ptr - 1;
+	if (b->cls < NG_POOL_CLASSES && size + sizeof(*b) <= ((size_t)64 << b->cls)) {
+		ASAN_UNPOISON_MEMORY_REGION(ptr, size);
+		b->size = (uint32_t)size;
+		return ptr;
+	}
+	void *n = ng_malloc(size, user);
+	if (!n)
+		return NULL;
+	memcpy(n, ptr, b->size < size ? b->size : size);
+	ng_free(ptr, user);
+	return n;
+}
+
+/* Give the free blocks back to malloc (the pool itself stays usable). */
+static void ng_pool_trim(struct ng_pool *pool)
+{
+	for (unsigned c = 0; c < NG_POOL_CLASSES; c++)
+		while (pool->free[c]) {
+			struct ng_block *b = pool->free[c];
+			pool->free[c] = b->next;
+			ASAN_UNPOISON_MEMORY_REGION(b + 1, (64u << c) - sizeof(*b));
+			free(b);
+		}
+	for (unsigned c = 0; c < NG_POOL_CLASSES; c++)
+		pool->n[c] = 0;
+}
+
+static void ng_pool_free(struct ng_pool *pool)
+{
+	if (!pool)
+		return;
+	ng_pool_trim(pool);
+	free(pool);
+}
 
 static void pc_close(struct push_conn *pc, const char *why);
 static void pump(struct push_conn *pc);
@@ -232,8 +398,64 @@ static void list_remove(struct req_list *l, struct push_req *r)
 	r->prev = r->next = NULL;
 }
 
-static void req_free(struct push_req *r)
+#define PUSH_FREE_REQS 1024 /* recycled requests kept per lane */
+
+static void hstr_unref(struct hstr *h)
 {
+	if (h && --h->refs == 0)
+		free(h);
+}
+
+static struct hstr *hstr_new(const char *prefix, const char *v)
+{
+	size_t pl = strlen(prefix), vl = strlen(v);
+	struct hstr *h = malloc(sizeof(*h) + pl + vl + 1);
+	if (!h)
+		return NULL;
+	h->refs = 1;
+	h->len = pl + vl;
+	memcpy(h->s, prefix, pl);
+	memcpy(h->s + pl, v, vl + 1);
+	return h;
+}
+
+static struct push_req *req_new(struct push *p)
+{
+	struct push_req *r = p->free_reqs;
+	if (r) {
+		p->free_reqs = r->next;
+		p->n_free_reqs--;
+		ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r));
+	} else if ((r = malloc(sizeof(*r)))) {
+		r->body = NULL;
+		r->body_cap = 0;
+	}
+	if (r)
+		memset(r, 0, REQ_CLEAR);
+	return r;
+}
+
+/* Drop what the request holds for its connection (the credentials' reference). */
+static void req_detach(struct push_req *r)
+{
+	hstr_unref(r->auth);
+	r->auth = NULL;
+}
+
+static void req_free(struct push *p, struct push_req *r)
+{
+	req_detach(r);
+	if (!p->closing && p->n_free_reqs < PUSH_FREE_REQS && r->body_cap <= 2048) {
+		r->next = p->free_reqs;
+		p->free_reqs = r;
+		p->n_free_reqs++;
+		/* a recycled request is poisoned but for its link and its body pointer */
+		ASAN_POISON_MEMORY_REGION(r, offsetof(struct push_req, next));
+		ASAN_POISON_MEMORY_REGION(&r->auth, offsetof(struct push_req, body) -
+							offsetof(struct push_req, auth));
+		ASAN_POISON_MEMORY_REGION(&r->body_cap, sizeof(*r) - offsetof(struct push_req, body_cap));
+		return;
+	}
 	free(r->body);
 	free(r);
 }
@@ -276,7 +498,7 @@ static void req_report(struct push *p, struct push_req *r, enum outcome o, const
 		       uint32_t retry_ms)
 {
 	struct delivery *d = r->d;
-	req_free(r);
+	req_free(p, r);
 	if (!p->closing)
 		p->host.report(p->host.ctx, d, o, reason, retry_ms);
 }
@@ -315,8 +537,9 @@ static void requeue(struct push *p, struct push_req *r)
 	r->off = 0;
 	r->sent = false;
 	r->retry_after[0] = 0;
+	req_detach(r);
 	if (p->closing) {
-		req_free(r);
+		req_free(p, r);
 		return;
 	}
 	list_push_front(&p->waiting, r);
@@ -325,6 +548,10 @@ static void requeue(struct push *p, struct push_req *r)
 
 static void finish(struct push *p, struct push_req *r)
 {
+	if (r->status >= 200 && r->status < 300) { /* push_classify's verdict for any 2xx */
+		req_report(p, r, OUTCOME_ACCEPTED, NULL, 0);
+		return;
+	}
 	char reason[128];
 	uint32_t retry_ms = 0;
 	enum push_verdict v = push_classify(p->prov, r->status, r->rbody, r->rlen,
@@ -590,6 +817,25 @@ static void pump(struct push_conn *pc)
 		pc_close(pc, "session finished");
 }
 
+/*
+ * After a completion: what nghttp2 has to send (acks, window updates, and
+ * the requests the dispatcher submits in answer to the reports just made)
+ * goes out in one send per connection, from the zero-delay kick that runs
+ * after this loop iteration's completions, instead of a send now and the
+ * rest after its completion. A connection the kick does not pump (draining,
+ * in its TLS handshake, or the lane closing) is pumped and flushed now.
+ */
+static void write_soon(struct push_conn *pc)
+{
+	struct push *p = pc->p;
+	if (p->closing || pc->state == PC_CLOSING || !pc->ng || p->conns[pc->slot] != pc) {
+		pump(pc);
+		flush(pc);
+		return;
+	}
+	kick(p);
+}
+
 static void on_send(struct op *op, int res, uint32_t flags)
 {
 	struct push_conn *pc = CONTAINER(op, struct push_conn, send_op);
@@ -609,8 +855,7 @@ static void on_send(struct op *op, int res, uint32_t flags)
 	}
 	pc->sending.len = 0;
 	pc->sending_off = 0;
-	pump(pc);
-	flush(pc);
+	write_soon(pc);
 	pc_unref(pc);
 }
 
@@ -624,7 +869,9 @@ static int start_h2(struct push_conn *pc)
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	int ret = nghttp2_session_client_new(&pc->ng, cbs, pc);
+	nghttp2_mem mem = {.mem_user_data = pc->p->pool, .malloc = ng_malloc, .free = ng_free,
+			   .calloc = ng_calloc, .realloc = ng_realloc};
+	int ret = nghttp2_session_client_new3(&pc->ng, cbs, pc, NULL, &mem);
 	nghttp2_session_callbacks_del(cbs);
 	if (ret != 0)
 		return -1;
@@ -715,8 +962,7 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 		tls_bytes(pc, pc->rbuf, (size_t)res);
 	else
 		feed_h2(pc, pc->rbuf, (size_t)res);
-	pump(pc);
-	flush(pc);
+	write_soon(pc);
 	arm_recv(pc);
 	pc_unref(pc);
 }
@@ -876,8 +1122,13 @@ static void ensure_conns(struct push *p)
 
 /* --- building and submitting requests --- */
 
-/* Token characters: bit 1 an APNs (hex) character, bit 2 an FCM one. */
-enum { TOK_HEX = 1, TOK_FCM = 2 };
+/*
+ * Token characters, one table lookup per byte: TOK_HEX an APNs (hex)
+ * character, TOK_FCM an FCM one, TOK_VIS any byte allowed in a webhook token
+ * (not a control character, space or DEL), TOK_PLAIN printable ASCII with
+ * nothing to escape in JSON.
+ */
+enum { TOK_HEX = 1, TOK_FCM = 2, TOK_VIS = 4, TOK_PLAIN = 8 };
 static unsigned char tok_class[256];
 
 static void tok_class_init(void)
@@ -886,25 +1137,32 @@ static void tok_class_init(void)
 		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 		bool fcm = hex || (c >= 'g' && c <= 'z') || (c >= 'G' && c <= 'Z') || c == '_' ||
 			   c == '-' || c == ':' || c == '.';
-		tok_class[c] = (unsigned char)((hex ? TOK_HEX : 0) | (fcm ? TOK_FCM : 0));
+		bool vis = c > ' ' && c != 0x7f;
+		bool plain = vis && c < 0x7f && c != '"' && c != '\\';
+		tok_class[c] = (unsigned char)((hex && vis ? TOK_HEX : 0) | (fcm && vis ? TOK_FCM : 0) |
+					       (vis ? TOK_VIS : 0) | (plain ? TOK_PLAIN : 0));
 	}
 }
 
-static bool token_ok(enum push_provider prov, const char *t)
+/*
+ * Whether t is a token the provider can take (webhook: any visible
+ * characters), in one pass: its length into *len, and into *plain whether
+ * it can go into JSON as it is.
+ */
+static bool token_check(enum push_provider prov, const char *t, size_t *len, bool *plain)
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, tok_class_init);
-	size_t n = strlen(t);
+	unsigned char all = 0xff;
+	size_t n = 0;
+	for (unsigned char c; (c = (unsigned char)t[n]); n++)
+		all &= tok_class[c];
+	*len = n;
+	*plain = all & TOK_PLAIN;
 	if (n == 0 || n > 4096)
 		return false;
-	/* webhook tokens: any visible character */
-	unsigned char need = prov == PUSH_APNS ? TOK_HEX : prov == PUSH_FCM ? TOK_FCM : 0;
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)t[i];
-		if ((tok_class[c] & need) != need || c <= ' ' || c == 0x7f)
-			return false;
-	}
-	return prov != PUSH_APNS || n <= 200;
+	unsigned char need = prov == PUSH_APNS ? TOK_HEX : prov == PUSH_FCM ? TOK_FCM : TOK_VIS;
+	return (all & need) == need && (prov != PUSH_APNS || n <= 200);
 }
 
 static const char *level_for(const struct push *p, Tocsin__Severity sev)
@@ -1006,42 +1264,55 @@ static const struct body_tmpl *body_template(struct push *p, const struct delive
 	return t;
 }
 
-/* Printable ASCII with nothing to escape in JSON. */
-static bool token_plain(const char *t, size_t n)
-{
-	for (size_t i = 0; i < n; i++)
-		if ((unsigned char)t[i] <= ' ' || (unsigned char)t[i] >= 0x7f || t[i] == '"' || t[i] == '\\')
-			return false;
-	return true;
-}
-
 /* The request body: the cached rendering with the token put in (or rendered whole). */
-static int build_body(struct push *p, struct push_req *r)
+static int build_body(struct push *p, struct push_req *r, const char *tok, bool plain)
 {
-	const char *tok = addr_token(r->d->address);
-	size_t tl = strlen(tok);
-	const struct body_tmpl *t = token_plain(tok, tl) ? body_template(p, r->d) : NULL;
+	size_t tl = r->tok_len;
+	const struct body_tmpl *t = plain ? body_template(p, r->d) : NULL;
 	if (!t) { /* a webhook token that needs escaping, or no room in the cache's body */
 		char title[1024];
 		struct push_msg m;
 		fill_msg(p, r->d, &m, title, sizeof(title));
-		r->body = render(p, &m, &r->len);
-		return r->body ? 0 : -1;
+		char *b = render(p, &m, &r->len);
+		if (!b)
+			return -1;
+		free(r->body);
+		r->body = b;
+		r->body_cap = PUSH_MAX_BODY;
+		r->built = true;
+		return 0;
 	}
 	size_t head = t->tok_at == NO_TOKEN ? t->len : t->tok_at, add = t->tok_at == NO_TOKEN ? 0 : tl;
 	if (t->len + add > (p->prov == PUSH_APNS ? PUSH_APNS_MAX_PAYLOAD - 1 : PUSH_MAX_BODY - 1))
 		return -1; /* what the builders would have refused */
-	r->body = malloc(t->len + add + 1);
-	if (!r->body)
-		return -1;
+	if (r->body_cap < t->len + add + 1) {
+		size_t cap = t->len + add + 1 < 1024 ? 1024 : t->len + add + 1;
+		char *b = malloc(cap);
+		if (!b)
+			return -1;
+		free(r->body);
+		r->body = b;
+		r->body_cap = cap;
+	}
 	memcpy(r->body, t->body, head);
 	memcpy(r->body + head, tok, add);
 	memcpy(r->body + head + add, t->body + head, t->len - head + 1);
 	r->len = t->len + add;
+	r->built = true;
 	return 0;
 }
 
-#define NV(n, v) {(uint8_t *)(n), (uint8_t *)(v), strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE}
+/*
+ * Header fields are given to nghttp2 without a copy (NO_COPY_NAME and
+ * NO_COPY_VALUE): nghttp2 reads them when it encodes the HEADERS frame, at
+ * a later mem_send. So every value must live until the request leaves its
+ * connection: literals, the lane's settings, the request's own buffers
+ * (clen, apns_*) and r->auth, a counted reference to the credentials (a new
+ * JWT or bearer token makes a new string; queued requests keep the old one).
+ */
+#define NV_FLAGS (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE)
+#define NVL(n, v, vl) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, (vl), NV_FLAGS}
+#define NVS(n, v) NVL(n, v, sizeof(v) - 1)
 
 /* APNs wants a collapse id of at most 64 bytes: longer warning ids are hashed. */
 static void collapse_id(const char *id, char out[65])
@@ -1070,73 +1341,108 @@ static void apns_campaign_headers(struct push *p, const struct campaign *c)
 	collapse_id(id, p->hdr_cid);
 }
 
-static int apns_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, const char **path)
+/* The credentials' header value, made anew when they changed (gen + 1 held in auth_gen). */
+static int auth_header(struct push *p, unsigned gen, const char *prefix, const char *token)
+{
+	if (p->auth && p->auth_gen == gen + 1)
+		return 0;
+	struct hstr *h = hstr_new(prefix, token);
+	if (!h)
+		return -1;
+	hstr_unref(p->auth);
+	p->auth = h;
+	p->auth_gen = gen + 1;
+	return 0;
+}
+
+static void take_auth(struct push *p, struct push_req *r, nghttp2_nv *nv)
+{
+	r->auth = p->auth;
+	r->auth->refs++;
+	*nv = (nghttp2_nv)NVL("authorization", r->auth->s, r->auth->len);
+}
+
+static int apns_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, nghttp2_nv *path)
 {
 	const struct campaign *c = r->d->campaign;
 	const char *jwt = push_jwt_get(&p->jwt, loop_wall_s());
-	if (!jwt)
+	if (!jwt || auth_header(p, p->jwt.gen, "bearer ", jwt) < 0)
 		return -1;
 	r->jwt_gen = p->jwt.gen;
-	if (p->auth_gen != p->jwt.gen + 1) { /* a new token: format the header once */
-		snprintf(p->hdr_auth, sizeof(p->hdr_auth), "bearer %s", jwt);
-		p->auth_gen = p->jwt.gen + 1;
-	}
 	const char *tok = addr_token(r->d->address);
-	size_t tl = strlen(tok); /* ≤ 200: token_ok */
-	memcpy(p->hdr_path, "/3/device/", 10);
-	memcpy(p->hdr_path + 10, tok, tl + 1);
-	*path = p->hdr_path;
+	size_t tl = r->tok_len; /* ≤ 200: token_check */
+	memcpy(r->apns_path, "/3/device/", 10);
+	memcpy(r->apns_path + 10, tok, tl + 1);
+	*path = (nghttp2_nv)NVL(":path", r->apns_path, 10 + tl);
 	apns_campaign_headers(p, c);
+	memcpy(r->apns_exp, p->hdr_exp, sizeof(r->apns_exp));
+	memcpy(r->apns_cid, p->hdr_cid, sizeof(r->apns_cid));
 	const Tocsin__Info *in = campaign_info(c, r->d->lang);
-	nv[0] = (nghttp2_nv)NV("apns-topic", p->topic);
-	nv[1] = (nghttp2_nv)NV("apns-push-type", "alert");
-	nv[2] = (nghttp2_nv)NV("apns-priority", in->urgency == TOCSIN__URGENCY__IMMEDIATE ? "10" : "5");
-	nv[3] = (nghttp2_nv)NV("apns-expiration", p->hdr_exp);
-	nv[4] = (nghttp2_nv)NV("apns-collapse-id", p->hdr_cid);
-	nv[5] = (nghttp2_nv)NV("authorization", p->hdr_auth);
+	bool now = in->urgency == TOCSIN__URGENCY__IMMEDIATE;
+	nv[0] = (nghttp2_nv)NVL("apns-topic", p->topic, p->topic_len);
+	nv[1] = (nghttp2_nv)NVS("apns-push-type", "alert");
+	nv[2] = (nghttp2_nv)NVL("apns-priority", now ? "10" : "5", now ? 2 : 1);
+	nv[3] = (nghttp2_nv)NVL("apns-expiration", r->apns_exp, strlen(r->apns_exp));
+	nv[4] = (nghttp2_nv)NVL("apns-collapse-id", r->apns_cid, strlen(r->apns_cid));
+	take_auth(p, r, &nv[5]);
 	return 6;
 }
 
 /* The provider's own headers into nv, the :path into *path; how many, or -1. */
-static int provider_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, const char **path)
+static int provider_headers(struct push *p, struct push_req *r, nghttp2_nv *nv, nghttp2_nv *path)
 {
 	if (p->prov == PUSH_APNS)
 		return apns_headers(p, r, nv, path);
 	if (p->prov == PUSH_FCM) {
-		if (p->auth_gen != p->bearer_gen + 1) { /* the token file changed */
+		if (!p->hdr_path_len) {
 			snprintf(p->hdr_path, sizeof(p->hdr_path), "/v1/projects/%s/messages:send", p->project);
-			snprintf(p->hdr_auth, sizeof(p->hdr_auth), "Bearer %s", p->bearer);
-			p->auth_gen = p->bearer_gen + 1;
+			p->hdr_path_len = strlen(p->hdr_path);
 		}
-		*path = p->hdr_path;
-		nv[0] = (nghttp2_nv)NV("authorization", p->hdr_auth);
+		if (auth_header(p, p->bearer_gen, "Bearer ", p->bearer) < 0)
+			return -1;
+		*path = (nghttp2_nv)NVL(":path", p->hdr_path, p->hdr_path_len);
+		take_auth(p, r, &nv[0]);
 		return 1;
 	}
-	*path = p->path;
+	*path = (nghttp2_nv)NVL(":path", p->path, strlen(p->path));
 	return 0;
+}
+
+/* Decimal digits of v into out (no NUL); how many. */
+static size_t fmt_size(char *out, size_t v)
+{
+	char tmp[24];
+	size_t n = 0;
+	do
+		tmp[n++] = (char)('0' + v % 10);
+	while ((v /= 10));
+	for (size_t i = 0; i < n; i++)
+		out[i] = tmp[n - 1 - i];
+	return n;
 }
 
 static int submit_on(struct push_conn *pc, struct push_req *r)
 {
 	struct push *p = pc->p;
-	const char *path; /* nghttp2 copies the nv: p's header buffers are scratch */
-	char clen[24];
 	nghttp2_nv nv[16];
-	int n = provider_headers(p, r, nv + 6, &path);
-	if (n < 0)
+	int n = provider_headers(p, r, nv + 6, &nv[3]);
+	if (n < 0) {
+		req_detach(r);
 		return -1;
-	snprintf(clen, sizeof(clen), "%zu", r->len);
-	nv[0] = (nghttp2_nv)NV(":method", "POST");
-	nv[1] = (nghttp2_nv)NV(":scheme", p->tls ? "https" : "http");
-	nv[2] = (nghttp2_nv)NV(":authority", p->authority);
-	nv[3] = (nghttp2_nv)NV(":path", path);
-	nv[4] = (nghttp2_nv)NV("content-type", "application/json");
-	nv[5] = (nghttp2_nv)NV("content-length", clen);
+	}
+	size_t cl = fmt_size(r->clen, r->len);
+	nv[0] = (nghttp2_nv)NVS(":method", "POST");
+	nv[1] = p->tls ? (nghttp2_nv)NVS(":scheme", "https") : (nghttp2_nv)NVS(":scheme", "http");
+	nv[2] = (nghttp2_nv)NVL(":authority", p->authority, p->authority_len);
+	nv[4] = (nghttp2_nv)NVS("content-type", "application/json");
+	nv[5] = (nghttp2_nv)NVL("content-length", r->clen, cl);
 	r->off = 0;
 	nghttp2_data_provider dp = {.source.ptr = r, .read_callback = read_body};
 	int32_t id = nghttp2_submit_request(pc->ng, NULL, nv, (size_t)(6 + n), &dp, r);
-	if (id < 0)
+	if (id < 0) {
+		req_detach(r);
 		return -1;
+	}
 	r->stream_id = id;
 	r->pc = pc;
 	list_push_back(&pc->reqs, r);
@@ -1174,11 +1480,13 @@ static void on_kick(struct timer *t)
 	struct push_conn *pc;
 	while ((r = p->waiting.head) && (pc = pick_conn(p))) {
 		list_remove(&p->waiting, r);
-		if (!token_ok(p->prov, addr_token(r->d->address))) {
+		const char *tok = addr_token(r->d->address);
+		bool plain;
+		if (!token_check(p->prov, tok, &r->tok_len, &plain)) {
 			req_report(p, r, OUTCOME_PERMANENT, "push: malformed token", 0);
 			continue;
 		}
-		if ((!r->body && build_body(p, r) < 0) || submit_on(pc, r) < 0) {
+		if ((!r->built && build_body(p, r, tok, plain) < 0) || submit_on(pc, r) < 0) {
 			req_report(p, r, OUTCOME_PERMANENT, "push: cannot build request", 0);
 			continue;
 		}
@@ -1303,6 +1611,7 @@ static int parse_url(struct push *p, const char *url, char *err, size_t errlen)
 	if (!port[0])
 		snprintf(port, sizeof(port), "%s", p->tls ? "443" : "80");
 	snprintf(p->authority, sizeof(p->authority), "%.*s", (int)(end - rest), rest);
+	p->authority_len = strlen(p->authority);
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV}, *ai;
 	if (getaddrinfo(p->host_name, port, &hints, &ai) != 0) {
 		snprintf(err, errlen, "url: cannot resolve %s", p->host_name);
@@ -1356,6 +1665,7 @@ static int parse_provider(struct push *p, const struct config_lane *cfg, char *e
 		p->prov = PUSH_APNS;
 		const char *key = config_lane_get(cfg, "key_file", NULL);
 		snprintf(p->topic, sizeof(p->topic), "%s", config_lane_get(cfg, "topic", ""));
+		p->topic_len = strlen(p->topic);
 		if (!key || !p->topic[0]) {
 			snprintf(err, errlen, "apns needs topic, team_id, key_id and key_file");
 			return -1;
@@ -1406,8 +1716,34 @@ static int parse_lane(struct push *p, const struct config_lane *cfg, char *err, 
 	return p->tls ? tls_setup(p, cfg, err, errlen) : 0;
 }
 
+/* Free the recycled requests and nghttp2's free blocks: nothing refers to them. */
+static void push_trim(struct push *p)
+{
+	while (p->free_reqs) {
+		struct push_req *r = p->free_reqs;
+		p->free_reqs = r->next;
+		ASAN_UNPOISON_MEMORY_REGION(r, sizeof(*r));
+		free(r->body);
+		free(r);
+	}
+	p->n_free_reqs = 0;
+	if (p->pool)
+		ng_pool_trim(p->pool);
+}
+
+/* From close() on, nothing is kept for reuse. */
+static void push_stop_recycling(struct push *p)
+{
+	push_trim(p);
+	if (p->pool)
+		p->pool->closed = true;
+}
+
 static void push_free(struct push *p)
 {
+	push_trim(p);
+	hstr_unref(p->auth);
+	ng_pool_free(p->pool);
 	for (unsigned i = 0; i < PUSH_BODY_CACHE; i++)
 		tmpl_release(&p->tmpl[i]);
 	free(p->hdr_id);
@@ -1431,6 +1767,10 @@ static int push_open(struct lane *l, const struct lane_host *host, const struct 
 	p->host = *host;
 	p->lane = l;
 	p->backoff_ms = PUSH_BACKOFF_MIN_MS;
+	if (!(p->pool = calloc(1, sizeof(*p->pool)))) {
+		snprintf(err, errlen, "out of memory");
+		goto out_free;
+	}
 	if (parse_lane(p, cfg, err, errlen) < 0)
 		goto out_free;
 	if (host->redis && host->redis[0]) {
@@ -1453,7 +1793,7 @@ out_free:
 static void push_submit(struct lane *l, struct delivery *d)
 {
 	struct push *p = l->adapter_state;
-	struct push_req *r = calloc(1, sizeof(*r));
+	struct push_req *r = req_new(p);
 	if (!r)
 		abort(); /* out-of-memory policy: the dispatcher's slot must not leak silently */
 	r->d = d;
@@ -1483,12 +1823,13 @@ static void push_close(struct lane *l)
 	struct push_req *r;
 	while ((r = p->waiting.head)) {
 		list_remove(&p->waiting, r);
-		req_free(r);
+		req_free(p, r);
 	}
 	for (struct push_conn *pc = p->all, *next; pc; pc = next) {
 		next = pc->all_next;
 		pc_close(pc, "lane closed");
 	}
+	push_stop_recycling(p); /* at once: the rest waits for the connections' last completions */
 	if (p->redis_on)
 		redis_stop(&p->redis);
 	on_reap(&p->reap); /* frees now, or once the last op came back */

@@ -2,16 +2,26 @@
 """bench/push_bench.py: app pushes per second through the engine (issue 6).
 
   /usr/bin/python3 bench/push_bench.py [BUILD_DIR] [--scale 0.5] [--rounds 5]
+                                       [--transports h2c,tls]
 
 A district-wide warning goes to every FCM token of a generated district
 through one push lane of tocsind (2 HTTP/2 connections, 100 streams each)
 to bench/push_sim, over h2c and over TLS. The baseline in the same run is
-h2load posting the same FCM payload to the same push_sim with the same
-connections and streams. Prints pushes per second and the ratio (goal:
+h2load posting the same FCM payload (the body push_sim saved from the engine's
+first request of the round: the warning's text, a token of the district) to
+the same push_sim with the same connections and streams. Prints pushes per second and the ratio (goal:
 at least 0.8 of h2load) per round, and per transport the median of the
 rounds' ratios: one round is under a second of work on each side, and h2load
-alone moves by +-30 % between rounds on a 2-core machine. Baseline and engine
-alternate within a round. Every process is started here and stopped by pid.
+alone moves by +-30 % between rounds on a 2-core machine. Engine and baseline
+alternate within a round (the engine first: the baseline posts its body). Every process is started here and stopped by pid.
+
+Each round also prints CPU time per request: tocsind's (the run time of all
+its threads, /proc/PID/task/*/schedstat, from just before the warning is
+posted to the last answer, divided by the pushes), redis-server's over the
+same span (resolution reads the district from it), h2load's (its rusage) and
+push_sim's in either run (utime + stime). On a shared machine tocsind's
+figure moves far less than the wall clock, so it is the one to compare
+builds by; the sum per run shows where the two cores went.
 """
 import argparse
 import csv
@@ -19,6 +29,7 @@ import json
 import os
 import shutil
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -35,6 +46,7 @@ ap = argparse.ArgumentParser()
 ap.add_argument("build", nargs="?", default="build")
 ap.add_argument("--scale", default="0.5")
 ap.add_argument("--rounds", type=int, default=5)
+ap.add_argument("--transports", default="h2c,tls", help="which of h2c and tls to run")
 ap.add_argument("--keep", action="store_true",
                 help="keep the work directory (logs, configs); it is kept anyway when a run fails")
 args = ap.parse_args()
@@ -44,13 +56,15 @@ pb = load_pb(os.path.join(HERE, ".."))
 CONNS, STREAMS = 2, 100
 
 
-def start_sim(tls, run):
+def start_sim(tls, run, save_body=None):
     port_file = os.path.join(WORK, "push-%s-%s.port" % ("tls" if tls else "h2c", run))
     stats = os.path.join(WORK, "push-%s-%s.json" % ("tls" if tls else "h2c", run))
     cmd = [os.path.join(BUILD, "bench", "push_sim"), "--port", "0", "--port-file", port_file,
            "--bearer", "bench-token", "--max-streams", "1000", "--stats", stats]
     if tls:
         cmd += ["--cert", os.path.join(WORK, "tls.crt"), "--key", os.path.join(WORK, "tls.key")]
+    if save_body:
+        cmd += ["--save-body", save_body]
     proc = subprocess.Popen(cmd, stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while not (os.path.exists(port_file) and open(port_file).read().strip()):
@@ -60,33 +74,57 @@ def start_sim(tls, run):
     return proc, int(open(port_file).read()), stats
 
 
+sink_io = {}
+
+
 def sink_seconds(proc, stats):
-    """The sink's own clock: first to last request it answered."""
+    """The sink's own clock: first to last request it answered (and its CPU time, ns)."""
+    cpu = proc_cpu_ns(proc.pid)
     proc.terminate()  # writes --stats at SIGTERM
     proc.wait(10)
     with open(stats) as f:
         j = json.load(f)
-    return j["request_seconds"], j["requests"]
+    sink_io[stats] = (j.get("reads", 0), j.get("writes", 0))
+    return j["request_seconds"], j["requests"], cpu
 
 
-def h2load(port, tls, n):
-    body = os.path.join(WORK, "fcm.json")
-    with open(body, "w") as f:
-        json.dump({"message": {"token": "bench-token-1", "notification": {
-            "title": "Typhoon warning", "body": "Stay indoors."},
-            "android": {"priority": "HIGH", "ttl": "3600s", "collapse_key": "bench"}}}, f)
+def h2load(port, tls, n, body):
+    """body: a file with the FCM body the engine sent (the same payload, a real token)."""
     url = "%s://127.0.0.1:%d/v1/projects/bench/messages:send" % ("https" if tls else "http", port)
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     out = subprocess.run(["h2load", "-n", str(n), "-c", str(CONNS), "-m", str(STREAMS), "-d", body,
                           "-H", "content-type: application/json",
                           "-H", "authorization: Bearer bench-token", url],
                          capture_output=True, text=True).stdout
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (ru1.ru_utime + ru1.ru_stime) - (ru0.ru_utime + ru0.ru_stime)
     m = re.search(r"finished in ([0-9.]+)(m?s), ([0-9.]+) req/s", out)
     if not m:
         raise RuntimeError("h2load failed: " + out[-500:])
     ok = re.search(r"status codes: (\d+) 2xx", out)
     secs = float(m.group(1)) / (1000.0 if m.group(2) == "ms" else 1.0)
     return {"seconds": secs, "per_second": float(m.group(3)),
-            "ok": int(ok.group(1)) if ok else 0}
+            "ok": int(ok.group(1)) if ok else 0, "cpu_us_per_req": cpu * 1e6 / n}
+
+
+def cpu_ns(pid):
+    """Run time so far of every thread of pid, in ns (schedstat's first field)."""
+    total = 0
+    task = "/proc/%d/task" % pid
+    for t in os.listdir(task):
+        try:
+            with open(os.path.join(task, t, "schedstat")) as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass  # a thread that ended meanwhile
+    return total
+
+
+def proc_cpu_ns(pid):
+    """utime + stime of a process, its ended threads included (clock ticks, so coarse), in ns."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1e9 / os.sysconf("SC_CLK_TCK")
 
 
 def engine(redis, bureau, keyring, port, tls, ident, tokens):
@@ -106,6 +144,7 @@ def engine(redis, bureau, keyring, port, tls, ident, tokens):
                 name=ident).start()
     try:
         time.sleep(0.5)
+        cpu0, rcpu0 = cpu_ns(d.proc.pid), cpu_ns(redis.proc.pid)
         req = urllib.request.Request(d.url + "/v1/warnings", data=bureau.sign(
             bureau.warning(ident=ident, targets=["350102"])),
             headers={"Content-Type": "application/x-protobuf"})
@@ -119,9 +158,12 @@ def engine(redis, bureau, keyring, port, tls, ident, tokens):
                     dl["accepted"] + dl["failed"] + dl["expired"] >= tokens:
                 break
             time.sleep(0.05)
+        cpu_us = (cpu_ns(d.proc.pid) - cpu0) / 1000.0 / tokens
+        redis_us = (cpu_ns(redis.proc.pid) - rcpu0) / 1000.0 / tokens
         seconds = (cov["elapsed_ms"] - cov["first_send_ms"]) / 1000.0
         return {"pushes": tokens, "seconds": seconds, "per_second": tokens / seconds,
-                "accepted": cov["deliveries"]["accepted"]}
+                "accepted": cov["deliveries"]["accepted"], "cpu_us_per_push": cpu_us,
+                "redis_cpu_us_per_push": redis_us}
     finally:
         d.stop()
 
@@ -149,29 +191,42 @@ def main():
     try:
         for tls in (False, True):
             name = "TLS" if tls else "h2c"
-            ratios = []
+            if name.lower() not in args.transports.lower().split(","):
+                continue
+            ratios, cpus = [], []
             for rnd in range(args.rounds):
-                sim, port, stats = start_sim(tls, "h2load-%d" % rnd)
-                try:
-                    base = h2load(port, tls, tokens)
-                finally:
-                    base["sink_seconds"], base["sink_requests"] = sink_seconds(sim, stats)
-                sim, port, stats = start_sim(tls, "engine-%d" % rnd)
+                body = os.path.join(WORK, "fcm-%s-%d.json" % (name.lower(), rnd))
+                sim, port, stats = start_sim(tls, "engine-%d" % rnd, save_body=body)
                 try:
                     eng = engine(redis, bureau, keyring, port, tls,
                                  "push-%s-%d" % (name.lower(), rnd), tokens)
                 finally:
-                    eng["sink_seconds"], eng["sink_requests"] = sink_seconds(sim, stats)
+                    sink = sink_seconds(sim, stats)
+                eng["sink_seconds"], eng["sink_requests"], eng["sink_cpu_ns"] = sink
+                sim, port, stats = start_sim(tls, "h2load-%d" % rnd)
+                try:
+                    base = h2load(port, tls, tokens, body)
+                finally:
+                    sink = sink_seconds(sim, stats)
+                base["sink_seconds"], base["sink_requests"], base["sink_cpu_ns"] = sink
                 results.append({"tls": tls, "round": rnd, "engine": eng, "h2load": base})
                 e_rate = eng["sink_requests"] / eng["sink_seconds"]
                 b_rate = base["sink_requests"] / base["sink_seconds"]
                 ratios.append(e_rate / b_rate)
+                cpus.append(eng["cpu_us_per_push"])
                 print("%s round %d (sink clock): engine %.0f pushes/s (%d accepted), h2load %.0f "
-                      "req/s: ratio %.2f" % (name, rnd + 1, e_rate, eng["accepted"], b_rate,
-                                             e_rate / b_rate), flush=True)
-            print("%s: median ratio %.2f of %d rounds (%s)" % (
+                      "req/s: ratio %.2f; CPU us per request: tocsind %.2f (redis %.2f), h2load "
+                      "%.2f, push_sim %.2f (engine run) / %.2f (h2load run)" % (
+                          name, rnd + 1, e_rate, eng["accepted"], b_rate, e_rate / b_rate,
+                          eng["cpu_us_per_push"], eng["redis_cpu_us_per_push"],
+                          base["cpu_us_per_req"],
+                          eng["sink_cpu_ns"] / 1000.0 / max(eng["sink_requests"], 1),
+                          base["sink_cpu_ns"] / 1000.0 / max(base["sink_requests"], 1)),
+                      flush=True)
+            print("%s: median ratio %.2f of %d rounds (%s); tocsind CPU median %.2f us/push (%s)" % (
                 name, statistics.median(ratios), len(ratios),
-                ", ".join("%.2f" % r for r in ratios)), flush=True)
+                ", ".join("%.2f" % r for r in ratios), statistics.median(cpus),
+                ", ".join("%.2f" % c for c in cpus)), flush=True)
     finally:
         redis.stop()
     print(json.dumps({"fcm_tokens": tokens, "connections": CONNS, "streams": STREAMS,

@@ -30,6 +30,8 @@
  *   --retry-after S            Retry-After on 429 and 503 (default 1)
  *   --jwt-pubkey PEM           validate APNs JWTs (ES256, iat not older than --jwt-max-age)
  *   --bearer TOKEN             validate FCM "authorization: Bearer TOKEN"
+ *   --save-body FILE           write the body of the first complete request to FILE
+ *                              (a benchmark's baseline client then posts the same)
  *   --stats FILE               JSON counters, written on SIGUSR1 and at SIGTERM
  *                              (request_seconds: first to last request, the
  *                              sink-side clock benchmarks compare with)
@@ -53,6 +55,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,14 +74,20 @@
 
 #include "push_payload.h"
 
+/*
+ * A set of strings, kept as 64-bit hashes (open addressing; 0 marks a free
+ * slot). Two different strings count as one only if their hashes collide:
+ * odds of about 1e-10 among 100,000 tokens. No string is copied, so a run of
+ * distinct tokens costs the sink about what one token repeated does.
+ */
 struct set {
-	char **slot;
+	uint64_t *slot;
 	size_t cap, n;
 };
 
 struct opts {
 	int port;
-	const char *port_file, *cert, *key, *dead, *bad, *bearer, *stats;
+	const char *port_file, *cert, *key, *dead, *bad, *bearer, *stats, *save_body;
 	int latency_ms, dead_pct, rate, goaway_after, max_streams, jwt_max_age;
 	int drop_after, retry_after, start_streams;
 	bool lower_on_error, drop_rst;
@@ -93,6 +102,8 @@ struct sim {
 	uint64_t requests, kind[3], status[600], accepted_dup, jwt_bad, bearer_bad;
 	uint64_t connections, goaways, collapse_total, lost, drops, lowered;
 	uint64_t max_concurrent, max_concurrent_lowered, mix_counter;
+	uint64_t reads, writes; /* socket reads and writes, all connections */
+	bool body_saved;
 	struct set tokens, accepted, collapse, jwts;
 	double bucket;
 	uint64_t bucket_ms;
@@ -151,15 +162,30 @@ static uint32_t hash(const char *s)
 	return h;
 }
 
+/* 8 bytes at a time (the tokens are long): a multiply-xorshift mix per word. */
+static uint64_t hash64(const char *s, size_t n)
+{
+	uint64_t h = 0x9e3779b97f4a7c15u ^ n, w;
+	for (; n >= 8; s += 8, n -= 8) {
+		memcpy(&w, s, 8);
+		h = (h ^ w) * 0xff51afd7ed558ccdu;
+		h ^= h >> 32;
+	}
+	w = 0;
+	memcpy(&w, s, n);
+	h = (h ^ w) * 0xc4ceb9fe1a85ec53u;
+	return h ^ (h >> 29);
+}
+
 /* Insert; true when it was new. */
 static bool set_add(struct set *st, const char *k)
 {
 	if (st->n * 2 >= st->cap) {
-		size_t cap = st->cap ? st->cap * 2 : 1024;
-		char **ns = calloc(cap, sizeof(*ns));
+		size_t cap = st->cap ? st->cap * 2 : 1 << 16;
+		uint64_t *ns = calloc(cap, sizeof(*ns));
 		for (size_t i = 0; i < st->cap; i++)
 			if (st->slot[i]) {
-				size_t j = hash(st->slot[i]) & (cap - 1);
+				size_t j = st->slot[i] & (cap - 1);
 				while (ns[j])
 					j = (j + 1) & (cap - 1);
 				ns[j] = st->slot[i];
@@ -168,11 +194,13 @@ static bool set_add(struct set *st, const char *k)
 		st->slot = ns;
 		st->cap = cap;
 	}
-	size_t j = hash(k) & (st->cap - 1);
+	uint64_t h = hash64(k, strlen(k));
+	h += !h;
+	size_t j = h & (st->cap - 1);
 	for (; st->slot[j]; j = (j + 1) & (st->cap - 1))
-		if (!strcmp(st->slot[j], k))
+		if (st->slot[j] == h)
 			return false;
-	st->slot[j] = strdup(k);
+	st->slot[j] = h;
 	st->n++;
 	return true;
 }
@@ -383,8 +411,9 @@ static void answer_webhook(struct sconn *c, struct stream *st, const char *tok)
 static void answer(struct sconn *c, struct stream *st)
 {
 	struct sim *s = c->s;
-	char tok[4200] = "";
+	char tok[4200];
 	int kind = 2;
+	tok[0] = 0;
 	pthread_mutex_lock(&s->mu);
 	if (!strncmp(st->path, "/3/device/", 10)) {
 		kind = 0;
@@ -397,6 +426,14 @@ static void answer(struct sconn *c, struct stream *st)
 	} else {
 		push_json_find_string(st->body, st->blen, "token", tok, sizeof(tok));
 		answer_webhook(c, st, tok);
+	}
+	if (s->o.save_body && !s->body_saved) {
+		s->body_saved = true;
+		FILE *f = fopen(s->o.save_body, "wb");
+		if (f) {
+			fwrite(st->body, 1, st->blen, f);
+			fclose(f);
+		}
 	}
 	uint64_t now_us = mono_us();
 	if (!s->first_us)
@@ -448,11 +485,12 @@ static void write_stats(struct sim *s)
 		"\"collapse_ids\":%zu,\"collapse_total\":%lu,\"jwt_bad\":%lu,\"bearer_bad\":%lu,"
 		"\"connections\":%lu,\"goaways\":%lu,\"request_seconds\":%.6f,\"jwts\":%zu,"
 		"\"lost\":%lu,\"drops\":%lu,\"lowered\":%lu,\"max_concurrent\":%lu,"
-		"\"max_concurrent_lowered\":%lu}\n",
+		"\"max_concurrent_lowered\":%lu,\"reads\":%lu,\"writes\":%lu}\n",
 		s->tokens.n, s->accepted.n, s->accepted_dup, s->collapse.n, s->collapse_total,
 		s->jwt_bad, s->bearer_bad, s->connections, s->goaways,
 		s->last_us > s->first_us ? (double)(s->last_us - s->first_us) / 1e6 : 0.0,
-		s->jwts.n, s->lost, s->drops, s->lowered, s->max_concurrent, s->max_concurrent_lowered);
+		s->jwts.n, s->lost, s->drops, s->lowered, s->max_concurrent, s->max_concurrent_lowered,
+		__atomic_load_n(&s->reads, __ATOMIC_RELAXED), __atomic_load_n(&s->writes, __ATOMIC_RELAXED));
 	pthread_mutex_unlock(&s->mu);
 	fclose(f);
 	rename(tmp, s->o.stats);
@@ -498,7 +536,11 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
 		return 0;
 	}
-	struct stream *st = calloc(1, sizeof(*st));
+	struct stream *st = malloc(sizeof(*st)); /* the buffers are cleared as they are used */
+	memset(st, 0, offsetof(struct stream, body));
+	st->body[0] = 0;
+	st->blen = 0;
+	memset(&st->status, 0, sizeof(*st) - offsetof(struct stream, status));
 	st->id = f->hd.stream_id;
 	st->next = c->streams;
 	c->streams = st;
@@ -643,23 +685,42 @@ static int io_write(struct sconn *c, const uint8_t *d, size_t n)
 		ssize_t w = c->ssl ? SSL_write(c->ssl, d, (int)n) : send(c->fd, d, n, MSG_NOSIGNAL);
 		if (w <= 0)
 			return -1;
+		__atomic_add_fetch(&c->s->writes, 1, __ATOMIC_RELAXED);
 		d += w;
 		n -= (size_t)w;
 	}
 	return 0;
 }
 
+/*
+ * Everything nghttp2 has to send, gathered into one write per 64 KB (as a
+ * server with an output buffer does) rather than one write per frame: a
+ * HEADERS and a DATA frame per answer would otherwise be two syscalls and two
+ * TCP segments each, a cost of the sink that both kinds of client would pay.
+ */
 static int flush_session(struct sconn *c)
 {
+	static _Thread_local uint8_t out[64 * 1024];
+	size_t len = 0;
 	for (;;) {
 		const uint8_t *d;
 		ssize_t n = nghttp2_session_mem_send(c->ng, &d);
 		if (n < 0)
 			return -1;
+		if (n == 0 || len + (size_t)n > sizeof(out)) {
+			if (len && io_write(c, out, len) < 0)
+				return -1;
+			len = 0;
+		}
 		if (n == 0)
 			return 0;
-		if (io_write(c, d, (size_t)n) < 0)
-			return -1;
+		if ((size_t)n > sizeof(out)) {
+			if (io_write(c, d, (size_t)n) < 0)
+				return -1;
+			continue;
+		}
+		memcpy(out + len, d, (size_t)n);
+		len += (size_t)n;
 	}
 }
 
@@ -714,6 +775,7 @@ static int read_some(struct sconn *c, int wait_ms)
 	ssize_t n = c->ssl ? SSL_read(c->ssl, buf, sizeof(buf)) : recv(c->fd, buf, sizeof(buf), 0);
 	if (n <= 0)
 		return -1;
+	__atomic_add_fetch(&c->s->reads, 1, __ATOMIC_RELAXED);
 	return nghttp2_session_mem_recv(c->ng, buf, (size_t)n) < 0 ? -1 : 0;
 }
 
@@ -915,6 +977,7 @@ static void parse_args(struct opts *o, int argc, char **argv)
 		else if (!strcmp(k, "--jwt-max-age")) o->jwt_max_age = atoi(v);
 		else if (!strcmp(k, "--bearer")) o->bearer = v;
 		else if (!strcmp(k, "--stats")) o->stats = v;
+		else if (!strcmp(k, "--save-body")) o->save_body = v;
 		else if (!strcmp(k, "--jwt-pubkey")) {
 			FILE *f = fopen(v, "r");
 			o->jwt_key = f ? PEM_read_PUBKEY(f, NULL, NULL, NULL) : NULL;
