@@ -61,6 +61,10 @@ void bigmem_heap_warm(size_t bytes)
 	if (!blocks)
 		return;
 	(void)mallopt(M_TRIM_THRESHOLD, (int)(bytes < INT32_MAX / 2 ? 2 * bytes : INT32_MAX));
+	/* setting the trim threshold freezes the mmap threshold at 128 KB; set it where
+	   glibc's own adaptation ends up (32 MiB), so large transient buffers (status
+	   JSON, Redis replies) keep coming from the heap instead of fresh mappings */
+	(void)mallopt(M_MMAP_THRESHOLD, 32 << 20);
 	size_t got = 0;
 	for (; got < n && (blocks[got] = malloc(BLOCK)); got++)
 		memset(blocks[got], 0, BLOCK);
