@@ -9,7 +9,9 @@
  * calls kick(), which arms a zero-delay timer to run schedule() once: the
  * scheduling step takes what each lane allows now and hands it to the
  * lane's adapter, and arms the timer for the next moment a token, a pause
- * end or a retry makes more possible.
+ * end or a retry makes more possible. A resolver batch runs the step at
+ * once and submits its sends (sched_now), so a warning's first deliveries
+ * leave while its later batches are still being planned.
  *
  * Ownership: the dispatcher owns campaigns and deliveries. A delivery is
  * freed when final. A campaign is freed when finished and no adapter holds

@@ -215,6 +215,7 @@ static void on_batch(void *arg, const struct resolve_batch *b)
 	for (size_t i = 0; i < b->n_addrs; i++)
 		route(p, &b->addrs[i]);
 	p->c->dirty = true;
+	sched_now(p->dp);
 }
 
 /* The resolver's estimate, before the first batch: size the ledger and the dispatcher for it. */

@@ -198,6 +198,15 @@ void loop_ring_flush(struct loop_ring *r)
 		io_uring_submit(&r->ring);
 }
 
+void loop_submit(struct loop *l)
+{
+	for (struct loop_ring *r = l->extra; r; r = r->next)
+		if (!r->dead)
+			loop_ring_flush(r);
+	if (io_uring_sq_ready(&l->ring))
+		io_uring_submit(&l->ring);
+}
+
 void loop_ring_close(struct loop_ring *r)
 {
 	r->dead = true;

@@ -65,6 +65,12 @@ void loop_release(struct loop *l);
 /* A fresh SQE; submits the queue first when it is full. Never NULL. */
 struct io_uring_sqe *loop_sqe(struct loop *l, struct op *op);
 
+/*
+ * Submit what is queued on every ring now, without waiting (from a callback:
+ * work made in the middle of an iteration goes out before the rest of it).
+ */
+void loop_submit(struct loop *l);
+
 /* Submit, wait for at least one completion or the next timer (or max_wait_ms), dispatch. */
 void loop_run_once(struct loop *l, int max_wait_ms);
 

@@ -2,7 +2,8 @@
  * tests/unit/test_loop.c: the io_uring loop's extra rings (engine/loop.h):
  * a completion on an extra ring ends the main ring's wait and is dispatched
  * by loop_run_once; direct descriptors in an extra ring's file table work
- * with IOSQE_FIXED_FILE; a full extra SQ is submitted, not dropped; a ring
+ * with IOSQE_FIXED_FILE; a full extra SQ is submitted, not dropped;
+ * loop_submit sends what every ring has queued at once; a ring
  * closed from inside a callback goes at the end of the iteration (ASan
  * checks that nothing leaks or is used after it is freed); several rings at
  * once each dispatch their own completions.
@@ -112,6 +113,42 @@ static void test_full_queue_is_submitted(void **state)
 	loop_release(&l); /* frees a ring that was closed but not yet swept */
 }
 
+/* loop_submit hands every ring's queued SQEs to the kernel at once: a write queued on
+   an extra ring and one on the main ring reach their peers before any loop_run_once. */
+static void test_submit_now(void **state)
+{
+	(void)state;
+	struct loop l;
+	assert_int_equal(loop_init(&l, 8), 0);
+	int err = 0, sv[2];
+	struct loop_ring *r = loop_ring_open(&l, 8, 4, &err);
+	assert_non_null(r);
+	int peer = install_pair(r, 1);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	struct probe a = {.op.cb = on_probe}, b = {.op.cb = on_probe};
+	struct io_uring_sqe *sqe = loop_ring_sqe(r, &a.op);
+	io_uring_prep_send(sqe, 1, "ring", 4, 0);
+	sqe->flags |= IOSQE_FIXED_FILE;
+	io_uring_prep_send(loop_sqe(&l, &b.op), sv[0], "main", 4, 0);
+	char buf[8];
+	assert_int_equal(recv(peer, buf, sizeof(buf), MSG_DONTWAIT), -1); /* queued, not sent */
+	loop_submit(&l);
+	assert_int_equal(recv(peer, buf, sizeof(buf), 0), 4);
+	assert_memory_equal(buf, "ring", 4);
+	assert_int_equal(recv(sv[1], buf, sizeof(buf), 0), 4);
+	assert_memory_equal(buf, "main", 4);
+	for (int k = 0; k < 10 && (a.calls == 0 || b.calls == 0); k++)
+		loop_run_once(&l, 100); /* and the completions are dispatched as usual */
+	assert_int_equal(a.calls + b.calls, 2);
+	assert_int_equal(a.res, 4);
+	assert_int_equal(b.res, 4);
+	close(peer);
+	close(sv[0]);
+	close(sv[1]);
+	loop_ring_close(r);
+	loop_release(&l);
+}
+
 struct closer {
 	struct probe p;
 	struct loop_ring *r;
@@ -171,6 +208,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_extra_ring_wakes_the_wait),
 		cmocka_unit_test(test_full_queue_is_submitted),
+		cmocka_unit_test(test_submit_now),
 		cmocka_unit_test(test_close_from_callback_and_many_rings),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
