@@ -212,6 +212,9 @@ struct tdel {
 	struct timer timer;
 	const char *fail;              /* set: answered PERMANENT from a 0 ms timer */
 	struct abody *body;            /* the Alert's frame (shared); NULL: cannot be sent */
+	struct tdel *aprev, *anext;    /* the gateway's ack queue, while `queued` */
+	uint64_t ack_due_ms;           /* when queued: the Ack RECEIVED is late after this */
+	bool queued;
 	uint8_t state;
 };
 
@@ -270,6 +273,8 @@ struct tgw {
 	bool offline_stale;            /* ... recomputed when a terminal comes or goes */
 	struct alert_cache alert;
 	struct tdel *free_tdels;       /* finished deliveries' tdels, for reuse (through next) */
+	struct tdel *ack_head, *ack_tail; /* Alerts sent, awaiting their ack timeout (send order) */
+	struct timer ack_timer;        /* at ack_head's ack_due_ms */
 	struct terminal_stats st;
 	struct terminal_arena arena;
 	uint8_t *arena_mem;
@@ -995,6 +1000,48 @@ static uint64_t ms_until(int64_t expires_s)
 	return left > 0 ? (uint64_t)left * 1000 : 0;
 }
 
+/*
+ * The ack-timeout queue. Every Alert sent waits ack_timeout_ms for its Ack,
+ * the same for all, so sent tdels queue in send order with their deadlines
+ * in order, and one gateway timer serves the head: an Alert costs the
+ * loop's timer heap nothing, and a delivery that ends leaves the queue in
+ * O(1). When a tdel's deadline passes it is handled as its own timer would
+ * be (on_tdel_due): sent again if still unacknowledged, else left to wait
+ * for the expiry on its own timer.
+ */
+static void ackq_unlink(struct tgw *gw, struct tdel *td)
+{
+	if (!td->queued)
+		return;
+	if (td->aprev)
+		td->aprev->anext = td->anext;
+	else
+		gw->ack_head = td->anext;
+	if (td->anext)
+		td->anext->aprev = td->aprev;
+	else
+		gw->ack_tail = td->aprev;
+	td->aprev = td->anext = NULL;
+	td->queued = false;
+}
+
+static void on_ack_timer(struct timer *t);
+
+static void ackq_push(struct tgw *gw, struct tdel *td, uint64_t now)
+{
+	td->ack_due_ms = now + gw->ack_timeout_ms;
+	td->aprev = gw->ack_tail;
+	td->anext = NULL;
+	td->queued = true;
+	if (gw->ack_tail)
+		gw->ack_tail->anext = td;
+	else
+		gw->ack_head = td;
+	gw->ack_tail = td;
+	if (!loop_timer_armed(&gw->ack_timer))
+		loop_timer_set(gw->host.loop, &gw->ack_timer, gw->ack_timeout_ms, on_ack_timer);
+}
+
 static void tdel_unlink_free(struct tgw *gw, struct tdel *td)
 {
 	struct tdel **pp = td->t ? &td->t->dels : NULL;
@@ -1002,6 +1049,7 @@ static void tdel_unlink_free(struct tgw *gw, struct tdel *td)
 		pp = &(*pp)->next;
 	if (pp && *pp)
 		*pp = td->next;
+	ackq_unlink(gw, td);
 	loop_timer_cancel(gw->host.loop, &td->timer);
 	abody_put(td->body);
 	if (!TDEL_POOL) {
@@ -1024,9 +1072,11 @@ static void tdel_finish(struct tgw *gw, struct tdel *td, enum outcome o, const c
 		gw->host.receipt(gw->host.ctx, id, o, reason);
 }
 
-static void on_tdel_timer(struct timer *tm)
+static void on_tdel_timer(struct timer *tm);
+
+/* td's deadline passed (its timer, or its place in the ack queue). */
+static void on_tdel_due(struct tdel *td)
 {
-	struct tdel *td = CONTAINER(tm, struct tdel, timer);
 	struct tgw *gw = td->gw;
 	uint64_t left = ms_until(td->expires_s);
 	if (td->fail) {
@@ -1046,14 +1096,36 @@ static void on_tdel_timer(struct timer *tm)
 	loop_timer_set(gw->host.loop, &td->timer, left, on_tdel_timer);
 }
 
+static void on_tdel_timer(struct timer *tm)
+{
+	on_tdel_due(CONTAINER(tm, struct tdel, timer));
+}
+
+static void on_ack_timer(struct timer *t)
+{
+	struct tgw *gw = CONTAINER(t, struct tgw, ack_timer);
+	uint64_t now = loop_now_ms(gw->host.loop);
+	while (gw->ack_head && gw->ack_head->ack_due_ms <= now) {
+		struct tdel *td = gw->ack_head;
+		ackq_unlink(gw, td);
+		on_tdel_due(td); /* a resend queues it again, due after now */
+	}
+	if (gw->ack_head)
+		loop_timer_set(gw->host.loop, &gw->ack_timer, gw->ack_head->ack_due_ms - now, on_ack_timer);
+}
+
 static void tdel_send(struct tgw *gw, struct tdel *td)
 {
 	uint64_t left = ms_until(td->expires_s);
 	td->state = TD_SENT;
 	gw->st.alerts_sent++;
 	tconn_send_alert(td->t->conn, td);
-	loop_timer_set(gw->host.loop, &td->timer, left < gw->ack_timeout_ms ? left : gw->ack_timeout_ms,
-		       on_tdel_timer);
+	ackq_unlink(gw, td);
+	loop_timer_cancel(gw->host.loop, &td->timer);
+	if (left < gw->ack_timeout_ms) /* expires first: its own timer */
+		loop_timer_set(gw->host.loop, &td->timer, left, on_tdel_timer);
+	else
+		ackq_push(gw, td, loop_now_ms(gw->host.loop));
 }
 
 static void term_flush_held(struct tgw *gw, struct term *t)
@@ -1199,8 +1271,9 @@ static void on_ack(struct tgw *gw, struct term *t, const Tocsin__Terminal__Ack *
 		td->state = TD_ACCEPTED;
 		struct delivery *d = td->d;
 		td->d = NULL;
-		/* the ack-timeout timer stays: when it fires it finds TD_ACCEPTED and waits for
-		   the expiry then (on_tdel_timer), one timer-heap update fewer per Alert */
+		/* it stays in the ack queue: when its turn comes it finds TD_ACCEPTED and waits
+		   for the expiry then (on_tdel_due), so an Alert played at once never touches
+		   the loop's timer heap */
 		gw->host.report(gw->host.ctx, d, OUTCOME_ACCEPTED, NULL, 0);
 		return;
 	case TOCSIN__TERMINAL__ACK_STATE__PLAYING:
@@ -1961,6 +2034,8 @@ static void terminal_close(struct lane *l)
 		for (struct term *t = gw->buckets[i]; t; t = t->hnext)
 			drop_deliveries(gw, t);
 	drop_deliveries(gw, gw->nowhere);
+	gw->ack_head = gw->ack_tail = NULL; /* every tdel is gone */
+	loop_timer_cancel(gw->host.loop, &gw->ack_timer);
 	loop_timer_cancel(gw->host.loop, &gw->accept_retry);
 	loop_timer_cancel(gw->host.loop, &gw->pop_timer);
 	if (gw->accept_armed) {

@@ -1153,6 +1153,45 @@ static void test_reconnect(struct fixture *fx, struct campaign *w)
 }
 
 /*
+ * The ack timeout (1000 ms on the functional lane), connected all along: an
+ * Alert left unacknowledged is sent again with the same seq, and again; once
+ * RECEIVED it is not sent again (it waits for playback), and PLAYED ends it.
+ */
+static void test_ack_timeout(struct fixture *fx)
+{
+	struct rawt *r = calloc(1, sizeof(*r));
+	struct campaign *w7 = make_campaign(fx, "W7", TOCSIN__MSG_TYPE__ALERT, NULL, 3600);
+	CHECK(fx, raw_login(fx, r, "r-disp2", "disp2-secret"), "r-disp2 authenticated");
+	long resent0 = gw_num(fx, "alerts_resent");
+	uint64_t d7 = submit(fx, w7, "r-disp2");
+	uint64_t seq[3] = {0};
+	for (int i = 0; i < 3; i++) {
+		Tocsin__Terminal__Frame *f = raw_expect(fx, r, TOCSIN__TERMINAL__FRAME__BODY_ALERT, 3000);
+		seq[i] = f && !strcmp(f->alert->warning_id, "W7") ? f->alert->seq : 0;
+	}
+	CHECK(fx, seq[0] && seq[1] == seq[0] && seq[2] == seq[0] &&
+		      gw_num(fx, "alerts_resent") - resent0 == 2 && fx->recs[d7].report == 0,
+	      "unacknowledged: sent again after the ack timeout, twice, same seq, nothing reported");
+	raw_ack(r, seq[0], TOCSIN__TERMINAL__ACK_STATE__RECEIVED);
+	run_until(fx, sleep_cond, NULL, 2500); /* more than two ack timeouts */
+	bool again = false;
+	for (Tocsin__Terminal__Frame *f; (f = raw_next(fx, r, 100));) /* heartbeats, and... */
+		again |= f->body_case == TOCSIN__TERMINAL__FRAME__BODY_ALERT;
+	CHECK(fx, !again && gw_num(fx, "alerts_resent") - resent0 == 2 &&
+		      fx->recs[d7].report == OUTCOME_ACCEPTED + 1,
+	      "RECEIVED: accepted, and not sent again while it waits for playback");
+	raw_ack(r, seq[0], TOCSIN__TERMINAL__ACK_STATE__PLAYED);
+	struct range rg = {d7, d7 + 1};
+	CHECK(fx, run_until(fx, all_final, &rg, 3000) &&
+		      final_outcome(&fx->recs[d7]) == OUTCOME_DELIVERED,
+	      "PLAYED: DELIVERED");
+	raw_close(r);
+	run_until(fx, sleep_cond, NULL, 200);
+	campaign_free(w7);
+	free(r);
+}
+
+/*
  * Short sends: a terminal with a 4 KB receive buffer that reads nothing
  * gets two ~40 KB Alerts and a heartbeat queued behind them. The first
  * leaves as header + shared body in pieces (sendmsg resumed after each
@@ -1627,6 +1666,7 @@ int main(int argc, char **argv)
 	free(newer);
 	run_until(&fx, sleep_cond, NULL, 200);
 	test_reconnect(&fx, w1);
+	test_ack_timeout(&fx);
 	test_short_sends(&fx);
 	test_readiness(&fx);
 	test_readiness_lanes(&fx);
