@@ -559,12 +559,20 @@ static void on_send(struct op *op, int res, uint32_t flags);
 /* ------------------------------------------------------------------ */
 /* the account's receipt maps                                           */
 
-/* The pending entry a receipt id refers to: same reading first, then the other one. */
+/*
+ * The pending entry a receipt id refers to: the primary readings first,
+ * then the submit id's other reading against the receipt's primary one,
+ * then the receipt's other reading against the submit id's primary one
+ * (a decimal "4660" answered, "1234" in the receipt: hex without a letter),
+ * then both other readings.
+ */
 static uint32_t pending_find(struct smpp_account *a, const struct id_keys *k)
 {
 	uint32_t r = rmap_get(&a->pending, &k->k[0], 0);
 	if (r == RCPT_NONE)
-		r = rmap_get(&a->pending, &k->k[0], -1);
+		r = rmap_get(&a->pending, &k->k[0], 1);
+	if (r == RCPT_NONE && k->two)
+		r = rmap_get(&a->pending, &k->k[1], 0);
 	if (r == RCPT_NONE && k->two)
 		r = rmap_get(&a->pending, &k->k[1], 1);
 	return r;
@@ -576,6 +584,8 @@ static uint32_t early_find(struct smpp_account *a, const struct id_keys *k)
 	uint32_t r = rmap_get(&a->early.map, &k->k[0], 0);
 	if (r == RCPT_NONE && k->two)
 		r = rmap_get(&a->early.map, &k->k[1], 0);
+	if (r == RCPT_NONE)
+		r = rmap_get(&a->early.map, &k->k[0], 1);
 	if (r == RCPT_NONE && k->two)
 		r = rmap_get(&a->early.map, &k->k[1], 1);
 	return r;

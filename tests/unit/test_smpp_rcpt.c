@@ -178,6 +178,37 @@ static void test_pending_find_either_reading(void **state)
 	acct_free(a);
 }
 
+/*
+ * A decimal submit id and a receipt naming it in hex without a letter
+ * ("1048576" = 0x100000): the receipt's other reading is the submit id's
+ * primary one. Found from either side (pending map and early map), and a
+ * receipt that is the submit id itself still wins over the hex reading.
+ */
+static void test_hex_receipt_without_letters(void **state)
+{
+	struct smpp_account *a = acct_new("t", 16, 1000);
+	assert_non_null(a);
+	struct id_keys sub, rc, other;
+	assert_true(id_keys("1048576", &sub));
+	assert_true(id_keys("100000", &rc));
+	uint32_t r = rmap_add(&a->pending, &sub, 0);
+	a->pending.e[r].u.delivery_id = 7;
+	assert_int_equal(pending_find(a, &rc), r);
+	assert_true(id_keys("100000", &other)); /* a decimal submit id 100000 as well: it wins */
+	uint32_t o = rmap_add(&a->pending, &other, 0);
+	assert_int_equal(pending_find(a, &rc), o);
+	rmap_remove(&a->pending, o);
+	assert_int_equal(pending_find(a, &rc), r);
+	/* the receipt first (early), then its submit_sm_resp */
+	early_add(a, &rc, SMPP_STATE_DELIVERED, 0);
+	uint32_t e = early_find(a, &sub);
+	assert_int_not_equal(e, RCPT_NONE);
+	assert_int_equal(a->early.map.e[e].state, SMPP_STATE_DELIVERED);
+	early_forget(a, e);
+	assert_int_equal(a->early.waiting, 0);
+	acct_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -185,6 +216,7 @@ int main(void)
 		cmocka_unit_test(test_map_against_model),
 		cmocka_unit_test(test_reserve_leaves_room),
 		cmocka_unit_test(test_pending_find_either_reading),
+		cmocka_unit_test(test_hex_receipt_without_letters),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
