@@ -111,7 +111,7 @@ struct smpp_msg {
 	const char *reason;
 	uint32_t retry_after_ms;
 	char (*ids)[SMPP_ID_MAX + 1]; /* multi-part: each accepted part's id until the report */
-	struct smpp_msg *next;        /* deferred list */
+	struct smpp_msg *next;        /* deferred list, or the lane's free list */
 };
 
 /* One submit_sm waiting for its response. */
@@ -166,8 +166,12 @@ struct idkey {
  * reading's hash (which also gives its home slot, so the index grows without
  * touching an entry) and ref = entry index + 1, bit 31 set for k[1]; ref 0
  * is an empty slot. Lookups compare tags first and read an entry only on a
- * tag match. Sized up front from the dispatcher's hint (smpp_reserve) so
- * that nothing grows during a dispatch; it grows by doubling otherwise.
+ * tag match. The entry array is sized up front from the dispatcher's hint
+ * (smpp_reserve), so that no entry moves during a dispatch; the index
+ * grows by doubling with the live entries only. Sized for every part of a
+ * warning, it was a cache miss per reading (two per part, 0.25 us) when
+ * receipts keep pace and only a window's worth of ids is waiting; small,
+ * it stays in cache, and growing it never touches an entry.
  */
 struct islot {
 	uint32_t tag, ref;
@@ -545,6 +549,7 @@ struct smpp {
 	struct slot *slots;
 	size_t nslots, inflight;
 	struct smpp_msg *deferred_head, *deferred_tail;
+	struct smpp_msg *msg_free; /* reported messages, for the next submits (chained by next) */
 };
 
 #define OWNER(ptr, field) ((struct smpp *)((char *)(ptr) - offsetof(struct smpp, field)))
@@ -806,6 +811,28 @@ static void part_settle(struct smpp *s, const char *id, uint64_t delivery_id, ui
 	a->pending.e[r].part = part;
 }
 
+/* A zeroed message: a reported one again, or a new one (a malloc per submit was a cost). */
+static struct smpp_msg *msg_new(struct smpp *s)
+{
+	struct smpp_msg *m = s->msg_free;
+	if (!m) {
+		m = calloc(1, sizeof(*m));
+		if (!m)
+			abort(); /* out-of-memory policy: as the loop's timer heap */
+		return m;
+	}
+	s->msg_free = m->next;
+	memset(m, 0, sizeof(*m));
+	return m;
+}
+
+static void msg_release(struct smpp *s, struct smpp_msg *m)
+{
+	free(m->ids);
+	m->next = s->msg_free;
+	s->msg_free = m;
+}
+
 /*
  * The delivery's one report, then its parts' ids (the dispatcher takes
  * receipts only for deliveries it knows as accepted). `id`: the message id
@@ -824,8 +851,7 @@ static void report_msg(struct smpp *s, struct smpp_msg *m, const char *id)
 	for (unsigned i = 0; m->ids && !s->stopping && i < m->parts; i++)
 		if (m->ids[i][0])
 			part_settle(s, m->ids[i], m->delivery_id, (uint16_t)i, m->receipt_expires_ms);
-	free(m->ids);
-	free(m);
+	msg_release(s, m);
 }
 
 static int outcome_rank(enum outcome o)
@@ -1515,9 +1541,7 @@ static uint64_t receipt_expiry(struct smpp *s, struct delivery *d, char validity
 static void smpp_submit(struct lane *l, struct delivery *d)
 {
 	struct smpp *s = l->adapter_state;
-	struct smpp_msg *m = calloc(1, sizeof(*m));
-	if (!m)
-		abort(); /* out-of-memory policy: as the loop's timer heap */
+	struct smpp_msg *m = msg_new(s);
 	m->d = d;
 	m->delivery_id = d->id;
 	if (s->state != B_BOUND) {
@@ -1751,6 +1775,11 @@ static void free_state(struct smpp *s)
 	loop_timer_cancel(s->host.loop, &s->deferred_timer);
 	loop_timer_cancel(s->host.loop, &s->flush_timer);
 	text_cache_free(s);
+	while (s->msg_free) {
+		struct smpp_msg *m = s->msg_free;
+		s->msg_free = m->next;
+		free(m);
+	}
 	buf_release(&s->out);
 	buf_release(&s->sending);
 	SSL_free(s->ssl);
@@ -1809,15 +1838,16 @@ static void smpp_describe(struct lane *l, struct json_t *o)
 }
 
 /*
- * About n more parts are coming to the channel: the account's pending map is
- * sized for all of them (each lane of the account passes the same n: the
- * reservation is not additive), so that it never grows while they are sent.
+ * About n more parts are coming to the channel: the account's pending
+ * entries are sized for all of them (each lane of the account passes the
+ * same n: the reservation is not additive), so that the array never moves
+ * while they are sent. The index follows the live entries (see struct rmap).
  */
 static void smpp_reserve(struct lane *l, size_t n)
 {
 	struct smpp *s = l->adapter_state;
 	if (s && s->acct)
-		(void)rmap_reserve(&s->acct->pending, (size_t)s->acct->pending.n + n);
+		(void)rmap_entries_reserve(&s->acct->pending, (size_t)s->acct->pending.n + n);
 }
 
 const struct adapter_ops adapter_smpp = {
