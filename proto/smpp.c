@@ -145,14 +145,17 @@ static const char *rd_cstr(struct rd *r, size_t max)
 		return "";
 	size_t avail = (size_t)(r->end - r->p);
 	size_t lim = avail < max ? avail : max;
-	const uint8_t *nul = memchr(r->p, 0, lim);
-	if (!nul) {
-		r->bad = true;
-		return "";
+	/* a loop, not memchr: these strings are a few octets (often empty), and
+	 * a receipt has five of them */
+	for (size_t i = 0; i < lim; i++) {
+		if (!r->p[i]) {
+			const char *s = (const char *)r->p;
+			r->p += i + 1;
+			return s;
+		}
 	}
-	const char *s = (const char *)r->p;
-	r->p = nul + 1;
-	return s;
+	r->bad = true;
+	return "";
 }
 
 static uint32_t be32(const uint8_t *p)
