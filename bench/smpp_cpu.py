@@ -2,7 +2,7 @@
 """bench/smpp_cpu.py: tocsind's CPU per SMS at SMSC latency 0 (issue 5), A/B.
 
   /usr/bin/python3 bench/smpp_cpu.py BUILD_A [BUILD_B ...] [--runs 5] [--mix delivrd=100]
-                                     [--scale 0.2] [--tocsind PATH]...
+                                     [--scale 0.2] [--tocsind PATH]... [--tools BUILD]
 
 The same district-wide SMS-only warning as bench/smpp_bench.py (one bind,
 window 100, no rate limit, bench/smsc_sim at latency 0, receipts after
@@ -41,7 +41,9 @@ from bureau import Bureau, load_pb  # noqa: E402
 ap = argparse.ArgumentParser()
 ap.add_argument("builds", nargs="*", help="build directories (engine/tocsind in each)")
 ap.add_argument("--tocsind", action="append", default=[],
-                help="a tocsind binary to compare as well (smsc_sim etc. from the first build)")
+                help="a tocsind binary to compare as well")
+ap.add_argument("--tools", help="build directory for smsc_sim, gen_district and tocsin "
+                "(default: the first BUILD)")
 ap.add_argument("--runs", type=int, default=5)
 ap.add_argument("--mix", default="delivrd=100")
 ap.add_argument("--scale", default="0.2")
@@ -51,7 +53,7 @@ BINS = [os.path.join(os.path.abspath(b), "engine", "tocsind") for b in args.buil
     [os.path.abspath(t) for t in args.tocsind]
 if not BINS:
     ap.error("give at least one build directory or --tocsind")
-TOOLS = os.path.abspath(args.builds[0] if args.builds else os.path.join(HERE, "..", "build"))
+TOOLS = os.path.abspath(args.tools or (args.builds[0] if args.builds else os.path.join(HERE, "..", "build")))
 WORK = tempfile.mkdtemp(prefix="tocsin-smpp-cpu-")
 pb = load_pb(os.path.join(HERE, ".."))
 TEXT = (("en-US", "Typhoon warning", "Stay indoors."),)

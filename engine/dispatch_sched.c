@@ -19,15 +19,22 @@
  * live deliveries, each touch would be a cache miss). id 0 is never used.
  *
  * Ids are handed out in sequence, and planning and receipts go roughly in
- * id order: four consecutive ids share a home cache line (four 16-byte
- * slots), so that they cost one miss instead of four. The groups of four
- * are scattered by a multiplicative hash, so that ranges of ids far apart
- * (an old warning's and a new one's) do not pile up on each other. */
+ * id order: 128 consecutive ids share a home page (256 16-byte slots, 4
+ * KiB), every other slot, so that a run of receipts walks a page line by
+ * line (which the hardware prefetches) instead of a line and a page per
+ * four ids (a cache and TLB miss per receipt lookup was 6 % of the
+ * dispatcher at latency 0). Every other slot keeps a group's own cluster
+ * at one slot, so probes and backward-shift deletions stay short (dense
+ * groups made every deletion walk the rest of its group); a second group
+ * on the same page takes the odd slots when its parity bit differs. The
+ * groups are scattered by a multiplicative hash, so that ranges of ids far
+ * apart (an old warning's and a new one's) do not pile up on each other. */
 
 static size_t slot_of(const struct dispatcher *dp, uint64_t id)
 {
-	uint64_t g = (id >> 2) * 0x9E3779B97F4A7C15ull;
-	return (size_t)(((g >> 32) << 2) | (id & 3)) & (dp->by_id_cap - 1);
+	uint64_t g = (id >> 7) * 0x9E3779B97F4A7C15ull;
+	size_t page = (size_t)(g >> 32) << 8, parity = (size_t)(g >> 31) & 1;
+	return (page | (size_t)(id & 127) << 1 | parity) & (dp->by_id_cap - 1);
 }
 
 static void map_insert(struct dispatcher *dp, uint64_t id, struct delivery *d)
