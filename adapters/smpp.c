@@ -207,15 +207,17 @@ static uint32_t idkey_tag(uint64_t v, bool text)
 	return (uint32_t)(((h >> 32) & ~(uint64_t)7) | (v & 7));
 }
 
+/* A hex digit's value plus one, 0 for any other byte (a table: two ids per SMS go through it). */
+static const uint8_t hex_plus1[256] = {
+	['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5,
+	['5'] = 6, ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+	['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+	['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16,
+};
+
 static int hexdig(char c)
 {
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
+	return (int)hex_plus1[(uint8_t)c] - 1;
 }
 
 /* An id's readings: k[0] as it looks (hex if it has a-f, else decimal), k[1] as hex when different. */

@@ -484,6 +484,21 @@ static void submit(struct dispatcher *dp, struct lane *l, struct delivery *d, ui
 	l->adapter->submit(l, d);
 }
 
+/*
+ * Submitting moves a delivery to SENT, which reads its household in the
+ * ledger for the first time since it was planned (the resolver runs far
+ * ahead of sending): a cache miss per delivery, 2 % of the dispatcher at
+ * SMSC latency 0. The scheduling step takes what a lane gives in batches
+ * and asks for those households before it submits the first of them.
+ */
+#define TAKE_BATCH 64
+
+static void prefetch_household(const struct delivery *d)
+{
+	if (d->household != UINT32_MAX)
+		__builtin_prefetch(&d->campaign->ledger.hh[d->household], 1);
+}
+
 static void release_due_retries(struct dispatcher *dp, uint64_t now)
 {
 	while (dp->retry.n && dp->retry.items[0]->not_before_ms <= now) {
@@ -501,9 +516,14 @@ static void schedule(struct timer *t)
 	release_due_retries(dp, now);
 	for (size_t i = 0; i < dp->n_lanes; i++) {
 		struct lane *l = &dp->lanes[i];
-		struct delivery *d;
-		while ((d = lane_take(l, now)))
-			submit(dp, l, d, now);
+		struct delivery *batch[TAKE_BATCH];
+		size_t n;
+		do { /* take a batch, then submit it: see prefetch_household */
+			for (n = 0; n < TAKE_BATCH && (batch[n] = lane_take(l, now)); n++)
+				prefetch_household(batch[n]);
+			for (size_t k = 0; k < n; k++)
+				submit(dp, l, batch[k], now);
+		} while (n == TAKE_BATCH);
 		uint64_t r = lane_next_ready_ms(l, now);
 		if (r < next)
 			next = r;
