@@ -179,6 +179,48 @@ static void test_pending_find_either_reading(void **state)
 }
 
 /*
+ * The dispatcher's hint: the index stays at its first size while few ids
+ * wait (receipts keeping pace), then grows once, straight to the size for
+ * the hint, and keeps finding everything.
+ */
+static void test_hint_grows_once(void **state)
+{
+	enum { HINT = 20000, FEW = 500 };
+	struct rmap m;
+	struct id_keys k;
+	char id[64];
+	assert_int_equal(rmap_init(&m, 4096), 0);
+	assert_int_equal(rmap_entries_reserve(&m, HINT), 0);
+	m.hint = HINT;
+	for (unsigned i = 0; i < 10 * FEW; i++) { /* add and remove: at most FEW waiting */
+		map_id(i, id, sizeof(id));
+		assert_true(id_keys(id, &k));
+		assert_int_not_equal(rmap_add(&m, &k, 0), RCPT_NONE);
+		if (i >= FEW) {
+			map_id(i - FEW, id, sizeof(id));
+			assert_true(id_keys(id, &k));
+			uint32_t r = rmap_get(&m, &k.k[0], 0);
+			assert_int_not_equal(r, RCPT_NONE);
+			rmap_remove(&m, r);
+		}
+	}
+	assert_int_equal(m.mask + 1, 4096);
+	for (unsigned i = 10 * FEW; i < HINT; i++) { /* receipts lag: everything waits */
+		map_id(i, id, sizeof(id));
+		assert_true(id_keys(id, &k));
+		assert_int_not_equal(rmap_add(&m, &k, 0), RCPT_NONE);
+	}
+	assert_true(m.mask + 1 >= 4 * (size_t)HINT);
+	assert_true(m.mask + 1 < 8 * (size_t)HINT);
+	for (unsigned i = 9 * FEW; i < HINT; i++) {
+		map_id(i, id, sizeof(id));
+		assert_true(id_keys(id, &k));
+		assert_int_not_equal(rmap_get(&m, &k.k[0], 0), RCPT_NONE);
+	}
+	rmap_release(&m);
+}
+
+/*
  * A decimal submit id and a receipt naming it in hex without a letter
  * ("1048576" = 0x100000): the receipt's other reading is the submit id's
  * primary one. Found from either side (pending map and early map), and a
@@ -217,6 +259,7 @@ int main(void)
 		cmocka_unit_test(test_reserve_leaves_room),
 		cmocka_unit_test(test_pending_find_either_reading),
 		cmocka_unit_test(test_hex_receipt_without_letters),
+		cmocka_unit_test(test_hint_grows_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
