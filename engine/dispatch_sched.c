@@ -489,7 +489,10 @@ static void submit(struct dispatcher *dp, struct lane *l, struct delivery *d, ui
  * ledger for the first time since it was planned (the resolver runs far
  * ahead of sending): a cache miss per delivery, 2 % of the dispatcher at
  * SMSC latency 0. The scheduling step takes what a lane gives in batches
- * and asks for those households before it submits the first of them.
+ * and asks for those households before it submits the first of them. That
+ * is the same as taking one at a time: an adapter's submit() never reports
+ * nor changes a lane from inside (adapter.h), and a delivery taken but not
+ * yet submitted still counts as open, so its campaign cannot finish.
  */
 #define TAKE_BATCH 64
 
