@@ -526,7 +526,7 @@ static void schedule(struct timer *t)
 				prefetch_household(batch[n]);
 			for (size_t k = 0; k < n; k++)
 				submit(dp, l, batch[k], now);
-		} while (n == TAKE_BATCH);
+		} while (n); /* until the lane gives nothing after the last submit, as before */
 		uint64_t r = lane_next_ready_ms(l, now);
 		if (r < next)
 			next = r;
