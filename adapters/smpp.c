@@ -257,7 +257,20 @@ static bool id_keys(const char *id, struct id_keys *k)
 {
 	uint64_t dec = 0, hex = 0;
 	bool all_hex = id[0] != 0, letter = false, dec_ok = true, hex_ok = true;
-	for (const char *p = id; *p; p++) {
+	/* up to 15 digits neither reading can pass 64 bits (16^15 = 2^60): no
+	 * overflow checks on the way (most ids are that short) */
+	const char *p = id;
+	for (; *p && p - id < 15; p++) {
+		int d = hexdig(*p);
+		if (d < 0) {
+			all_hex = false;
+			break;
+		}
+		letter = letter || d >= 10;
+		hex = hex * 16 + (unsigned)d;
+		dec = dec * 10 + (unsigned)d;
+	}
+	for (; all_hex && *p; p++) {
 		int d = hexdig(*p);
 		if (d < 0) {
 			all_hex = false;
