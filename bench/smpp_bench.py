@@ -139,7 +139,10 @@ def engine_rate(redis, bureau, keyring, latency, mix, phones, tls=None):
         submit(d, bureau, bureau.warning(ident=ident, targets=["350102"], infos=TEXT))
         while True:
             cov = status(d, ident)
-            if cov and cov["deliveries"]["queued"] == 0 and cov["deliveries"]["sent"] == 0:
+            # every phone planned (before the first batch the counts are all 0) and none
+            # queued or in flight
+            ds = cov["deliveries"] if cov else None
+            if ds and sum(ds.values()) >= phones and ds["queued"] == 0 and ds["sent"] == 0:
                 break
             time.sleep(0.05)
         # first_send_ms and elapsed_ms are on the engine's clock, same origin; elapsed_ms

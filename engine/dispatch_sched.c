@@ -19,15 +19,22 @@
  * live deliveries, each touch would be a cache miss). id 0 is never used.
  *
  * Ids are handed out in sequence, and planning and receipts go roughly in
- * id order: four consecutive ids share a home cache line (four 16-byte
- * slots), so that they cost one miss instead of four. The groups of four
- * are scattered by a multiplicative hash, so that ranges of ids far apart
- * (an old warning's and a new one's) do not pile up on each other. */
+ * id order: 64 consecutive ids share a home page (256 16-byte slots, 4
+ * KiB), every fourth slot from one of four offsets, so that a run of
+ * receipts walks a page line by line (which the hardware prefetches)
+ * instead of a line and a page per four ids (a cache and TLB miss per
+ * receipt lookup was 6 % of the dispatcher at latency 0). A page has room
+ * for four groups without a probe, so ranges of ids far apart (an old
+ * warning's and a new one's, with holes) share pages without long clusters
+ * (1.2 probes per insert at half load in a model with three such ranges;
+ * every other slot: 5; four per line, as before: 3). The groups are
+ * scattered by a multiplicative hash. */
 
 static size_t slot_of(const struct dispatcher *dp, uint64_t id)
 {
-	uint64_t g = (id >> 2) * 0x9E3779B97F4A7C15ull;
-	return (size_t)(((g >> 32) << 2) | (id & 3)) & (dp->by_id_cap - 1);
+	uint64_t g = (id >> 6) * 0x9E3779B97F4A7C15ull;
+	size_t page = (size_t)(g >> 32) << 8, lane = (size_t)(g >> 30) & 3;
+	return (page | (size_t)(id & 63) << 2 | lane) & (dp->by_id_cap - 1);
 }
 
 static void map_insert(struct dispatcher *dp, uint64_t id, struct delivery *d)
@@ -485,6 +492,24 @@ static void submit(struct dispatcher *dp, struct lane *l, struct delivery *d, ui
 	l->adapter->submit(l, d);
 }
 
+/*
+ * Submitting moves a delivery to SENT, which reads its household in the
+ * ledger for the first time since it was planned (the resolver runs far
+ * ahead of sending): a cache miss per delivery, 2 % of the dispatcher at
+ * SMSC latency 0. The scheduling step takes what a lane gives in batches
+ * and asks for those households before it submits the first of them. That
+ * is the same as taking one at a time: an adapter's submit() never reports
+ * nor changes a lane from inside (adapter.h), and a delivery taken but not
+ * yet submitted still counts as open, so its campaign cannot finish.
+ */
+#define TAKE_BATCH 64
+
+static void prefetch_household(const struct delivery *d)
+{
+	if (d->household != UINT32_MAX)
+		__builtin_prefetch(&d->campaign->ledger.hh[d->household], 1);
+}
+
 static void release_due_retries(struct dispatcher *dp, uint64_t now)
 {
 	while (dp->retry.n && dp->retry.items[0]->not_before_ms <= now) {
@@ -502,9 +527,14 @@ static void schedule(struct timer *t)
 	release_due_retries(dp, now);
 	for (size_t i = 0; i < dp->n_lanes; i++) {
 		struct lane *l = &dp->lanes[i];
-		struct delivery *d;
-		while ((d = lane_take(l, now)))
-			submit(dp, l, d, now);
+		struct delivery *batch[TAKE_BATCH];
+		size_t n;
+		do { /* take a batch, then submit it: see prefetch_household */
+			for (n = 0; n < TAKE_BATCH && (batch[n] = lane_take(l, now)); n++)
+				prefetch_household(batch[n]);
+			for (size_t k = 0; k < n; k++)
+				submit(dp, l, batch[k], now);
+		} while (n); /* until the lane gives nothing after the last submit, as before */
 		uint64_t r = lane_next_ready_ms(l, now);
 		if (r < next)
 			next = r;

@@ -145,14 +145,17 @@ static const char *rd_cstr(struct rd *r, size_t max)
 		return "";
 	size_t avail = (size_t)(r->end - r->p);
 	size_t lim = avail < max ? avail : max;
-	const uint8_t *nul = memchr(r->p, 0, lim);
-	if (!nul) {
-		r->bad = true;
-		return "";
+	/* a loop, not memchr: these strings are a few octets (often empty), and
+	 * a receipt has five of them */
+	for (size_t i = 0; i < lim; i++) {
+		if (!r->p[i]) {
+			const char *s = (const char *)r->p;
+			r->p += i + 1;
+			return s;
+		}
 	}
-	const char *s = (const char *)r->p;
-	r->p = nul + 1;
-	return s;
+	r->bad = true;
+	return "";
 }
 
 static uint32_t be32(const uint8_t *p)
@@ -416,47 +419,81 @@ void smpp_time_abs(int64_t unix_s, char out[17])
 
 /* --- receipts --- */
 
+/*
+ * The receipt text is parsed for every receipt whose TLVs are missing (most
+ * SMSCs send only the text): the helpers below compare bytes as ASCII,
+ * without the locale tables or a strncasecmp per known key.
+ */
+static inline uint8_t lower(uint8_t c)
+{
+	return c >= 'A' && c <= 'Z' ? (uint8_t)(c | 0x20) : c;
+}
+
+/* n bytes of p equal the lowercase ASCII word w, whatever their case. */
+static bool eq_nocase(const uint8_t *p, const char *w, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (lower(p[i]) != (uint8_t)w[i])
+			return false;
+	return true;
+}
+
+static inline bool key_char(uint8_t c)
+{
+	return (lower(c) >= 'a' && lower(c) <= 'z') || (c >= '0' && c <= '9') || c == '_';
+}
+
 enum smpp_msg_state smpp_stat_parse(const char *stat)
 {
 	static const struct {
-		const char *word;
+		const char *word; /* lowercase */
+		size_t len;
 		enum smpp_msg_state state;
 	} words[] = {
-		{"DELIVRD", SMPP_STATE_DELIVERED}, {"DELIVERED", SMPP_STATE_DELIVERED},
-		{"EXPIRED", SMPP_STATE_EXPIRED},   {"DELETED", SMPP_STATE_DELETED},
-		{"UNDELIV", SMPP_STATE_UNDELIVERABLE}, {"UNDELIVERABLE", SMPP_STATE_UNDELIVERABLE},
-		{"ACCEPTD", SMPP_STATE_ACCEPTED},  {"ACCEPTED", SMPP_STATE_ACCEPTED},
-		{"UNKNOWN", SMPP_STATE_UNKNOWN},   {"REJECTD", SMPP_STATE_REJECTED},
-		{"REJECTED", SMPP_STATE_REJECTED}, {"ENROUTE", SMPP_STATE_ENROUTE},
+		{"delivrd", 7, SMPP_STATE_DELIVERED}, {"delivered", 9, SMPP_STATE_DELIVERED},
+		{"expired", 7, SMPP_STATE_EXPIRED},   {"deleted", 7, SMPP_STATE_DELETED},
+		{"undeliv", 7, SMPP_STATE_UNDELIVERABLE}, {"undeliverable", 13, SMPP_STATE_UNDELIVERABLE},
+		{"acceptd", 7, SMPP_STATE_ACCEPTED},  {"accepted", 8, SMPP_STATE_ACCEPTED},
+		{"unknown", 7, SMPP_STATE_UNKNOWN},   {"rejectd", 7, SMPP_STATE_REJECTED},
+		{"rejected", 8, SMPP_STATE_REJECTED}, {"enroute", 7, SMPP_STATE_ENROUTE},
 	};
+	size_t len = strlen(stat);
 	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
-		if (!strcasecmp(stat, words[i].word))
+		if (words[i].len == len && eq_nocase((const uint8_t *)stat, words[i].word, len))
 			return words[i].state;
 	return SMPP_STATE_NONE;
 }
 
-/* Which field a key names; "submit date" and "submit_date" both work. */
-static char *dlr_field(struct smpp_dlr *r, const char *key, size_t klen, size_t *cap)
+/* "done date" / "done_date" (sep at 4), "submit date" / "submit_date" (sep at 6). */
+static bool two_word_key(const uint8_t *key, const char *first, size_t flen)
 {
-	static const struct {
-		const char *key;
-		size_t off, cap;
-	} keys[] = {
-		{"id", offsetof(struct smpp_dlr, id), SMPP_ID_MAX},
-		{"sub", offsetof(struct smpp_dlr, sub), 8},
-		{"dlvrd", offsetof(struct smpp_dlr, dlvrd), 8},
-		{"submit date", offsetof(struct smpp_dlr, submit_date), 16},
-		{"submit_date", offsetof(struct smpp_dlr, submit_date), 16},
-		{"done date", offsetof(struct smpp_dlr, done_date), 16},
-		{"done_date", offsetof(struct smpp_dlr, done_date), 16},
-		{"stat", offsetof(struct smpp_dlr, stat), 8},
-		{"err", offsetof(struct smpp_dlr, err), 8},
-	};
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		if (strlen(keys[i].key) == klen && !strncasecmp(keys[i].key, key, klen)) {
-			*cap = keys[i].cap;
-			return (char *)r + keys[i].off;
+	return eq_nocase(key, first, flen) && (key[flen] == ' ' || key[flen] == '_') &&
+	       eq_nocase(key + flen + 1, "date", 4);
+}
+
+/* Which field a key names (any case); "submit date" and "submit_date" both work. */
+static char *dlr_field(struct smpp_dlr *r, const uint8_t *key, size_t klen, size_t *cap)
+{
+	*cap = 8;
+	switch (klen) {
+	case 2:
+		if (eq_nocase(key, "id", 2)) {
+			*cap = SMPP_ID_MAX;
+			return r->id;
 		}
+		return NULL;
+	case 3:
+		return eq_nocase(key, "sub", 3) ? r->sub : eq_nocase(key, "err", 3) ? r->err : NULL;
+	case 4:
+		return eq_nocase(key, "stat", 4) ? r->stat : NULL;
+	case 5:
+		return eq_nocase(key, "dlvrd", 5) ? r->dlvrd : NULL;
+	case 9:
+		*cap = 16;
+		return two_word_key(key, "done", 4) ? r->done_date : NULL;
+	case 11:
+		*cap = 16;
+		return two_word_key(key, "submit", 6) ? r->submit_date : NULL;
 	}
 	return NULL;
 }
@@ -465,12 +502,12 @@ static char *dlr_field(struct smpp_dlr *r, const char *key, size_t klen, size_t 
 static size_t dlr_key_start(const uint8_t *text, size_t colon)
 {
 	size_t k = colon;
-	while (k > 0 && (isalnum(text[k - 1]) || text[k - 1] == '_'))
+	while (k > 0 && key_char(text[k - 1]))
 		k--;
 	if (k >= 5 && text[k - 1] == ' ') {
-		if (k >= 7 && !strncasecmp((const char *)text + k - 7, "submit ", 7))
+		if (k >= 7 && eq_nocase(text + k - 7, "submit ", 7))
 			return k - 7;
-		if (!strncasecmp((const char *)text + k - 5, "done ", 5))
+		if (eq_nocase(text + k - 5, "done ", 5))
 			return k - 5;
 	}
 	return k;
@@ -480,12 +517,14 @@ int smpp_dlr_parse(const uint8_t *text, size_t len, struct smpp_dlr *r)
 {
 	memset(r, 0, sizeof(*r));
 	for (size_t i = 0; i < len; i++) {
-		if (text[i] != ':')
-			continue;
+		const uint8_t *colon = memchr(text + i, ':', len - i);
+		if (!colon)
+			break;
+		i = (size_t)(colon - text);
 		size_t k = dlr_key_start(text, i), cap;
-		char *f = dlr_field(r, (const char *)text + k, i - k, &cap);
-		if (k + 4 == i && !strncasecmp((const char *)text + k, "text", 4))
+		if (k + 4 == i && eq_nocase(text + k, "text", 4))
 			break; /* the rest is message text: keys in it are not ours */
+		char *f = dlr_field(r, text + k, i - k, &cap);
 		if (!f || f[0])
 			continue; /* unknown key, or a repeated one: first wins */
 		size_t v = i + 1, n = 0;
@@ -497,7 +536,8 @@ int smpp_dlr_parse(const uint8_t *text, size_t len, struct smpp_dlr *r)
 		f[n] = 0;
 	}
 	for (char *s = r->stat; *s; s++)
-		*s = (char)toupper((unsigned char)*s);
+		if (*s >= 'a' && *s <= 'z')
+			*s = (char)(*s - 'a' + 'A');
 	r->state = smpp_stat_parse(r->stat);
 	return r->id[0] && r->stat[0] ? 0 : -1;
 }

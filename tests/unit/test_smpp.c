@@ -17,6 +17,99 @@
 #include <cmocka.h>
 
 #include "smpp.h"
+#include <ctype.h>
+#include <strings.h>
+
+/*
+ * The receipt text parser as it was before it compared bytes as ASCII (a
+ * strncasecmp per known key), kept as the model the current one must agree
+ * with on any input.
+ */
+static enum smpp_msg_state ref_stat_parse(const char *stat)
+{
+	static const struct {
+		const char *word;
+		enum smpp_msg_state state;
+	} words[] = {
+		{"DELIVRD", SMPP_STATE_DELIVERED}, {"DELIVERED", SMPP_STATE_DELIVERED},
+		{"EXPIRED", SMPP_STATE_EXPIRED},   {"DELETED", SMPP_STATE_DELETED},
+		{"UNDELIV", SMPP_STATE_UNDELIVERABLE}, {"UNDELIVERABLE", SMPP_STATE_UNDELIVERABLE},
+		{"ACCEPTD", SMPP_STATE_ACCEPTED},  {"ACCEPTED", SMPP_STATE_ACCEPTED},
+		{"UNKNOWN", SMPP_STATE_UNKNOWN},   {"REJECTD", SMPP_STATE_REJECTED},
+		{"REJECTED", SMPP_STATE_REJECTED}, {"ENROUTE", SMPP_STATE_ENROUTE},
+	};
+	for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+		if (!strcasecmp(stat, words[i].word))
+			return words[i].state;
+	return SMPP_STATE_NONE;
+}
+
+/* reference: Which field a key names; "submit date" and "submit_date" both work. */
+static char *ref_dlr_field(struct smpp_dlr *r, const char *key, size_t klen, size_t *cap)
+{
+	static const struct {
+		const char *key;
+		size_t off, cap;
+	} keys[] = {
+		{"id", offsetof(struct smpp_dlr, id), SMPP_ID_MAX},
+		{"sub", offsetof(struct smpp_dlr, sub), 8},
+		{"dlvrd", offsetof(struct smpp_dlr, dlvrd), 8},
+		{"submit date", offsetof(struct smpp_dlr, submit_date), 16},
+		{"submit_date", offsetof(struct smpp_dlr, submit_date), 16},
+		{"done date", offsetof(struct smpp_dlr, done_date), 16},
+		{"done_date", offsetof(struct smpp_dlr, done_date), 16},
+		{"stat", offsetof(struct smpp_dlr, stat), 8},
+		{"err", offsetof(struct smpp_dlr, err), 8},
+	};
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (strlen(keys[i].key) == klen && !strncasecmp(keys[i].key, key, klen)) {
+			*cap = keys[i].cap;
+			return (char *)r + keys[i].off;
+		}
+	}
+	return NULL;
+}
+
+/* The key ending just before text[colon]: one word, or "submit date" / "done date". */
+static size_t ref_dlr_key_start(const uint8_t *text, size_t colon)
+{
+	size_t k = colon;
+	while (k > 0 && (isalnum(text[k - 1]) || text[k - 1] == '_'))
+		k--;
+	if (k >= 5 && text[k - 1] == ' ') {
+		if (k >= 7 && !strncasecmp((const char *)text + k - 7, "submit ", 7))
+			return k - 7;
+		if (!strncasecmp((const char *)text + k - 5, "done ", 5))
+			return k - 5;
+	}
+	return k;
+}
+
+static int ref_dlr_parse(const uint8_t *text, size_t len, struct smpp_dlr *r)
+{
+	memset(r, 0, sizeof(*r));
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] != ':')
+			continue;
+		size_t k = ref_dlr_key_start(text, i), cap;
+		char *f = ref_dlr_field(r, (const char *)text + k, i - k, &cap);
+		if (k + 4 == i && !strncasecmp((const char *)text + k, "text", 4))
+			break; /* the rest is message text: keys in it are not ours */
+		if (!f || f[0])
+			continue; /* unknown key, or a repeated one: first wins */
+		size_t v = i + 1, n = 0;
+		while (v < len && text[v] == ' ')
+			v++;
+		while (v + n < len && text[v + n] != ' ' && text[v + n] != 0 && n + 1 < cap)
+			n++;
+		memcpy(f, text + v, n);
+		f[n] = 0;
+	}
+	for (char *s = r->stat; *s; s++)
+		*s = (char)toupper((unsigned char)*s);
+	r->state = ref_stat_parse(r->stat);
+	return r->id[0] && r->stat[0] ? 0 : -1;
+}
 
 /* Decoding every strict prefix needs more; the whole decodes to n. */
 static void check_prefixes(const uint8_t *buf, size_t n)
@@ -260,6 +353,57 @@ static void test_dlr_formats(void **state)
 	assert_int_equal(strlen(r.id), SMPP_ID_MAX - 1);
 }
 
+static uint32_t rng = 88172645u;
+
+static uint32_t next_rand(void)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 17;
+	rng ^= rng << 5;
+	return rng;
+}
+
+/* Random receipt-like texts from key and value fragments (any case, NULs, high bytes): same result as the model. */
+static void test_dlr_parse_matches_model(void **state)
+{
+	static const char *const frag[] = {
+		"id:", "ID:", "Id:", "sub:", "SUB:", "dlvrd:", "submit date:", "Submit_Date:",
+		"submit  date:", "done date:", "DONE_date:", "done:", "date:", "stat:", "STAT:",
+		"err:", "text:", "Text:", "xid:", "_id:", " ", "  ", ":", "0123456789", "7f3A2b",
+		"DELIVRD", "delivrd", "UNDELIV", "Expired", "rejected", "ENROUTE", "acceptd",
+		"undeliverable", "FOOBAR", "\x00", "\xe9", "\xff", "a", "Z", "_", "-", "5"};
+	for (int it = 0; it < 200000; it++) {
+		uint8_t text[300];
+		size_t len = 0, nfrag = next_rand() % 24;
+		for (size_t f = 0; f < nfrag; f++) {
+			const char *t = frag[next_rand() % (sizeof(frag) / sizeof(frag[0]))];
+			uint8_t one;
+			size_t n = strlen(t);
+			if (t[0] == '\\') { /* one raw byte */
+				one = (uint8_t)strtoul(t + 2, NULL, 16);
+				t = (const char *)&one;
+				n = 1;
+			}
+			if (len + n > sizeof(text))
+				break;
+			memcpy(text + len, t, n);
+			len += n;
+		}
+		if (next_rand() % 8 == 0) /* a long value */
+			for (size_t k = next_rand() % 150; k && len < sizeof(text); k--)
+				text[len++] = '7';
+		struct smpp_dlr a, b;
+		int ra = smpp_dlr_parse(text, len, &a), rb = ref_dlr_parse(text, len, &b);
+		assert_int_equal(ra, rb);
+		assert_memory_equal(&a, &b, sizeof(a));
+	}
+	static const char *const stats[] = {"DELIVRD", "delivered", "Undeliverable", "accepted",
+					    "REJECTD", "enroute", "unknown", "deleted", "EXPIRED",
+					    "", "DELIVRDX", "DELIV", "\xc9XPIRED"};
+	for (size_t i = 0; i < sizeof(stats) / sizeof(stats[0]); i++)
+		assert_int_equal(smpp_stat_parse(stats[i]), ref_stat_parse(stats[i]));
+}
+
 static void test_id_canon(void **state)
 {
 	char a[80], b[80];
@@ -298,6 +442,7 @@ int main(void)
 		cmocka_unit_test(test_body_errors),
 		cmocka_unit_test(test_status_names),
 		cmocka_unit_test(test_dlr_formats),
+		cmocka_unit_test(test_dlr_parse_matches_model),
 		cmocka_unit_test(test_id_canon),
 	};
 

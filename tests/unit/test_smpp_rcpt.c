@@ -178,6 +178,79 @@ static void test_pending_find_either_reading(void **state)
 	acct_free(a);
 }
 
+/*
+ * The dispatcher's hint: the index stays at its first size while few ids
+ * wait (receipts keeping pace), then grows once, straight to the size for
+ * the hint, and keeps finding everything.
+ */
+static void test_hint_grows_once(void **state)
+{
+	enum { HINT = 20000, FEW = 500 };
+	struct rmap m;
+	struct id_keys k;
+	char id[64];
+	assert_int_equal(rmap_init(&m, 4096), 0);
+	assert_int_equal(rmap_entries_reserve(&m, HINT), 0);
+	m.hint = HINT;
+	for (unsigned i = 0; i < 10 * FEW; i++) { /* add and remove: at most FEW waiting */
+		map_id(i, id, sizeof(id));
+		assert_true(id_keys(id, &k));
+		assert_int_not_equal(rmap_add(&m, &k, 0), RCPT_NONE);
+		if (i >= FEW) {
+			map_id(i - FEW, id, sizeof(id));
+			assert_true(id_keys(id, &k));
+			uint32_t r = rmap_get(&m, &k.k[0], 0);
+			assert_int_not_equal(r, RCPT_NONE);
+			rmap_remove(&m, r);
+		}
+	}
+	assert_int_equal(m.mask + 1, 4096);
+	for (unsigned i = 10 * FEW; i < HINT; i++) { /* receipts lag: everything waits */
+		map_id(i, id, sizeof(id));
+		assert_true(id_keys(id, &k));
+		assert_int_not_equal(rmap_add(&m, &k, 0), RCPT_NONE);
+	}
+	assert_true(m.mask + 1 >= 4 * (size_t)HINT);
+	assert_true(m.mask + 1 < 8 * (size_t)HINT);
+	for (unsigned i = 9 * FEW; i < HINT; i++) {
+		map_id(i, id, sizeof(id));
+		assert_true(id_keys(id, &k));
+		assert_int_not_equal(rmap_get(&m, &k.k[0], 0), RCPT_NONE);
+	}
+	rmap_release(&m);
+}
+
+/*
+ * A decimal submit id and a receipt naming it in hex without a letter
+ * ("1048576" = 0x100000): the receipt's other reading is the submit id's
+ * primary one. Found from either side (pending map and early map), and a
+ * receipt that is the submit id itself still wins over the hex reading.
+ */
+static void test_hex_receipt_without_letters(void **state)
+{
+	struct smpp_account *a = acct_new("t", 16, 1000);
+	assert_non_null(a);
+	struct id_keys sub, rc, other;
+	assert_true(id_keys("1048576", &sub));
+	assert_true(id_keys("100000", &rc));
+	uint32_t r = rmap_add(&a->pending, &sub, 0);
+	a->pending.e[r].u.delivery_id = 7;
+	assert_int_equal(pending_find(a, &rc), r);
+	assert_true(id_keys("100000", &other)); /* a decimal submit id 100000 as well: it wins */
+	uint32_t o = rmap_add(&a->pending, &other, 0);
+	assert_int_equal(pending_find(a, &rc), o);
+	rmap_remove(&a->pending, o);
+	assert_int_equal(pending_find(a, &rc), r);
+	/* the receipt first (early), then its submit_sm_resp */
+	early_add(a, &rc, SMPP_STATE_DELIVERED, 0);
+	uint32_t e = early_find(a, &sub);
+	assert_int_not_equal(e, RCPT_NONE);
+	assert_int_equal(a->early.map.e[e].state, SMPP_STATE_DELIVERED);
+	early_forget(a, e);
+	assert_int_equal(a->early.waiting, 0);
+	acct_free(a);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -185,6 +258,8 @@ int main(void)
 		cmocka_unit_test(test_map_against_model),
 		cmocka_unit_test(test_reserve_leaves_room),
 		cmocka_unit_test(test_pending_find_either_reading),
+		cmocka_unit_test(test_hex_receipt_without_letters),
+		cmocka_unit_test(test_hint_grows_once),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
