@@ -40,6 +40,14 @@ last one-byte answer. Ratios are against bare, and tocsind against
 Mosquitto. The spread (last − first receipt) is the fan-out itself, without
 tocsind's admission and resolution.
 
+--pin runs every sender (tocsind, the bare loop, Mosquitto) with taskset on
+CPU 0 and every swarm process on CPU 1, the same for all three. Without it,
+on 2 cores the scheduler sometimes puts a sender and a receiver on one CPU
+for part of a round, and the round measures that: the same binaries then
+give 145 or 235 ms at 10,000. Pinned, the rounds agree within ~15 %; but the
+swarm then has one CPU, so at 50,000 (three swarm processes) the receivers
+set the pace for every system.
+
 tocsind gets the lane keys listen, window and max_connections (N + 100);
 the gateway sizes its io_uring file tables for max_connections (its lane key
 `rings` defaults to enough), so nothing else is needed past the descriptor
@@ -87,8 +95,16 @@ ap.add_argument("--per-swarm", type=int, default=18000,
                 help="terminals per swarm process (at most the hard RLIMIT_NOFILE less 1,000)")
 ap.add_argument("--lane", action="append", default=[], metavar="KEY=VALUE",
                 help="an extra key of tocsind's terminal lane (repeatable)")
+ap.add_argument("--pin", action="store_true",
+                help="senders (tocsind, the bare loop, mosquitto) on CPU 0, the swarm on CPU 1")
 ap.add_argument("--results", action="store_true", help="append the section to bench/RESULTS.md")
 args = ap.parse_args()
+# --pin: the same placement for all three systems (taskset; redis-server and this script
+# stay free). Without it the scheduler sometimes runs sender and receiver on one CPU.
+SENDER = ["taskset", "-c", "0"] if args.pin else []
+RECEIVER = ["taskset", "-c", "1"] if args.pin else []
+if args.pin:
+    os.environ["TOCSIN_WRAP"] = " ".join(SENDER + os.environ.get("TOCSIN_WRAP", "").split())
 BUILD = os.path.abspath(args.build)
 SRC = os.path.abspath(os.path.join(HERE, ".."))
 SWARM = os.path.join(BUILD, "bench", "terminal_swarm")
@@ -132,7 +148,7 @@ class Swarm:
         self.mode = mode
         self.stats = os.path.join(WORK, name + ".json")
         self.times = os.path.join(WORK, name + ".times")
-        argv = [SWARM, "--count", str(n), "--target", target, "--mode", mode, "--src-ips", "8",
+        argv = RECEIVER + [SWARM, "--count", str(n), "--target", target, "--mode", mode, "--src-ips", "8",
                 "--src-base", str(src_base), "--first", str(first),
                 "--connect-rate", "20000", "--play-ms", str(args.play_ms), "--stats", self.stats,
                 "--times", self.times] + list(extra)
@@ -362,7 +378,7 @@ def run_bare(n, rnd):
     pf = os.path.join(WORK, "blaster-%d-%d.port" % (n, rnd))
     out = os.path.join(WORK, "blaster-%d-%d.json" % (n, rnd))
     with open(out, "w") as f:
-        blaster = subprocess.Popen([BLASTER, "--conns", str(n), "--frame", str(FRAME),
+        blaster = subprocess.Popen(SENDER + [BLASTER, "--conns", str(n), "--frame", str(FRAME),
                                     "--port-file", pf] + (["--plain"] if args.bare_plain else []),
                                    stdout=f)
     PROCS.append(blaster)
@@ -426,7 +442,7 @@ def run_mosquitto(n, rnd):
     with open(conf, "w") as f:
         f.write("listener %d 127.0.0.1\nallow_anonymous true\nmax_connections -1\n"
                 "persistence false\nmax_queued_messages 1000\n" % port)
-    broker = start(["/usr/sbin/mosquitto", "-c", conf], "mosquitto-%d-%d" % (n, rnd))
+    broker = start(SENDER + ["/usr/sbin/mosquitto", "-c", conf], "mosquitto-%d-%d" % (n, rnd))
     swarm = None
     try:
         wait_port(port, broker)
@@ -521,7 +537,7 @@ def report(results):
     cmd = "/usr/bin/python3 bench/terminal_fanout.py %s --conns %s --rounds %d --play-ms %d%s%s" % (
         args.build, " ".join(str(n) for n in args.conns), args.rounds, args.play_ms,
         (" --per-swarm %d" % args.per_swarm if args.per_swarm != 18000 else "") +
-        (" --bare-plain" if args.bare_plain else ""),
+        (" --bare-plain" if args.bare_plain else "") + (" --pin" if args.pin else ""),
         "".join(" --lane " + kv for kv in args.lane))
     out = ["### Fan-out of one ~1 KB alert (`%s`)" % cmd, "",
            "%s, %s, %d cores; medians of %d rounds; times in ms from the push (t0) on "
