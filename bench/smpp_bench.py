@@ -18,7 +18,10 @@ way for both clients. The engine's own figure (coverage first_send_ms to
 elapsed_ms) is kept as "engine_seconds" but is not comparable: elapsed_ms is
 stamped when the coverage is published (every 200 ms), and the blaster's
 "seconds" is its own first-submit to last-response on its own clock.
-Every process is started here and stopped by pid.
+Every process is started here and stopped by pid. --pin runs both clients
+(tocsind, smpp_blaster) on CPU 0 and smsc_sim on CPU 1 with taskset: on 2
+cores the scheduler otherwise sometimes runs a client and the simulator on
+one CPU for part of a run, and the ratio swings with it.
 """
 import argparse
 import json
@@ -40,10 +43,17 @@ ap.add_argument("build", nargs="?", default="build")
 ap.add_argument("--scale", default="0.2")
 ap.add_argument("--rate-seconds", type=float, default=20)
 ap.add_argument("--no-tls", action="store_true", help="skip the TLS rows")
+ap.add_argument("--pin", action="store_true",
+                help="clients (tocsind, smpp_blaster) on CPU 0, smsc_sim on CPU 1 (taskset)")
 ap.add_argument("--keep", action="store_true",
                 help="keep the work directory (logs, configs); it is kept anyway when a run fails")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
+# --pin: the same placement for both clients; redis-server and this script stay free
+SENDER = ["taskset", "-c", "0"] if args.pin else []
+RECEIVER = ["taskset", "-c", "1"] if args.pin else []
+if args.pin:
+    os.environ["TOCSIN_WRAP"] = " ".join(SENDER + os.environ.get("TOCSIN_WRAP", "").split())
 WORK = tempfile.mkdtemp(prefix="tocsin-smpp-bench-")
 pb = load_pb(os.path.join(HERE, ".."))
 TEXT = (("en-US", "Typhoon warning", "Stay indoors."),)
@@ -75,7 +85,7 @@ class Smsc:
                 os.unlink(f)
         tls_args = ["--tls-cert", tls["cert"], "--tls-key", tls["key"]] if tls else []
         self.proc = subprocess.Popen(
-            [os.path.join(BUILD, "bench", "smsc_sim"), "--port", "0", "--port-file",
+            RECEIVER + [os.path.join(BUILD, "bench", "smsc_sim"), "--port", "0", "--port-file",
              self.port_file, "--latency-ms", str(latency), "--mix", mix,
              "--receipt-delay-ms", "0", "--stats", self.stats_file] + tls_args,
             stderr=subprocess.DEVNULL)
@@ -95,7 +105,7 @@ class Smsc:
 
 
 def blaster(port, count, wait_receipts, tls=None):
-    out = subprocess.run([os.path.join(BUILD, "bench", "smpp_blaster"), "--port", str(port),
+    out = subprocess.run(SENDER + [os.path.join(BUILD, "bench", "smpp_blaster"), "--port", str(port),
                           "--binds", "1", "--window", "100", "--count", str(count),
                           "--wait-receipts-ms", "3000" if wait_receipts else "0"]
                          + (["--tls-ca", tls["ca"]] if tls else []),
