@@ -47,10 +47,17 @@ ap.add_argument("build", nargs="?", default="build")
 ap.add_argument("--scale", default="0.5")
 ap.add_argument("--rounds", type=int, default=5)
 ap.add_argument("--transports", default="h2c,tls", help="which of h2c and tls to run")
+ap.add_argument("--pin", action="store_true",
+                help="clients (tocsind, h2load) on CPU 0, push_sim on CPU 1 (taskset)")
 ap.add_argument("--keep", action="store_true",
                 help="keep the work directory (logs, configs); it is kept anyway when a run fails")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
+# --pin: the same placement for both clients; redis-server and this script stay free
+SENDER = ["taskset", "-c", "0"] if args.pin else []
+RECEIVER = ["taskset", "-c", "1"] if args.pin else []
+if args.pin:
+    os.environ["TOCSIN_WRAP"] = " ".join(SENDER + os.environ.get("TOCSIN_WRAP", "").split())
 WORK = tempfile.mkdtemp(prefix="tocsin-push-bench-")
 pb = load_pb(os.path.join(HERE, ".."))
 CONNS, STREAMS = 2, 100
@@ -59,7 +66,7 @@ CONNS, STREAMS = 2, 100
 def start_sim(tls, run, save_body=None):
     port_file = os.path.join(WORK, "push-%s-%s.port" % ("tls" if tls else "h2c", run))
     stats = os.path.join(WORK, "push-%s-%s.json" % ("tls" if tls else "h2c", run))
-    cmd = [os.path.join(BUILD, "bench", "push_sim"), "--port", "0", "--port-file", port_file,
+    cmd = RECEIVER + [os.path.join(BUILD, "bench", "push_sim"), "--port", "0", "--port-file", port_file,
            "--bearer", "bench-token", "--max-streams", "1000", "--stats", stats]
     if tls:
         cmd += ["--cert", os.path.join(WORK, "tls.crt"), "--key", os.path.join(WORK, "tls.key")]
@@ -92,7 +99,7 @@ def h2load(port, tls, n, body):
     """body: a file with the FCM body the engine sent (the same payload, a real token)."""
     url = "%s://127.0.0.1:%d/v1/projects/bench/messages:send" % ("https" if tls else "http", port)
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    out = subprocess.run(["h2load", "-n", str(n), "-c", str(CONNS), "-m", str(STREAMS), "-d", body,
+    out = subprocess.run(SENDER + ["h2load", "-n", str(n), "-c", str(CONNS), "-m", str(STREAMS), "-d", body,
                           "-H", "content-type: application/json",
                           "-H", "authorization: Bearer bench-token", url],
                          capture_output=True, text=True).stdout
