@@ -33,7 +33,12 @@ struct admit_call {
 	journal_cb cb;
 	void *arg;
 	struct redis_client *rc;
+	const char *prefix;
+	struct journal_entry e;  /* the caller keeps its strings until cb */
+	bool retried;            /* sent again with EVAL after a NOSCRIPT */
 };
+
+static int send_admit(struct admit_call *call, bool eval);
 
 /* The script's SHA-1, computed once: EVALSHA spares Redis re-hashing it per admission. */
 static char admit_sha[41];
@@ -60,10 +65,19 @@ void journal_prepare(struct redis_client *rc)
 
 static void on_admit_reply(void *arg, redisReply *r)
 {
-	struct admit_call call = *(struct admit_call *)arg;
-	free(arg);
-	if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8))
-		journal_prepare(call.rc); /* the script cache was flushed: load it for the next ones */
+	struct admit_call *c = arg;
+	if (r && r->type == REDIS_REPLY_ERROR && !strncmp(r->str, "NOSCRIPT", 8)) {
+		/* the script cache is empty (a restarted Redis, or a SCRIPT LOAD refused while it
+		   was loading its data): load it for the next ones, and send this one whole */
+		journal_prepare(c->rc);
+		if (!c->retried) {
+			c->retried = true;
+			if (send_admit(c, true) == 0)
+				return;
+		}
+	}
+	struct admit_call call = *c;
+	free(c);
 	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER) {
 		call.cb(call.arg, JOURNAL_UNAVAILABLE, 0);
@@ -76,26 +90,32 @@ static void on_admit_reply(void *arg, redisReply *r)
 	call.cb(call.arg, code == 0 ? JOURNAL_NEW : code == 1 ? JOURNAL_SAME : JOURNAL_CONFLICT, at);
 }
 
+/* EVALSHA, or EVAL with the script itself; 0 when queued. */
+static int send_admit(struct admit_call *call, bool eval)
+{
+	const struct journal_entry *e = &call->e;
+	char key[256], stream[128], active[128], expires[24];
+	snprintf(key, sizeof(key), "%sw:%s", call->prefix, e->id);
+	snprintf(stream, sizeof(stream), "%sjournal", call->prefix);
+	snprintf(active, sizeof(active), "%sactive", call->prefix);
+	snprintf(expires, sizeof(expires), "%lld", (long long)e->expires);
+	const char *argv[] = {eval ? "EVAL" : "EVALSHA", eval ? admit_lua : admit_sha, "3", key,
+			      stream, active, e->digest_hex, (const char *)e->envelope, expires, e->id};
+	size_t lens[] = {eval ? 4u : 7u, eval ? sizeof(admit_lua) - 1 : 40, 1, strlen(key),
+			 strlen(stream), strlen(active), strlen(e->digest_hex), e->envelope_len,
+			 strlen(expires), strlen(e->id)};
+	return redis_command(call->rc, on_admit_reply, call, 10, argv, lens);
+}
+
 int journal_admit(struct redis_client *rc, const char *prefix, const struct journal_entry *e,
 		  journal_cb cb, void *arg)
 {
-	char key[256], stream[128], active[128], expires[24];
-	snprintf(key, sizeof(key), "%sw:%s", prefix, e->id);
-	snprintf(stream, sizeof(stream), "%sjournal", prefix);
-	snprintf(active, sizeof(active), "%sactive", prefix);
-	snprintf(expires, sizeof(expires), "%lld", (long long)e->expires);
 	pthread_once(&admit_sha_once, compute_sha);
-	const char *argv[] = {"EVALSHA", admit_sha, "3", key, stream, active,
-			      e->digest_hex, (const char *)e->envelope, expires, e->id};
-	size_t lens[] = {7, 40, 1, strlen(key), strlen(stream), strlen(active),
-			 strlen(e->digest_hex), e->envelope_len, strlen(expires), strlen(e->id)};
 	struct admit_call *call = malloc(sizeof(*call));
 	if (!call)
 		return -12; /* -ENOMEM */
-	call->cb = cb;
-	call->arg = arg;
-	call->rc = rc;
-	int ret = redis_command(rc, on_admit_reply, call, 10, argv, lens);
+	*call = (struct admit_call){.cb = cb, .arg = arg, .rc = rc, .prefix = prefix, .e = *e};
+	int ret = send_admit(call, false);
 	if (ret < 0)
 		free(call);
 	return ret;

@@ -39,14 +39,17 @@ struct journal_entry {
 /*
  * Load the admission script into Redis (SCRIPT LOAD); call on every new
  * connection before journal_admit(), which uses EVALSHA. A NOSCRIPT answer
- * (the cache was flushed) reloads it and reports JOURNAL_UNAVAILABLE once.
+ * (the cache was flushed, or the SCRIPT LOAD came while a restarted Redis
+ * was still loading its data) reloads it and sends that admission again
+ * with EVAL, once.
  */
 void journal_prepare(struct redis_client *rc);
 
 /* admitted_at: ms since the epoch (the first admission's, for JOURNAL_SAME). */
 typedef void (*journal_cb)(void *arg, enum journal_result r, int64_t admitted_at);
 
-/* 0 when queued (cb runs once), or -errno when Redis is not available (no cb). */
+/* 0 when queued (cb runs once), or -errno when Redis is not available (no cb).
+ * e's strings and envelope must stay valid until cb has run. */
 int journal_admit(struct redis_client *rc, const char *prefix, const struct journal_entry *e,
 		  journal_cb cb, void *arg);
 

@@ -467,6 +467,16 @@ class Faults(unittest.TestCase):
         code, j = curl(d.url + "/v1/warnings", signed(w))
         self.assertEqual(code, 202, j)
 
+    def test_script_cache_flushed_still_admits(self):
+        # a restarted Redis (or SCRIPT FLUSH) forgets the admission script: the
+        # admission is sent again whole (EVAL), not refused
+        d = self.start()
+        self.assertEqual(curl(d.url + "/v1/warnings", signed(warning()))[0], 202)
+        self.redis.cli("SCRIPT", "FLUSH")
+        code, j = curl(d.url + "/v1/warnings", signed(warning()))
+        self.assertEqual(code, 202, j)
+        self.assertEqual(curl(d.url + "/v1/warnings", signed(warning()))[0], 202)
+
     def test_429_when_admission_queue_full(self):
         d = self.start(server__threads="1", admission__queue="1")
         os.kill(self.redis.proc.pid, signal.SIGSTOP)  # the journal stalls
