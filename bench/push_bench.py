@@ -39,7 +39,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from harness import Redis, Tocsind  # noqa: E402
+from harness import Redis, Tocsind, pinning  # noqa: E402
 from bureau import Bureau, load_pb  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -53,11 +53,7 @@ ap.add_argument("--keep", action="store_true",
                 help="keep the work directory (logs, configs); it is kept anyway when a run fails")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
-# --pin: the same placement for both clients; redis-server and this script stay free
-SENDER = ["taskset", "-c", "0"] if args.pin else []
-RECEIVER = ["taskset", "-c", "1"] if args.pin else []
-if args.pin:
-    os.environ["TOCSIN_WRAP"] = " ".join(SENDER + os.environ.get("TOCSIN_WRAP", "").split())
+SENDER, RECEIVER = pinning(args.pin)  # --pin: see harness.pinning
 WORK = tempfile.mkdtemp(prefix="tocsin-push-bench-")
 pb = load_pb(os.path.join(HERE, ".."))
 CONNS, STREAMS = 2, 100

@@ -35,7 +35,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from harness import Redis, Tocsind, wait_port  # noqa: E402
+from harness import Redis, Tocsind, wait_port, pinning  # noqa: E402
 from bureau import Bureau, load_pb  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -49,11 +49,7 @@ ap.add_argument("--keep", action="store_true",
                 help="keep the work directory (logs, configs); it is kept anyway when a run fails")
 args = ap.parse_args()
 BUILD = os.path.abspath(args.build)
-# --pin: the same placement for both clients; redis-server and this script stay free
-SENDER = ["taskset", "-c", "0"] if args.pin else []
-RECEIVER = ["taskset", "-c", "1"] if args.pin else []
-if args.pin:
-    os.environ["TOCSIN_WRAP"] = " ".join(SENDER + os.environ.get("TOCSIN_WRAP", "").split())
+SENDER, RECEIVER = pinning(args.pin)  # --pin: see harness.pinning
 WORK = tempfile.mkdtemp(prefix="tocsin-smpp-bench-")
 pb = load_pb(os.path.join(HERE, ".."))
 TEXT = (("en-US", "Typhoon warning", "Stay indoors."),)

@@ -74,7 +74,7 @@ import urllib.request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
-from harness import Redis, Tocsind, free_port, wait_port  # noqa: E402
+from harness import Redis, Tocsind, free_port, wait_port, pinning  # noqa: E402
 from bureau import Bureau, load_pb  # noqa: E402
 
 ap = argparse.ArgumentParser()
@@ -99,12 +99,7 @@ ap.add_argument("--pin", action="store_true",
                 help="senders (tocsind, the bare loop, mosquitto) on CPU 0, the swarm on CPU 1")
 ap.add_argument("--results", action="store_true", help="append the section to bench/RESULTS.md")
 args = ap.parse_args()
-# --pin: the same placement for all three systems (taskset; redis-server and this script
-# stay free). Without it the scheduler sometimes runs sender and receiver on one CPU.
-SENDER = ["taskset", "-c", "0"] if args.pin else []
-RECEIVER = ["taskset", "-c", "1"] if args.pin else []
-if args.pin:
-    os.environ["TOCSIN_WRAP"] = " ".join(SENDER + os.environ.get("TOCSIN_WRAP", "").split())
+SENDER, RECEIVER = pinning(args.pin)  # --pin: see harness.pinning
 BUILD = os.path.abspath(args.build)
 SRC = os.path.abspath(os.path.join(HERE, ".."))
 SWARM = os.path.join(BUILD, "bench", "terminal_swarm")

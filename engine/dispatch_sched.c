@@ -581,6 +581,15 @@ void sched_init(struct dispatcher *dp)
  * that, nothing rehashes or copies while the deliveries are planned and
  * sent, and the large tables are in huge pages (bigmem.h).
  */
+/* Ring room for each lane of channel ch when n of its deliveries are coming (a quarter spare). */
+static size_t lane_share(const struct dispatcher *dp, enum channel ch, uint64_t n)
+{
+	size_t lanes = 0;
+	for (size_t i = 0; i < dp->n_lanes; i++)
+		lanes += dp->lanes[i].channel == ch;
+	return lanes ? (size_t)(n + n / 4) / lanes + 16 : 0;
+}
+
 void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per[CHANNEL_COUNT])
 {
 	const uint64_t cap = (uint64_t)1 << 32; /* a nonsense hint: let things grow instead */
@@ -599,14 +608,12 @@ void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per
 	for (int ch = 0; ch < CHANNEL_COUNT; ch++) {
 		if (!per[ch] || per[ch] >= cap)
 			continue;
-		size_t lanes = 0;
-		for (size_t i = 0; i < dp->n_lanes; i++)
-			lanes += dp->lanes[i].channel == (enum channel)ch;
-		for (size_t i = 0; i < dp->n_lanes && lanes; i++) {
+		size_t share = lane_share(dp, (enum channel)ch, per[ch]);
+		for (size_t i = 0; i < dp->n_lanes; i++) {
 			struct lane *l = &dp->lanes[i];
 			if (l->channel != (enum channel)ch)
 				continue;
-			(void)lane_reserve(l, (size_t)(per[ch] + per[ch] / 4) / lanes + 16);
+			(void)lane_reserve(l, share);
 			if (l->adapter && l->adapter->reserve)
 				l->adapter->reserve(l, (size_t)per[ch] * (ch == CHANNEL_SMS ? parts : 1));
 		}
@@ -620,13 +627,12 @@ void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per
 #define WARM_HEAP_PER_DELIVERY 512
 #define WARM_HEAP_MAX ((size_t)64 << 20)
 
-/* Cut cells of class until n were cut in all, onto the free list, every page touched. */
+/* Cut cells of class until n were cut in all, onto the free list (the link written into
+   each cell faults its page in). */
 static void pool_warm(struct delivery_pool *p, int class, size_t n)
 {
-	size_t size = cell_size(class);
 	while (p->carved[class - 1] < n) {
 		char *d = (char *)cell_carve(p, class);
-		bigmem_touch(d, size);
 		memcpy(d, &p->free[class - 1], sizeof(void *));
 		p->free[class - 1] = d;
 	}
@@ -649,13 +655,10 @@ void sched_warm(struct dispatcher *dp, const uint64_t per[CHANNEL_COUNT])
 		addr_grow(dp, 2 * n[CHANNEL_APP]);
 		bigmem_touch(dp->by_addr, dp->by_addr_cap * sizeof(*dp->by_addr));
 	}
-	for (int ch = 0; ch < CHANNEL_COUNT; ch++) {
-		size_t lanes = 0;
-		for (size_t i = 0; i < dp->n_lanes; i++)
-			lanes += dp->lanes[i].channel == (enum channel)ch;
-		for (size_t i = 0; i < dp->n_lanes && n[ch]; i++)
-			if (dp->lanes[i].channel == (enum channel)ch)
-				(void)lane_warm(&dp->lanes[i], (size_t)(n[ch] + n[ch] / 4) / lanes + 16);
+	for (size_t i = 0; i < dp->n_lanes; i++) {
+		struct lane *l = &dp->lanes[i];
+		if (n[l->channel])
+			(void)lane_warm(l, lane_share(dp, l->channel, n[l->channel]));
 	}
 	pool_warm(&dp->pool, CELL_SMALL, (size_t)(n[CHANNEL_SMS] + n[CHANNEL_TERMINAL]));
 	pool_warm(&dp->pool, CELL_LARGE, (size_t)n[CHANNEL_APP]);

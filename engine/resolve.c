@@ -784,6 +784,15 @@ static unsigned pick_lang(struct resolver *r, const char *lang, size_t len)
 	return idx;
 }
 
+/* A count field's digits (at most 9; anything else ends it): persons, covers_persons. */
+static unsigned parse_count(const char *p, size_t n)
+{
+	unsigned v = 0;
+	for (size_t i = 0; i < n && i < 9 && p[i] >= '0' && p[i] <= '9'; i++)
+		v = v * 10 + (unsigned)(p[i] - '0');
+	return v;
+}
+
 /* One record "SUFFIX\tPERSONS\tLANG\tPHONES\tAPPS"; a malformed record is skipped. */
 static int add_record(struct resolver *r, const char *rec, size_t n, const char *building,
 		      const char *community, const struct target *filter)
@@ -806,9 +815,7 @@ static int add_record(struct resolver *r, const char *rec, size_t n, const char 
 		return 0;
 	if (r->bh_n == r->bh_cap && !batch_room(r, 1, 0))
 		return -ENOMEM;
-	unsigned persons = 0;
-	for (size_t i = 0; i < fl[1] && f[1][i] >= '0' && f[1][i] <= '9' && i < 9; i++)
-		persons = persons * 10 + (unsigned)(f[1][i] - '0');
+	unsigned persons = parse_count(f[1], fl[1]);
 	struct resolve_household *h = &r->bh[r->bh_n++];
 	*h = (struct resolve_household){
 		.building = building, .suffix = f[0], .suffix_len = fl[0], .segment = community,
@@ -867,14 +874,6 @@ static void on_term(void *arg, redisReply *reply)
 	advance(r);
 }
 
-/* Digits of a covers_persons field (at most 9; anything else ends it). */
-static unsigned parse_covers(const char *p, size_t n)
-{
-	unsigned v = 0;
-	for (size_t i = 0; i < n && i < 9 && p[i] >= '0' && p[i] <= '9'; i++)
-		v = v * 10 + (unsigned)(p[i] - '0');
-	return v;
-}
 
 /*
  * A terminal list: records "ID\tKIND\tCOVERS" (layout 2) go out as one
@@ -915,7 +914,7 @@ static void on_terms(void *arg, redisReply *reply)
 			}
 			r->ba[r->ba_n++] = (struct resolve_addr){
 				.channel = RESOLVE_TERMINAL, .addr = e->str, .len = idlen,
-				.persons = parse_covers(cov + 1, (size_t)(end - cov - 1)),
+				.persons = parse_count(cov + 1, (size_t)(end - cov - 1)),
 				.segment = c->community, .term_segment = c->id, .household = -1,
 			};
 			r->stats.addrs[RESOLVE_TERMINAL]++;

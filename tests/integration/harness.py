@@ -31,6 +31,17 @@ def wait_port(port, proc=None, timeout=10.0):
     raise RuntimeError("port %d not listening after %.0fs" % (port, timeout))
 
 
+def pinning(on):
+    """The benches' --pin: (sender prefix, receiver prefix) for argv, taskset on CPU 0 and
+    CPU 1, the same for the engine and its baseline; tocsind (started through Tocsind) gets
+    the sender's through TOCSIN_WRAP. Both empty when off."""
+    if not on:
+        return [], []
+    sender, receiver = ["taskset", "-c", "0"], ["taskset", "-c", "1"]
+    os.environ["TOCSIN_WRAP"] = " ".join(sender + os.environ.get("TOCSIN_WRAP", "").split())
+    return sender, receiver
+
+
 class Redis:
     """A private redis-server with the durability tocsind expects (AOF, fsync always)."""
 

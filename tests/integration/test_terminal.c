@@ -1375,8 +1375,9 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 
 static bool offline_has(struct fixture *fx, const char *id)
 {
-	struct terminal_offline *off = calloc(200000, sizeof(*off));
-	size_t n = terminal_offline_oldest(&fx->lane, off, 200000);
+	size_t cap = (size_t)(N_FUNC + 16 + fx->scale); /* every terminal the lane knows */
+	struct terminal_offline *off = calloc(cap, sizeof(*off));
+	size_t n = off ? terminal_offline_oldest(&fx->lane, off, cap) : 0;
 	bool has = false;
 	for (size_t i = 0; i < n; i++)
 		has |= !strcmp(off[i].id, id);
