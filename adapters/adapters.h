@@ -10,6 +10,16 @@
 
 #include "adapter.h"
 
+/* Built with AddressSanitizer (clang or gcc): adapters that keep freed memory for reuse
+   free it instead (or poison it), so that a use after free still shows. */
+#if defined(__SANITIZE_ADDRESS__)
+#define TOCSIN_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TOCSIN_ASAN 1
+#endif
+#endif
+
 /* NULL when no adapter has that name. */
 const struct adapter_ops *adapter_find(const char *name);
 

@@ -73,18 +73,13 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
-#if defined(__has_feature)
-#if __has_feature(address_sanitizer)
+#include "adapters.h"
+#ifdef TOCSIN_ASAN
 #include <sanitizer/asan_interface.h> /* recycled memory is poisoned while free */
-#define PUSH_ASAN 1
-#endif
-#endif
-#ifndef PUSH_ASAN
+#else
 #define ASAN_POISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
 #define ASAN_UNPOISON_MEMORY_REGION(a, n) ((void)(a), (void)(n))
 #endif
-
-#include "adapters.h"
 #include "buf.h"
 #include "campaign.h"
 #include "log.h"

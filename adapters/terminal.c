@@ -130,18 +130,6 @@
 #include "terminal_ready.h"
 #include "tls.h"
 
-/* Finished tdels are kept for reuse, but under ASan, where each is freed so a use after free shows. */
-#if defined(__SANITIZE_ADDRESS__)
-#define TDEL_POOL 0
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer)
-#define TDEL_POOL 0
-#endif
-#endif
-#ifndef TDEL_POOL
-#define TDEL_POOL 1
-#endif
-
 #define TCONN_OUTPUT_MAX (1u << 20)
 #define LINGER_MS 2000
 #define ACCEPT_RETRY_MS 100
@@ -1052,12 +1040,12 @@ static void tdel_unlink_free(struct tgw *gw, struct tdel *td)
 	ackq_unlink(gw, td);
 	loop_timer_cancel(gw->host.loop, &td->timer);
 	abody_put(td->body);
-	if (!TDEL_POOL) {
-		free(td);
-		return;
-	}
+#ifdef TOCSIN_ASAN
+	free(td); /* freed, so that a use after free shows */
+#else
 	td->next = gw->free_tdels; /* kept for the next delivery: no malloc per Alert */
 	gw->free_tdels = td;
+#endif
 }
 
 /* The final word on a delivery: a report while we still hold it, else a receipt. */
