@@ -352,8 +352,8 @@ static uint64_t reply_u64(const redisReply *r, size_t i)
 /*
  * persons, terminals, phones, apps of the live population: readiness's
  * denominators, and the size the dispatcher's memory is made ready for
- * (sched_warm) whenever it grows, so that the first warning to everyone
- * after a start or a load does not wait for page faults.
+ * (sched_warm) whenever it grows and no warning is out, so that the first
+ * warning to everyone after a start or a load does not wait for page faults.
  */
 static void on_pop_meta(void *arg, redisReply *r)
 {
@@ -369,8 +369,9 @@ static void on_pop_meta(void *arg, redisReply *r)
 	bool grew = false;
 	for (int ch = 0; ch < CHANNEL_COUNT; ch++)
 		grew |= per[ch] > dp->warmed[ch];
-	if (!grew)
-		return;
+	if (!grew || dp->campaigns)
+		return; /* faulting in ~100 MB takes the loop a while: never while a warning is out
+			   (a population loaded meanwhile is made ready at the next check after it) */
 	sched_warm(dp, per);
 	memcpy(dp->warmed, per, sizeof(per));
 	log_info("msg=\"dispatcher memory ready\" sms=%llu app=%llu terminal=%llu cap=%ld",
