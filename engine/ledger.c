@@ -294,6 +294,22 @@ static void apply(struct ledger_household *h, enum channel ch, enum delivery_sta
 static void terminal_step(struct ledger *l, uint32_t s, int delta, bool reached, uint64_t now_ms)
 {
 	struct ledger_segment *sg = &l->seg[s];
+	uint32_t pending = delta > 0 || sg->terminals_pending ? sg->terminals_pending + (uint32_t)delta
+							      : sg->terminals_pending;
+	/*
+	 * A household's classes see its segments' terminals only through
+	 * terminal_planned (the channel bit in `has`), terminal_reached (the bit
+	 * in `reached`) and whether terminals_pending is zero. When none of the
+	 * three changes (the second and later terminals of a community, every
+	 * Ack but a segment's first play and its last outcome), no class can
+	 * change: only the count moves, without walking the households (a
+	 * community holds thousands).
+	 */
+	if (sg->terminal_planned && (!reached || sg->terminal_reached) &&
+	    (pending != 0) == (sg->terminals_pending != 0)) {
+		sg->terminals_pending = pending;
+		return;
+	}
 	/* Snapshots must be taken before the shared count changes: do it per household. */
 	bool building = sg->kind == LEDGER_BUILDING;
 	uint32_t n = 0;

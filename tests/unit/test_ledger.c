@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -96,6 +97,84 @@ static void test_terminal_failure_fails_uncovered(void **state)
 	ledger_release(&l);
 }
 
+/*
+ * Terminals only, checked against a model after every step: a household is
+ * reached when a terminal covering it (its building's or its community's)
+ * played, pending while one is not final, failed when all covering
+ * terminals failed, untargeted when none covers it. Random orders of plans
+ * and outcomes over several terminals per segment, households arriving
+ * before and after the first terminal: the ledger skips its walk over a
+ * segment's households whenever no class can change, and must still agree.
+ */
+#define M_SEGS 3  /* community, building 1, building 2 */
+#define M_TERMS 9
+#define M_HH 7
+
+static void test_terminal_steps_match_model(void **state)
+{
+	(void)state;
+	unsigned seed = 12345;
+	for (int round = 0; round < 300; round++) {
+		struct ledger l;
+		ledger_init(&l, 0);
+		uint32_t seg[M_SEGS];
+		seg[0] = ledger_segment(&l, "C", LEDGER_COMMUNITY, 0, LEDGER_NONE);
+		seg[1] = ledger_segment(&l, "C1", LEDGER_BUILDING, 0, seg[0]);
+		seg[2] = ledger_segment(&l, "C2", LEDGER_BUILDING, 0, seg[0]);
+		int t_seg[M_TERMS], t_state[M_TERMS]; /* -1 not planned, else Q/S/A/D/F */
+		int hh_bld[M_HH], persons[M_HH], n_hh = 0;
+		for (int t = 0; t < M_TERMS; t++) {
+			seed = seed * 1103515245u + 12345u;
+			t_seg[t] = (int)((seed >> 16) % M_SEGS);
+			t_state[t] = -1;
+		}
+		for (int step = 0; step < 60; step++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = seed >> 16;
+			int t = (int)(r % M_TERMS);
+			if (n_hh < M_HH && r % 5 == 0) { /* a household arrives */
+				hh_bld[n_hh] = 1 + (int)((r >> 3) % 2);
+				persons[n_hh] = 1 + (int)((r >> 5) % 4);
+				ledger_household(&l, (uint32_t)persons[n_hh], seg[hh_bld[n_hh]], seg[0]);
+				n_hh++;
+			} else if (t_state[t] == -1) {
+				ledger_plan_terminal(&l, seg[t_seg[t]]);
+				t_state[t] = Q;
+			} else if (t_state[t] != D && t_state[t] != F) {
+				static const int next[] = {[Q] = S, [S] = A, [A] = D};
+				int to = (r >> 4) % 4 == 0 ? F : next[t_state[t]];
+				ledger_move(&l, LEDGER_NONE, seg[t_seg[t]], CHANNEL_TERMINAL,
+					    (enum delivery_state)t_state[t], (enum delivery_state)to,
+					    (uint64_t)step);
+				t_state[t] = to;
+			}
+			/* targeted, reached, failed: every household (a household nothing
+			   covers is failed), and the terminal channel's (covered ones only) */
+			uint64_t all[3] = {0}, term[3] = {0};
+			for (int h = 0; h < n_hh; h++) {
+				bool cov = false, reached = false, pend = false;
+				for (int k = 0; k < M_TERMS; k++) {
+					if (t_state[k] < 0 || (t_seg[k] != 0 && t_seg[k] != hh_bld[h]))
+						continue;
+					cov = true;
+					reached |= t_state[k] == D;
+					pend |= t_state[k] != D && t_state[k] != F;
+				}
+				uint64_t p = (uint64_t)persons[h];
+				uint64_t v[3] = {p, reached ? p : 0, !reached && !pend ? p : 0};
+				for (int i = 0; i < 3; i++) {
+					all[i] += v[i];
+					term[i] += cov ? v[i] : 0;
+				}
+			}
+			check(&l.total, all[0], all[1], 0, all[2]);
+			check(&l.seg[seg[0]].counts, all[0], all[1], 0, all[2]);
+			check(&l.channel[CHANNEL_TERMINAL], term[0], term[1], 0, term[2]);
+		}
+		ledger_release(&l);
+	}
+}
+
 static void test_many_segments_index(void **state)
 {
 	struct ledger l;
@@ -162,6 +241,7 @@ int main(void)
 		cmocka_unit_test(test_terminal_failure_fails_uncovered),
 		cmocka_unit_test(test_many_segments_index),
 		cmocka_unit_test(test_terminal_before_households),
+		cmocka_unit_test(test_terminal_steps_match_model),
 		cmocka_unit_test(test_reserve_households),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
