@@ -224,9 +224,8 @@ struct tauth { /* one Redis lookup in flight */
 };
 
 struct alert_cache { /* the last Alert's frame packed (alert_frame) */
-	const struct campaign *campaign;
+	uint64_t campaign;             /* campaign_serial: never reused, unlike an address */
 	unsigned lang;
-	char *id;
 	struct abody *body;
 };
 
@@ -1133,14 +1132,14 @@ static void term_flush_held(struct tgw *gw, struct term *t)
  * The Alert for d: resends and late terminals get the same bytes. Every
  * delivery of one warning and language shares the whole frame, seq
  * included (see the top), packed once into a refcounted struct abody
- * (gw->alert, keyed by campaign, id and language).
+ * (gw->alert, keyed by campaign_serial and language).
  */
 static int alert_frame(struct tgw *gw, struct delivery *d)
 {
 	struct campaign *c = d->campaign;
 	const char *id = campaign_id(c);
 	struct alert_cache *ac = &gw->alert;
-	if (ac->body && ac->campaign == c && ac->lang == d->lang && !strcmp(ac->id, id))
+	if (ac->body && ac->campaign == campaign_serial(c) && ac->lang == d->lang)
 		return 0;
 	const Tocsin__Warning *w = campaign_warning(c);
 	const Tocsin__Info *in = campaign_info(c, d->lang);
@@ -1167,24 +1166,18 @@ static int alert_frame(struct tgw *gw, struct delivery *d)
 	size_t n = terminal_frame_size(&f);
 	if (n > TERMINAL_FRAME_HDR + TERMINAL_FRAME_MAX)
 		return -EMSGSIZE;
-	char *idc = strdup(id);
 	struct abody *body = malloc(sizeof(*body) + n);
-	if (!idc || !body) {
-		free(idc);
-		free(body);
+	if (!body)
 		return -ENOMEM;
-	}
 	body->refs = 1; /* the cache's */
 	body->len = (uint32_t)n;
 	body->seq = a.seq;
 	if (terminal_frame_encode(&f, body->data, n) != (ssize_t)n) {
-		free(idc);
 		free(body);
 		return -EMSGSIZE;
 	}
 	abody_put(ac->body);
-	free(ac->id);
-	*ac = (struct alert_cache){.campaign = c, .lang = d->lang, .id = idc, .body = body};
+	*ac = (struct alert_cache){.campaign = campaign_serial(c), .lang = d->lang, .body = body};
 	return 0;
 }
 
@@ -1958,7 +1951,6 @@ static void gw_free(struct tgw *gw)
 		free(td);
 	}
 	abody_put(gw->alert.body);
-	free(gw->alert.id);
 	free(gw->buckets);
 	free(gw->nowhere);
 	SSL_CTX_free(gw->tls);

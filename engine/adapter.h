@@ -75,6 +75,8 @@ struct adapter_ops {
 
 /* What a campaign offers adapters about the warning a delivery belongs to. */
 const char *campaign_id(const struct campaign *c);
+/* Unique per campaign for the life of the process (an address may be reused after a campaign is freed). */
+uint64_t campaign_serial(const struct campaign *c);
 const Tocsin__Warning *campaign_warning(const struct campaign *c);
 const Tocsin__Info *campaign_info(const struct campaign *c, unsigned lang);
 /* "【演练】headline instruction" style text for short channels (malloc'd by the campaign, cached). */

@@ -37,6 +37,8 @@ struct campaign *campaign_new(const uint8_t *envelope, size_t len, uint64_t now_
 	const char *why = "out of memory";
 	if (!c)
 		goto out_err;
+	static uint64_t serials;
+	c->serial = __atomic_add_fetch(&serials, 1, __ATOMIC_RELAXED);
 	warning_arena_init(&c->arena, WARNING_ARENA_CAP);
 	Tocsin__SignedWarning *sw = signed_warning_decode(&c->arena, envelope, len, &why);
 	if (!sw)
@@ -89,6 +91,11 @@ const char *campaign_state_name(enum campaign_state s)
 const char *campaign_id(const struct campaign *c)
 {
 	return c->id;
+}
+
+uint64_t campaign_serial(const struct campaign *c)
+{
+	return c->serial;
 }
 
 const Tocsin__Warning *campaign_warning(const struct campaign *c)

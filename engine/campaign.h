@@ -36,6 +36,7 @@ enum campaign_state {
 struct campaign {
 	char id[WARNING_MAX_ID_LEN + 1];
 	char stream_id[48];          /* the journal entry to acknowledge when finished */
+	uint64_t serial;             /* campaign_serial: 1, 2, ... in order of campaign_new */
 	struct warning_arena arena;
 	Tocsin__Warning *w;
 	uint32_t prio;
