@@ -460,8 +460,12 @@ static void *dispatch_main(void *arg)
 	redis_stop(&dp->redis);
 	redis_stop(&dp->stream);
 	redis_stop(&dp->writer);
+	/* An adapter closes asynchronously: its connections' last completions come
+	   back, then a timer of its own frees its state (the push lane's reaper).
+	   So the loop runs until no timer is armed as well, at most 2 s. */
 	for (int i = 0; i < 100 && !(redis_idle(&dp->redis) && redis_idle(&dp->stream) &&
-				     redis_idle(&dp->writer) && !dp->wake_armed); i++)
+				     redis_idle(&dp->writer) && !dp->wake_armed &&
+				     dp->loop.n_timers == 0); i++)
 		loop_run_once(&dp->loop, 20);
 	return NULL;
 }

@@ -100,6 +100,7 @@ class Tocsind:
 
     def start(self):
         self.logf = open(self.log, "ab")
+        self.log_from = self.logf.tell()
         # TOCSIN_WRAP (e.g. "valgrind --tool=callgrind") prefixes the command, for profiling
         wrap = os.environ.get("TOCSIN_WRAP", "").split()
         self.proc = subprocess.Popen(wrap + [self.binary, "--config", self.conf],
@@ -114,7 +115,8 @@ class Tocsind:
         rc = self.proc.returncode if self.proc else None
         if self.proc:
             self.logf.close()
-        self.proc = None
+            self.proc = None
+            self.check_sanitizers()
         # After kill -9, the kernel tears the io_uring instance down asynchronously,
         # and its in-flight accept keeps the listening socket alive for a moment:
         # wait until the port refuses connections before anyone starts again.
@@ -127,6 +129,17 @@ class Tocsind:
                 break
             time.sleep(0.05)
         return rc
+
+    def check_sanitizers(self):
+        """A sanitizer build reports leaks, memory errors and undefined behaviour in the log
+        (at exit, for leaks): any such report since start() fails the test that stopped it."""
+        with open(self.log, "rb") as f:
+            f.seek(self.log_from)
+            text = f.read().decode("utf-8", "replace")
+        for mark in ("ERROR: LeakSanitizer", "ERROR: AddressSanitizer", "runtime error:"):
+            if mark in text:
+                line = next(l for l in text.splitlines() if mark in l)
+                raise AssertionError("tocsind: %s (see %s)" % (line.strip(), self.log))
 
     @property
     def url(self):
