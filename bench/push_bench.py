@@ -77,7 +77,7 @@ def start_sim(tls, run, save_body=None):
     return proc, int(open(port_file).read()), stats
 
 
-sink_io = {}
+sink_detail = {}  # the --stats JSON of each push_sim run
 
 
 def sink_seconds(proc, stats):
@@ -87,7 +87,10 @@ def sink_seconds(proc, stats):
     proc.wait(10)
     with open(stats) as f:
         j = json.load(f)
-    sink_io[stats] = (j.get("reads", 0), j.get("writes", 0))
+    sink_detail[stats] = j
+    c = j.get("cpu", {})
+    if "user_us_since_first" in c:  # the sink's own rusage from its first request on (us, exact)
+        cpu = (c["user_us_since_first"] + c["sys_us_since_first"]) * 1000.0
     return j["request_seconds"], j["requests"], cpu
 
 
@@ -171,6 +174,13 @@ def engine(redis, bureau, keyring, port, tls, ident, tokens):
         d.stop()
 
 
+def sink_per_req(run, key):
+    """push_sim's rusage figure per request from its first request on (see --stats "cpu")."""
+    c, n = run["sink_stats"].get("cpu", {}), max(run["sink_requests"], 1)
+    v = c.get(key + "_since_first")
+    return "?" if v is None else "%.2f" % (v / n) if key.endswith("_us") else "%.3f" % (v / n)
+
+
 def main():
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                     "ec_paramgen_curve:P-256", "-nodes", "-keyout", os.path.join(WORK, "tls.key"),
@@ -206,12 +216,14 @@ def main():
                 finally:
                     sink = sink_seconds(sim, stats)
                 eng["sink_seconds"], eng["sink_requests"], eng["sink_cpu_ns"] = sink
+                eng["sink_stats"] = sink_detail[stats]
                 sim, port, stats = start_sim(tls, "h2load-%d" % rnd)
                 try:
                     base = h2load(port, tls, tokens, body)
                 finally:
                     sink = sink_seconds(sim, stats)
                 base["sink_seconds"], base["sink_requests"], base["sink_cpu_ns"] = sink
+                base["sink_stats"] = sink_detail[stats]
                 results.append({"tls": tls, "round": rnd, "engine": eng, "h2load": base})
                 e_rate = eng["sink_requests"] / eng["sink_seconds"]
                 b_rate = base["sink_requests"] / base["sink_seconds"]
@@ -226,6 +238,9 @@ def main():
                           eng["sink_cpu_ns"] / 1000.0 / max(eng["sink_requests"], 1),
                           base["sink_cpu_ns"] / 1000.0 / max(base["sink_requests"], 1)),
                       flush=True)
+                print("  push_sim per request, engine run / h2load run: " + "; ".join(
+                    "%s %s / %s" % (k, sink_per_req(eng, k), sink_per_req(base, k))
+                    for k in ("user_us", "sys_us", "vcsw", "ivcsw", "minflt")), flush=True)
             print("%s: median ratio %.2f of %d rounds (%s); tocsind CPU median %.2f us/push (%s)" % (
                 name, statistics.median(ratios), len(ratios),
                 ", ".join("%.2f" % r for r in ratios), statistics.median(cpus),
