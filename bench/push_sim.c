@@ -197,18 +197,28 @@ static uint64_t hash64(const char *s, size_t n)
 	return h ^ (h >> 29);
 }
 
-/* cap slots, zeroed (huge pages where given: cap * 8 is a multiple of 2 MiB). */
+/* cap slots, zeroed and faulted in: 2 MiB-aligned, in huge pages where the kernel gives them. */
 static uint64_t *slots_new(size_t cap)
 {
-	size_t bytes = cap * sizeof(uint64_t);
-	uint64_t *p = aligned_alloc(2u << 20, bytes);
-	if (!p) {
-		fprintf(stderr, "push_sim: out of memory\n");
+	size_t bytes = cap * sizeof(uint64_t), huge = 2u << 20;
+	uint8_t *m = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) {
+		perror("push_sim: mmap");
 		exit(1);
 	}
+	uint8_t *p = (uint8_t *)(((uintptr_t)m + huge - 1) & ~(uintptr_t)(huge - 1));
+	if (p > m) /* the unaligned head and tail go back */
+		munmap(m, (size_t)(p - m));
+	if (p + bytes < m + bytes + huge)
+		munmap(p + bytes, (size_t)(m + bytes + huge - (p + bytes)));
 	madvise(p, bytes, MADV_HUGEPAGE);
-	memset(p, 0, bytes);
-	return p;
+	memset(p, 0, bytes); /* fresh pages are zero already: this faults them in now, not mid-run */
+	return (uint64_t *)p;
+}
+
+static void slots_free(uint64_t *slot, size_t cap)
+{
+	munmap(slot, cap * sizeof(uint64_t));
 }
 
 static void set_init(struct set *st)
@@ -249,7 +259,7 @@ static bool set_add_key(struct set *st, uint64_t key)
 					j = (j + 1) & (cap - 1);
 				ns[j] = st->slot[i];
 			}
-		free(st->slot);
+		slots_free(st->slot, st->cap);
 		st->slot = ns;
 		st->cap = cap;
 	}
