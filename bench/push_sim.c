@@ -34,7 +34,17 @@
  *                              (a benchmark's baseline client then posts the same)
  *   --stats FILE               JSON counters, written on SIGUSR1 and at SIGTERM
  *                              (request_seconds: first to last request, the
- *                              sink-side clock benchmarks compare with)
+ *                              sink-side clock benchmarks compare with; cpu: the
+ *                              process's rusage, also counted from the first
+ *                              request on; frames_received / frames_sent: a
+ *                              census, [frames, payload bytes] per frame type,
+ *                              to compare what two clients put on the wire)
+ *
+ * The sink's own cost per request must not depend on the client (a benchmark
+ * divides two clients' rates through it): streams are reused per connection
+ * and the heap is never trimmed, and the token tables are pre-faulted (see
+ * struct set), so a client sending 40,000 distinct tokens costs it what one
+ * repeating a token does, within a cache miss.
  *
  * Counts: requests per kind (apns, fcm, other) when a request is complete;
  * per status, tokens accepted (200) and accepted more than once when the
