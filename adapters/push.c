@@ -592,12 +592,17 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 		     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
 		     void *user)
 {
-	struct push_req *r = stream_req(ng, f->hd.stream_id);
-	if (!r || f->hd.type != NGHTTP2_HEADERS)
+	/* the name first: the stream's lookup only for the two fields kept */
+	bool status = namelen == 7 && !memcmp(name, ":status", 7) && valuelen == 3;
+	if ((!status && (namelen != 11 || memcmp(name, "retry-after", 11))) ||
+	    f->hd.type != NGHTTP2_HEADERS)
 		return 0;
-	if (namelen == 7 && !memcmp(name, ":status", 7) && valuelen == 3) {
+	struct push_req *r = stream_req(ng, f->hd.stream_id);
+	if (!r)
+		return 0;
+	if (status) {
 		r->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
-	} else if (namelen == 11 && !memcmp(name, "retry-after", 11)) {
+	} else {
 		size_t n = valuelen < sizeof(r->retry_after) - 1 ? valuelen : sizeof(r->retry_after) - 1;
 		memcpy(r->retry_after, value, n);
 		r->retry_after[n] = 0;
@@ -609,7 +614,7 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 			 size_t len, void *user)
 {
 	struct push_req *r = stream_req(ng, id);
-	if (!r)
+	if (!r || (r->status >= 200 && r->status < 300)) /* a 2xx's body is not read (finish) */
 		return 0;
 	size_t room = sizeof(r->rbody) - r->rlen; /* longer answers are cut, not buffered */
 	size_t n = len < room ? len : room;
@@ -620,8 +625,10 @@ static int on_data_chunk(nghttp2_session *ng, uint8_t flags, int32_t id, const u
 
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
+	if (f->hd.type != NGHTTP2_HEADERS) /* no lookup for the DATA frames */
+		return 0;
 	struct push_req *r = stream_req(ng, f->hd.stream_id);
-	if (r && f->hd.type == NGHTTP2_HEADERS)
+	if (r)
 		r->sent = true;
 	return 0;
 }
@@ -1148,10 +1155,24 @@ static bool token_check(enum push_provider prov, const char *t, size_t *len, boo
 {
 	static pthread_once_t once = PTHREAD_ONCE_INIT;
 	pthread_once(&once, tok_class_init);
-	unsigned char all = 0xff;
-	size_t n = 0;
-	for (unsigned char c; (c = (unsigned char)t[n]); n++)
-		all &= tok_class[c];
+	/*
+	 * The length first (libc's strlen goes a vector at a time), then the
+	 * classes in four independent chains: a byte-at-a-time loop that also
+	 * looked for the NUL ran at ~4 cycles a character, most of on_kick's
+	 * own time for 163-character FCM tokens.
+	 */
+	size_t n = strlen(t), i = 0;
+	const unsigned char *u = (const unsigned char *)t;
+	unsigned char a0 = 0xff, a1 = 0xff, a2 = 0xff, a3 = 0xff;
+	for (; i + 4 <= n; i += 4) {
+		a0 &= tok_class[u[i]];
+		a1 &= tok_class[u[i + 1]];
+		a2 &= tok_class[u[i + 2]];
+		a3 &= tok_class[u[i + 3]];
+	}
+	for (; i < n; i++)
+		a0 &= tok_class[u[i]];
+	unsigned char all = a0 & a1 & a2 & a3;
 	*len = n;
 	*plain = all & TOK_PLAIN;
 	if (n == 0 || n > 4096)

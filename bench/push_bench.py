@@ -21,7 +21,12 @@ posted to the last answer, divided by the pushes), redis-server's over the
 same span (resolution reads the district from it), h2load's (its rusage) and
 push_sim's in either run (utime + stime). On a shared machine tocsind's
 figure moves far less than the wall clock, so it is the one to compare
-builds by; the sum per run shows where the two cores went.
+builds by; the sum per run shows where the two cores went. push_sim's own
+figures come from its --stats rusage from its first request on (user, system,
+context switches and page faults per request, engine run / h2load run: the
+sink must cost the same for both clients, or the ratio measures the sink).
+Also per round: how long tocsind took to resolve the district (its log), a
+ceiling on the engine's rate, since the last push cannot leave before it.
 """
 import argparse
 import csv
@@ -77,7 +82,7 @@ def start_sim(tls, run, save_body=None):
     return proc, int(open(port_file).read()), stats
 
 
-sink_io = {}
+sink_detail = {}  # the --stats JSON of each push_sim run
 
 
 def sink_seconds(proc, stats):
@@ -87,7 +92,10 @@ def sink_seconds(proc, stats):
     proc.wait(10)
     with open(stats) as f:
         j = json.load(f)
-    sink_io[stats] = (j.get("reads", 0), j.get("writes", 0))
+    sink_detail[stats] = j
+    c = j.get("cpu", {})
+    if "user_us_since_first" in c:  # the sink's own rusage from its first request on (us, exact)
+        cpu = (c["user_us_since_first"] + c["sys_us_since_first"]) * 1000.0
     return j["request_seconds"], j["requests"], cpu
 
 
@@ -164,11 +172,32 @@ def engine(redis, bureau, keyring, port, tls, ident, tokens):
         cpu_us = (cpu_ns(d.proc.pid) - cpu0) / 1000.0 / tokens
         redis_us = (cpu_ns(redis.proc.pid) - rcpu0) / 1000.0 / tokens
         seconds = (cov["elapsed_ms"] - cov["first_send_ms"]) / 1000.0
-        return {"pushes": tokens, "seconds": seconds, "per_second": tokens / seconds,
-                "accepted": cov["deliveries"]["accepted"], "cpu_us_per_push": cpu_us,
-                "redis_cpu_us_per_push": redis_us}
+        out = {"pushes": tokens, "seconds": seconds, "per_second": tokens / seconds,
+               "accepted": cov["deliveries"]["accepted"], "cpu_us_per_push": cpu_us,
+               "redis_cpu_us_per_push": redis_us}
     finally:
         d.stop()
+    out["resolve_seconds"] = resolve_seconds(d.log, ident)
+    return out
+
+
+def resolve_seconds(log, ident):
+    """How long resolution took (tocsind's "warning resolved ... total_us="), or None.
+    The first pushes leave after the first batch and the last one cannot leave before
+    resolution ends, so tokens / this is a ceiling on the engine's push rate."""
+    with open(log, errors="replace") as f:
+        for line in f:
+            if "warning resolved" in line and "warning=%s " % ident in line:
+                m = re.search(r"total_us=(\d+)", line)
+                return int(m.group(1)) / 1e6 if m else None
+    return None
+
+
+def sink_per_req(run, key):
+    """push_sim's rusage figure per request from its first request on (see --stats "cpu")."""
+    c, n = run["sink_stats"].get("cpu", {}), max(run["sink_requests"], 1)
+    v = c.get(key + "_since_first")
+    return "?" if v is None else "%.2f" % (v / n) if key.endswith("_us") else "%.3f" % (v / n)
 
 
 def main():
@@ -206,12 +235,14 @@ def main():
                 finally:
                     sink = sink_seconds(sim, stats)
                 eng["sink_seconds"], eng["sink_requests"], eng["sink_cpu_ns"] = sink
+                eng["sink_stats"] = sink_detail[stats]
                 sim, port, stats = start_sim(tls, "h2load-%d" % rnd)
                 try:
                     base = h2load(port, tls, tokens, body)
                 finally:
                     sink = sink_seconds(sim, stats)
                 base["sink_seconds"], base["sink_requests"], base["sink_cpu_ns"] = sink
+                base["sink_stats"] = sink_detail[stats]
                 results.append({"tls": tls, "round": rnd, "engine": eng, "h2load": base})
                 e_rate = eng["sink_requests"] / eng["sink_seconds"]
                 b_rate = base["sink_requests"] / base["sink_seconds"]
@@ -226,6 +257,12 @@ def main():
                           eng["sink_cpu_ns"] / 1000.0 / max(eng["sink_requests"], 1),
                           base["sink_cpu_ns"] / 1000.0 / max(base["sink_requests"], 1)),
                       flush=True)
+                if eng["resolve_seconds"]:
+                    print("  resolution %.0f ms: at most %.0f pushes/s" % (
+                        eng["resolve_seconds"] * 1000, tokens / eng["resolve_seconds"]), flush=True)
+                print("  push_sim per request, engine run / h2load run: " + "; ".join(
+                    "%s %s / %s" % (k, sink_per_req(eng, k), sink_per_req(base, k))
+                    for k in ("user_us", "sys_us", "vcsw", "ivcsw", "minflt")), flush=True)
             print("%s: median ratio %.2f of %d rounds (%s); tocsind CPU median %.2f us/push (%s)" % (
                 name, statistics.median(ratios), len(ratios),
                 ", ".join("%.2f" % r for r in ratios), statistics.median(cpus),

@@ -34,7 +34,17 @@
  *                              (a benchmark's baseline client then posts the same)
  *   --stats FILE               JSON counters, written on SIGUSR1 and at SIGTERM
  *                              (request_seconds: first to last request, the
- *                              sink-side clock benchmarks compare with)
+ *                              sink-side clock benchmarks compare with; cpu: the
+ *                              process's rusage, also counted from the first
+ *                              request on; frames_received / frames_sent: a
+ *                              census, [frames, payload bytes] per frame type,
+ *                              to compare what two clients put on the wire)
+ *
+ * The sink's own cost per request must not depend on the client (a benchmark
+ * divides two clients' rates through it): streams are reused per connection
+ * and the heap is never trimmed, and the token tables are pre-faulted (see
+ * struct set), so a client sending 40,000 distinct tokens costs it what one
+ * repeating a token does, within a cache miss.
  *
  * Counts: requests per kind (apns, fcm, other) when a request is complete;
  * per status, tokens accepted (200) and accepted more than once when the
@@ -59,6 +69,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <malloc.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -77,13 +90,22 @@
 /*
  * A set of strings, kept as 64-bit hashes (open addressing; 0 marks a free
  * slot). Two different strings count as one only if their hashes collide:
- * odds of about 1e-10 among 100,000 tokens. No string is copied, so a run of
- * distinct tokens costs the sink about what one token repeated does.
+ * odds of about 1e-10 among 100,000 tokens. No string is copied. Bit 63 of a
+ * slot is a mark (the token set marks the tokens it accepted), so a token's
+ * two counts cost one probe. The tables start at 2 MiB (2^18 slots), in a
+ * transparent huge page where the kernel gives one, zeroed before the first
+ * request: a run of distinct tokens then costs the sink one cache miss per
+ * request over what one token repeated does, not page faults, a TLB miss per
+ * probe and a rehash midway (those made the sink's CPU per request depend
+ * on how many distinct tokens the client sent).
  */
 struct set {
 	uint64_t *slot;
-	size_t cap, n;
+	size_t cap, n, marked;
 };
+
+#define SET_MARK (1ull << 63)
+#define SET_MIN_CAP ((size_t)1 << 18)
 
 struct opts {
 	int port;
@@ -103,11 +125,16 @@ struct sim {
 	uint64_t connections, goaways, collapse_total, lost, drops, lowered;
 	uint64_t max_concurrent, max_concurrent_lowered, mix_counter;
 	uint64_t reads, writes; /* socket reads and writes, all connections */
+	uint64_t read_bytes;
+	/* frame census, all connections: frames and payload bytes per type (0-9, 10 = other) */
+	uint64_t rx_frames[11], rx_bytes[11], tx_frames[11], tx_bytes[11];
+	uint64_t rx_end_stream_headers; /* HEADERS that end their stream (no body) */
 	bool body_saved;
-	struct set tokens, accepted, collapse, jwts;
+	struct set tokens, collapse, jwts; /* tokens: marked when accepted */
 	double bucket;
 	uint64_t bucket_ms;
 	uint64_t first_us, last_us; /* first and last request answered: the sink-side clock */
+	struct rusage ru_first;     /* the whole process's, at the first request */
 };
 
 struct stream {
@@ -119,7 +146,7 @@ struct stream {
 	char resp[512];
 	size_t rlen, roff;
 	char apns_id[40];
-	char token[256];       /* what the answer is counted under */
+	uint64_t token_key;    /* what the answer is counted under (set_key) */
 	uint64_t due_ms;
 	bool ready, decided;
 	struct stream *next;
@@ -131,6 +158,9 @@ struct sconn {
 	SSL *ssl;
 	nghttp2_session *ng;
 	struct stream *streams;
+	struct stream *spare; /* closed streams, reused: a stream is ~10 KB, and malloc/free of
+				 them (trimmed and faulted back in) cost the sink per request what
+				 the client's burst pattern decided */
 	int nstreams, live, complete;
 	bool goaway_sent, drop;
 	int32_t goaway_last, max_id;
@@ -177,31 +207,107 @@ static uint64_t hash64(const char *s, size_t n)
 	return h ^ (h >> 29);
 }
 
-/* Insert; true when it was new. */
-static bool set_add(struct set *st, const char *k)
+/* cap slots, zeroed and faulted in: 2 MiB-aligned, in huge pages where the kernel gives them. */
+static uint64_t *slots_new(size_t cap)
 {
+	size_t bytes = cap * sizeof(uint64_t), huge = 2u << 20;
+	uint8_t *m = mmap(NULL, bytes + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED) {
+		perror("push_sim: mmap");
+		exit(1);
+	}
+	uint8_t *p = (uint8_t *)(((uintptr_t)m + huge - 1) & ~(uintptr_t)(huge - 1));
+	if (p > m) /* the unaligned head and tail go back */
+		munmap(m, (size_t)(p - m));
+	if (p + bytes < m + bytes + huge)
+		munmap(p + bytes, (size_t)(m + bytes + huge - (p + bytes)));
+	madvise(p, bytes, MADV_HUGEPAGE);
+	memset(p, 0, bytes); /* fresh pages are zero already: this faults them in now, not mid-run */
+	return (uint64_t *)p;
+}
+
+static void slots_free(uint64_t *slot, size_t cap)
+{
+	munmap(slot, cap * sizeof(uint64_t));
+}
+
+static void set_init(struct set *st)
+{
+	__atomic_store_n(&st->cap, SET_MIN_CAP, __ATOMIC_RELAXED);
+	__atomic_store_n(&st->slot, slots_new(SET_MIN_CAP), __ATOMIC_RELAXED);
+}
+
+/*
+ * Fetch key's home slot into the cache ahead of set_add_key(), without the
+ * lock: slot and cap are read atomically (a grow publishes them so), and a
+ * prefetch of a table just unmapped does not fault.
+ */
+static void set_prefetch(const struct set *st, uint64_t key)
+{
+	const uint64_t *slot = __atomic_load_n(&st->slot, __ATOMIC_RELAXED);
+	size_t cap = __atomic_load_n(&st->cap, __ATOMIC_RELAXED);
+	if (slot)
+		__builtin_prefetch(&slot[key & (cap - 1)], 1);
+}
+
+/* The key of a string: its hash without the mark bit, never 0. */
+static uint64_t set_key(const char *k)
+{
+	uint64_t h = hash64(k, strlen(k)) & ~SET_MARK;
+	return h + !h;
+}
+
+/* The slot holding key, or the free one where it goes (the table has room). */
+static uint64_t *set_slot(const struct set *st, uint64_t key)
+{
+	size_t j = key & (st->cap - 1);
+	for (; st->slot[j]; j = (j + 1) & (st->cap - 1))
+		if ((st->slot[j] & ~SET_MARK) == key)
+			break;
+	return &st->slot[j];
+}
+
+/* Insert key; true when it was new. */
+static bool set_add_key(struct set *st, uint64_t key)
+{
+	if (!st->slot)
+		set_init(st);
 	if (st->n * 2 >= st->cap) {
-		size_t cap = st->cap ? st->cap * 2 : 1 << 16;
-		uint64_t *ns = calloc(cap, sizeof(*ns));
+		size_t cap = st->cap * 2;
+		uint64_t *ns = slots_new(cap);
 		for (size_t i = 0; i < st->cap; i++)
 			if (st->slot[i]) {
-				size_t j = st->slot[i] & (cap - 1);
+				size_t j = st->slot[i] & ~SET_MARK & (cap - 1);
 				while (ns[j])
 					j = (j + 1) & (cap - 1);
 				ns[j] = st->slot[i];
 			}
-		free(st->slot);
-		st->slot = ns;
-		st->cap = cap;
+		slots_free(st->slot, st->cap);
+		__atomic_store_n(&st->slot, ns, __ATOMIC_RELAXED); /* see set_prefetch */
+		__atomic_store_n(&st->cap, cap, __ATOMIC_RELAXED);
 	}
-	uint64_t h = hash64(k, strlen(k));
-	h += !h;
-	size_t j = h & (st->cap - 1);
-	for (; st->slot[j]; j = (j + 1) & (st->cap - 1))
-		if (st->slot[j] == h)
-			return false;
-	st->slot[j] = h;
+	uint64_t *sl = set_slot(st, key);
+	if (*sl)
+		return false;
+	*sl = key;
 	st->n++;
+	return true;
+}
+
+static bool set_add(struct set *st, const char *k)
+{
+	return set_add_key(st, set_key(k));
+}
+
+/* Mark key (inserting it if absent); false when it was marked already. */
+static bool set_mark(struct set *st, uint64_t key)
+{
+	set_add_key(st, key);
+	uint64_t *sl = set_slot(st, key);
+	if (*sl & SET_MARK)
+		return false;
+	*sl |= SET_MARK;
+	st->marked++;
 	return true;
 }
 
@@ -385,9 +491,7 @@ static void answer_fcm(struct sconn *c, struct stream *st, const char *tok)
 	} else if (mixed) {
 		fcm_error(st, 500, "INTERNAL", "Internal error encountered.", "INTERNAL");
 	} else {
-		st->status = 200;
-		st->rlen = (size_t)snprintf(st->resp, sizeof(st->resp),
-					    "{\"name\":\"projects/p/messages/0:%d\"}", st->id);
+		st->status = 200; /* its body is written by answer(), outside the lock */
 	}
 }
 
@@ -414,19 +518,30 @@ static void answer(struct sconn *c, struct stream *st)
 	char tok[4200];
 	int kind = 2;
 	tok[0] = 0;
-	pthread_mutex_lock(&s->mu);
+	/*
+	 * What concerns this stream alone is done outside the lock the two
+	 * connection threads share: the token, its key, and a prefetch of its
+	 * slot, so that a token the table has not seen (each of the engine's,
+	 * against h2load's one) costs neither a cache miss nor the other thread
+	 * a wait on the lock while it is served.
+	 */
 	if (!strncmp(st->path, "/3/device/", 10)) {
 		kind = 0;
 		snprintf(tok, sizeof(tok), "%s", st->path + 10);
-		answer_apns(c, st, tok);
-	} else if (strstr(st->path, "/messages:send")) {
-		kind = 1;
-		push_json_find_string(st->body, st->blen, "token", tok, sizeof(tok));
-		answer_fcm(c, st, tok);
 	} else {
+		kind = strstr(st->path, "/messages:send") ? 1 : 2;
 		push_json_find_string(st->body, st->blen, "token", tok, sizeof(tok));
-		answer_webhook(c, st, tok);
 	}
+	st->token_key = set_key(tok);
+	set_prefetch(&s->tokens, st->token_key);
+	uint64_t now_us = mono_us();
+	pthread_mutex_lock(&s->mu);
+	if (kind == 0)
+		answer_apns(c, st, tok);
+	else if (kind == 1)
+		answer_fcm(c, st, tok);
+	else
+		answer_webhook(c, st, tok);
 	if (s->o.save_body && !s->body_saved) {
 		s->body_saved = true;
 		FILE *f = fopen(s->o.save_body, "wb");
@@ -435,19 +550,22 @@ static void answer(struct sconn *c, struct stream *st)
 			fclose(f);
 		}
 	}
-	uint64_t now_us = mono_us();
-	if (!s->first_us)
+	if (!s->first_us) {
 		s->first_us = now_us;
+		getrusage(RUSAGE_SELF, &s->ru_first);
+	}
 	s->last_us = now_us;
 	s->requests++;
 	s->kind[kind]++;
-	set_add(&s->tokens, tok);
-	snprintf(st->token, sizeof(st->token), "%s", tok);
+	set_add_key(&s->tokens, st->token_key);
 	if (st->collapse[0]) {
 		s->collapse_total++;
 		set_add(&s->collapse, st->collapse);
 	}
 	pthread_mutex_unlock(&s->mu);
+	if (kind == 1 && st->status == 200) /* FCM's answer to a message it took */
+		st->rlen = (size_t)snprintf(st->resp, sizeof(st->resp),
+					    "{\"name\":\"projects/p/messages/0:%d\"}", st->id);
 	snprintf(st->apns_id, sizeof(st->apns_id), "00000000-0000-4000-8000-%012x", (unsigned)st->id);
 	st->due_ms = mono_ms() + (uint64_t)s->o.latency_ms;
 	st->ready = st->decided = true;
@@ -458,9 +576,14 @@ static void tally(struct sim *s, const struct stream *st)
 {
 	pthread_mutex_lock(&s->mu);
 	s->status[st->status]++;
-	if (st->status == 200 && !set_add(&s->accepted, st->token))
+	if (st->status == 200 && !set_mark(&s->tokens, st->token_key))
 		s->accepted_dup++;
 	pthread_mutex_unlock(&s->mu);
+}
+
+static long ru_us(const struct timeval *tv)
+{
+	return tv->tv_sec * 1000000L + tv->tv_usec;
 }
 
 static void write_stats(struct sim *s)
@@ -485,12 +608,45 @@ static void write_stats(struct sim *s)
 		"\"collapse_ids\":%zu,\"collapse_total\":%lu,\"jwt_bad\":%lu,\"bearer_bad\":%lu,"
 		"\"connections\":%lu,\"goaways\":%lu,\"request_seconds\":%.6f,\"jwts\":%zu,"
 		"\"lost\":%lu,\"drops\":%lu,\"lowered\":%lu,\"max_concurrent\":%lu,"
-		"\"max_concurrent_lowered\":%lu,\"reads\":%lu,\"writes\":%lu}\n",
-		s->tokens.n, s->accepted.n, s->accepted_dup, s->collapse.n, s->collapse_total,
+		"\"max_concurrent_lowered\":%lu,\"reads\":%lu,\"writes\":%lu",
+		s->tokens.n, s->tokens.marked, s->accepted_dup, s->collapse.n, s->collapse_total,
 		s->jwt_bad, s->bearer_bad, s->connections, s->goaways,
 		s->last_us > s->first_us ? (double)(s->last_us - s->first_us) / 1e6 : 0.0,
 		s->jwts.n, s->lost, s->drops, s->lowered, s->max_concurrent, s->max_concurrent_lowered,
 		__atomic_load_n(&s->reads, __ATOMIC_RELAXED), __atomic_load_n(&s->writes, __ATOMIC_RELAXED));
+	/* the process's CPU time and context switches (all threads, ended ones included) */
+	struct rusage ru;
+	getrusage(RUSAGE_SELF, &ru);
+	const struct rusage *r0 = &s->ru_first;
+	fprintf(f, ",\"cpu\":{\"user_us\":%ld,\"sys_us\":%ld,\"vcsw\":%ld,\"ivcsw\":%ld,"
+		"\"minflt\":%ld", ru_us(&ru.ru_utime), ru_us(&ru.ru_stime), ru.ru_nvcsw, ru.ru_nivcsw,
+		ru.ru_minflt);
+	if (s->first_us) /* from the first request on: the figures per request come from these */
+		fprintf(f, ",\"user_us_since_first\":%ld,\"sys_us_since_first\":%ld,"
+			"\"vcsw_since_first\":%ld,\"ivcsw_since_first\":%ld,\"minflt_since_first\":%ld",
+			ru_us(&ru.ru_utime) - ru_us(&r0->ru_utime), ru_us(&ru.ru_stime) - ru_us(&r0->ru_stime),
+			ru.ru_nvcsw - r0->ru_nvcsw, ru.ru_nivcsw - r0->ru_nivcsw,
+			ru.ru_minflt - r0->ru_minflt);
+	fprintf(f, "}");
+	/* the frame census: [frames, payload bytes] per type, as received and as sent */
+	static const char *const names[11] = {"DATA", "HEADERS", "PRIORITY", "RST_STREAM",
+		"SETTINGS", "PUSH_PROMISE", "PING", "GOAWAY", "WINDOW_UPDATE", "CONTINUATION", "other"};
+	fprintf(f, ",\"read_bytes\":%lu,\"headers_end_stream\":%lu", __atomic_load_n(&s->read_bytes,
+		__ATOMIC_RELAXED), __atomic_load_n(&s->rx_end_stream_headers, __ATOMIC_RELAXED));
+	for (int dir = 0; dir < 2; dir++) {
+		uint64_t *fr = dir ? s->tx_frames : s->rx_frames, *by = dir ? s->tx_bytes : s->rx_bytes;
+		fprintf(f, ",\"%s\":{", dir ? "frames_sent" : "frames_received");
+		sep = "";
+		for (int t = 0; t < 11; t++)
+			if (__atomic_load_n(&fr[t], __ATOMIC_RELAXED)) {
+				fprintf(f, "%s\"%s\":[%lu,%lu]", sep, names[t],
+					__atomic_load_n(&fr[t], __ATOMIC_RELAXED),
+					__atomic_load_n(&by[t], __ATOMIC_RELAXED));
+				sep = ",";
+			}
+		fprintf(f, "}");
+	}
+	fprintf(f, "}\n");
 	pthread_mutex_unlock(&s->mu);
 	fclose(f);
 	rename(tmp, s->o.stats);
@@ -513,6 +669,11 @@ static struct stream *find_stream(struct sconn *c, int32_t id)
 static int on_begin_frame(nghttp2_session *ng, const nghttp2_frame_hd *hd, void *user)
 {
 	struct sconn *c = user;
+	unsigned t = hd->type < 10 ? hd->type : 10;
+	__atomic_add_fetch(&c->s->rx_frames[t], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->s->rx_bytes[t], hd->length, __ATOMIC_RELAXED);
+	if (hd->type == NGHTTP2_HEADERS && (hd->flags & NGHTTP2_FLAG_END_STREAM))
+		__atomic_add_fetch(&c->s->rx_end_stream_headers, 1, __ATOMIC_RELAXED);
 	if (hd->type != NGHTTP2_HEADERS || hd->stream_id <= c->max_id || !(hd->stream_id & 1))
 		return 0;
 	c->max_id = hd->stream_id;
@@ -536,7 +697,11 @@ static int on_begin_headers(nghttp2_session *ng, const nghttp2_frame *f, void *u
 		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, f->hd.stream_id, NGHTTP2_REFUSED_STREAM);
 		return 0;
 	}
-	struct stream *st = malloc(sizeof(*st)); /* the buffers are cleared as they are used */
+	struct stream *st = c->spare; /* the buffers are cleared as they are used */
+	if (st)
+		c->spare = st->next;
+	else if (!(st = malloc(sizeof(*st))))
+		return NGHTTP2_ERR_CALLBACK_FAILURE;
 	memset(st, 0, offsetof(struct stream, body));
 	st->body[0] = 0;
 	st->blen = 0;
@@ -610,6 +775,16 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 	return 0;
 }
 
+/* The census of what the sink sends. */
+static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+	struct sconn *c = user;
+	unsigned t = f->hd.type < 10 ? f->hd.type : 10;
+	__atomic_add_fetch(&c->s->tx_frames[t], 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->s->tx_bytes[t], f->hd.length, __ATOMIC_RELAXED);
+	return 0;
+}
+
 static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *user)
 {
 	struct sconn *c = user;
@@ -617,7 +792,8 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 		if ((*pp)->id == id) {
 			struct stream *st = *pp;
 			*pp = st->next;
-			free(st);
+			st->next = c->spare;
+			c->spare = st;
 			c->live--;
 			break;
 		}
@@ -749,6 +925,7 @@ static int session_new(struct sconn *c)
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
 	int r = nghttp2_session_server_new(&c->ng, cbs, c);
 	nghttp2_session_callbacks_del(cbs);
 	if (r)
@@ -776,6 +953,7 @@ static int read_some(struct sconn *c, int wait_ms)
 	if (n <= 0)
 		return -1;
 	__atomic_add_fetch(&c->s->reads, 1, __ATOMIC_RELAXED);
+	__atomic_add_fetch(&c->s->read_bytes, (uint64_t)n, __ATOMIC_RELAXED);
 	return nghttp2_session_mem_recv(c->ng, buf, (size_t)n) < 0 ? -1 : 0;
 }
 
@@ -832,6 +1010,15 @@ static void count_lost(struct sconn *c)
 	pthread_mutex_unlock(&c->s->mu);
 }
 
+static void free_streams(struct stream *st)
+{
+	while (st) {
+		struct stream *next = st->next;
+		free(st);
+		st = next;
+	}
+}
+
 static void *conn_thread(void *arg)
 {
 	struct sconn *c = arg;
@@ -855,11 +1042,8 @@ out:
 	count_lost(c);
 	if (c->ng)
 		nghttp2_session_del(c->ng);
-	while (c->streams) {
-		struct stream *st = c->streams;
-		c->streams = st->next;
-		free(st);
-	}
+	free_streams(c->streams);
+	free_streams(c->spare);
 	if (c->drop)
 		drop_close(c);
 	else
@@ -1012,7 +1196,15 @@ int main(int argc, char **argv)
 	struct sim *s = calloc(1, sizeof(*s));
 	parse_args(&s->o, argc, argv);
 	tls_init(&s->o);
-	pthread_mutex_init(&s->mu, NULL);
+	pthread_mutexattr_t ma; /* adaptive: the two connection threads hold it briefly */
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&s->mu, &ma);
+	pthread_mutexattr_destroy(&ma);
+	set_init(&s->tokens);
+	set_init(&s->collapse);
+	set_init(&s->jwts);
+	mallopt(M_TRIM_THRESHOLD, 256 << 20); /* no memory handed back (and faulted in again) mid-run */
 	s->bucket = s->o.rate;
 	s->bucket_ms = mono_ms();
 	sigset_t set;
