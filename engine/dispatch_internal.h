@@ -25,6 +25,7 @@
 #include "lane.h"
 #include "loop.h"
 #include "redis.h"
+#include "resolve.h"
 
 /* A delivery waiting: for its retry time, or for its escalation stage. */
 struct waiting {
@@ -66,6 +67,7 @@ struct dispatcher {
 	struct waiting retry;        /* min-heap on not_before_ms */
 	uint64_t warmed[CHANNEL_COUNT]; /* the population figures sched_warm last saw */
 	uint64_t warmed_n[CHANNEL_COUNT]; /* deliveries per channel it made memory ready for */
+	struct resolve_spare resolve_spare; /* the resolvers' address set, made ready by sched_warm */
 	struct delivery_pool {       /* fixed-size cells for deliveries (dispatch_sched.c) */
 		void *free[2];       /* free cells per class, chained through their first word */
 		void *chunks;        /* chunks, chained through their first word */

@@ -362,6 +362,7 @@ static void start_resolution(struct dispatcher *dp, struct campaign *c, bool ter
 		.targets = (const char *const *)targets_of->targets, .n_targets = targets_of->n_targets,
 		.languages = langs, .n_languages = c->w->n_info,
 		.on_batch = on_batch, .on_size = on_size, .on_done = on_resolved, .arg = p,
+		.spare = &dp->resolve_spare,
 	};
 	c->resolver = resolver_start(&rp);
 	if (!c->resolver) {

@@ -664,6 +664,9 @@ void sched_warm(struct dispatcher *dp, const uint64_t per[CHANNEL_COUNT])
 	pool_warm(&dp->pool, CELL_LARGE, (size_t)n[CHANNEL_APP]);
 	size_t heap = (size_t)total * WARM_HEAP_PER_DELIVERY;
 	bigmem_heap_warm(heap < WARM_HEAP_MAX ? heap : WARM_HEAP_MAX);
+	/* The resolver dedupes every address of the population, whatever the channels. */
+	uint64_t addrs = per[CHANNEL_SMS] + per[CHANNEL_APP] + per[CHANNEL_TERMINAL];
+	(void)resolve_spare_warm(&dp->resolve_spare, addrs < cap ? addrs : cap);
 }
 
 void sched_release(struct dispatcher *dp)
@@ -672,6 +675,7 @@ void sched_release(struct dispatcher *dp)
 	bigmem_free(dp->by_id);
 	bigmem_free(dp->by_addr);
 	pool_release(&dp->pool);
+	resolve_spare_release(&dp->resolve_spare);
 }
 
 /* --- outcomes --- */

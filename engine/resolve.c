@@ -73,6 +73,8 @@ struct u64set {
 	size_t cap, n;
 	void *map;             /* own mapping (large tables), else NULL: slots from calloc */
 	size_t map_len;
+	struct resolve_spare *spare; /* where a table may come from and goes back to, or NULL */
+	bool from_spare;       /* slots are the spare's: cleared and given back when done */
 };
 
 static const char *arena_dup(struct arena_chunk **a, const char *s, size_t n)
@@ -251,15 +253,42 @@ static inline size_t u64set_home(const struct u64set *set, uint64_t k)
 	return (size_t)(((unsigned __int128)(k * 0x9e3779b97f4a7c15ull) * set->cap) >> 64);
 }
 
+static size_t u64set_cap_for(size_t n)
+{
+	return 2 * (n + 1) > 4096 ? 2 * (n + 1) : 4096;
+}
+
+/* Done with set's table: back to the spare, cleared (when it came from there
+ * and the spare is empty), or unmapped / freed. */
+static void u64set_drop(struct u64set *set)
+{
+	struct resolve_spare *sp = set->spare;
+	if (set->from_spare && sp && !sp->slots) {
+		memset(set->slots, 0, set->cap * sizeof(uint64_t));
+		*sp = (struct resolve_spare){ set->slots, set->map, set->map_len, set->cap };
+	} else {
+		slots_free(set->slots, set->map, set->map_len);
+	}
+}
+
 /* Make room for n keys in all at <= 50% load. 0 or -ENOMEM. */
 static int u64set_reserve(struct u64set *set, size_t n)
 {
-	size_t cap = 2 * (n + 1) > 4096 ? 2 * (n + 1) : 4096;
+	size_t cap = u64set_cap_for(n);
 	if (cap <= set->cap)
 		return 0;
-	struct u64set bigger = { .cap = cap, .n = set->n };
-	if (!(bigger.slots = slots_alloc(cap, &bigger.map, &bigger.map_len)))
+	struct resolve_spare *sp = set->spare;
+	struct u64set bigger = { .cap = cap, .n = set->n, .spare = sp };
+	if (sp && sp->slots && sp->cap >= cap) { /* ready and zeroed: take it */
+		bigger.slots = sp->slots;
+		bigger.map = sp->map;
+		bigger.map_len = sp->map_len;
+		bigger.cap = cap = sp->cap;
+		bigger.from_spare = true;
+		*sp = (struct resolve_spare){ 0 };
+	} else if (!(bigger.slots = slots_alloc(cap, &bigger.map, &bigger.map_len))) {
 		return -ENOMEM;
+	}
 	for (size_t i = 0; i < set->cap; i++) {
 		uint64_t k = set->slots[i];
 		if (!k)
@@ -269,15 +298,41 @@ static int u64set_reserve(struct u64set *set, size_t n)
 			j = j + 1 == cap ? 0 : j + 1;
 		bigger.slots[j] = k;
 	}
-	slots_free(set->slots, set->map, set->map_len);
+	u64set_drop(set);
 	*set = bigger;
 	return 0;
 }
 
 static void u64set_free(struct u64set *set)
 {
-	slots_free(set->slots, set->map, set->map_len);
+	u64set_drop(set);
 	*set = (struct u64set){ 0 };
+}
+
+int resolve_spare_warm(struct resolve_spare *s, uint64_t addrs)
+{
+	if (addrs > (uint64_t)1 << 40)
+		return -ENOMEM;
+	size_t cap = u64set_cap_for((size_t)addrs);
+	if (s->slots && s->cap >= cap)
+		return 0;
+	struct resolve_spare w = { .cap = cap };
+	if (!(w.slots = slots_alloc(cap, &w.map, &w.map_len)))
+		return -ENOMEM;
+	/* A write per page makes it resident (a read would map the shared zero page). */
+	volatile uint64_t *v = w.slots;
+	for (size_t i = 0; i < cap; i += 4096 / sizeof(uint64_t))
+		v[i] = 0;
+	resolve_spare_release(s);
+	*s = w;
+	return 0;
+}
+
+void resolve_spare_release(struct resolve_spare *s)
+{
+	if (s->slots)
+		slots_free(s->slots, s->map, s->map_len);
+	*s = (struct resolve_spare){ 0 };
 }
 
 static inline void u64set_prefetch(const struct u64set *set, uint64_t k)
@@ -1232,6 +1287,7 @@ struct resolver *resolver_start(const struct resolve_params *p)
 		return NULL;
 	*r = (struct resolver){ .loop = p->loop, .rc = p->redis, .on_batch = p->on_batch,
 				.on_size = p->on_size, .on_done = p->on_done, .arg = p->arg, .start_us = now_us() };
+	r->addrs.spare = p->spare;
 	snprintf(r->pfx, sizeof(r->pfx), "%spop:", p->prefix);
 	char key[KEY_MAX];
 	int n = snprintf(key, sizeof(key), "%scurrent", r->pfx);

@@ -120,6 +120,25 @@ struct resolve_size {
 	uint64_t households, phones, apps, terminals;
 };
 
+/*
+ * A zeroed address-set table kept between resolutions (one per dispatcher,
+ * used from its thread only). A resolution whose set fits takes it instead
+ * of mapping a fresh one, and gives it back cleared when it ends: a
+ * district's table is several MB whose first touch (page faults, huge
+ * pages zeroed by the kernel) would otherwise land in every warning's
+ * first hundred milliseconds. All zero: { 0 }.
+ */
+struct resolve_spare {
+	uint64_t *slots;
+	void *map;
+	size_t map_len, cap;
+};
+
+/* Have a table for `addrs` addresses ready, every page faulted in (a
+ * smaller one is replaced). 0, or -ENOMEM (the spare is left as it was). */
+int resolve_spare_warm(struct resolve_spare *s, uint64_t addrs);
+void resolve_spare_release(struct resolve_spare *s);
+
 typedef void (*resolve_batch_cb)(void *arg, const struct resolve_batch *b);
 typedef void (*resolve_size_cb)(void *arg, const struct resolve_size *s);
 typedef void (*resolve_done_cb)(void *arg, const struct resolve_result *res);
@@ -138,6 +157,7 @@ struct resolve_params {
 	resolve_size_cb on_size;     /* optional */
 	resolve_done_cb on_done;
 	void *arg;
+	struct resolve_spare *spare; /* optional (resolve_spare above) */
 };
 
 /* Start; NULL (and no callback ever) when Redis is down or memory ran out. */
