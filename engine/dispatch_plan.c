@@ -204,10 +204,17 @@ static void on_batch(void *arg, const struct resolve_batch *b)
 		if (!(p->hh = realloc(p->hh, p->hh_cap * sizeof(*p->hh))))
 			abort();
 	}
+	/* A batch is one building's list: look its ids up once, not per household. */
+	const char *com_id = NULL, *bld_id = NULL;
+	uint32_t com = LEDGER_NONE, bld = LEDGER_NONE;
 	for (size_t i = 0; i < b->n_households; i++) {
 		const struct resolve_household *h = &b->households[i];
-		uint32_t com = ledger_segment(l, h->segment, LEDGER_COMMUNITY, 0, LEDGER_NONE);
-		uint32_t bld = ledger_segment(l, h->building, LEDGER_BUILDING, 0, com);
+		if (h->segment != com_id || h->building != bld_id) {
+			com_id = h->segment;
+			bld_id = h->building;
+			com = ledger_segment(l, com_id, LEDGER_COMMUNITY, 0, LEDGER_NONE);
+			bld = ledger_segment(l, bld_id, LEDGER_BUILDING, 0, com);
+		}
 		p->hh[i] = ledger_household(l, h->persons, bld, com);
 		if (p->hh[i] == LEDGER_NONE)
 			abort();
