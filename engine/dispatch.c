@@ -612,6 +612,7 @@ void dispatch_free(struct dispatcher *dp)
 	redis_release(&dp->stream);
 	redis_release(&dp->writer);
 	buf_release(&dp->dirty);
+	free(dp->dirty_runs);
 	if (dp->wake_fd >= 0)
 		close(dp->wake_fd);
 	loop_release(&dp->loop);

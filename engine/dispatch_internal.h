@@ -85,7 +85,11 @@ struct dispatcher {
 	bool pel_drained;            /* own pending entries re-read after a restart */
 	char pel_cursor[48];         /* the last pending entry re-read */
 
-	struct buf dirty;            /* "id\0field\0state\0" records to persist */
+	/* Delivery states to persist, in runs of one warning: "ID\0" then its records
+	   "Saddress\0" (S the state letter), ready to go out as they are (publish_state) */
+	struct buf dirty;
+	size_t *dirty_runs, n_dirty_runs, cap_dirty_runs; /* where each run starts */
+	uint64_t dirty_run;          /* campaign_serial of the last run; 0 when none */
 	pthread_mutex_t metrics_lock; /* guards metrics and status */
 	char *metrics;
 	char *status;
@@ -138,6 +142,11 @@ void plan_campaign(struct dispatcher *dp, struct campaign *c);
 void plan_cancel_terminals(struct dispatcher *dp, struct campaign *cancel, struct campaign *ref);
 
 /* dispatch_publish.c */
+/* A list element of {prefix}d:{id} (dispatch_publish.c). */
+#define PUBLISH_CHUNK_BYTES (64u << 10)
+/* Bytes of the first chunk of the n bytes of records at r: whole records
+   ("S" address NUL), at most PUBLISH_CHUNK_BYTES unless one record is longer. */
+size_t publish_chunk_len(const uint8_t *r, size_t n);
 void publish_state(struct dispatcher *dp, struct campaign *c, const char *address, char state);
 void publish_flush(struct dispatcher *dp);
 /* The status JSON and the metrics text, rebuilt together (see dispatch_publish.c). */

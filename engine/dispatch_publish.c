@@ -2,7 +2,8 @@
  * engine/dispatch_publish.c: what the dispatcher tells the outside world.
  *
  *   {prefix}d:{id}  list of chunks, appended (RPUSH) every flush; read back
- *                   to resume after a restart. A chunk is a run of records,
+ *                   to resume after a restart. A chunk is a run of records
+ *                   (at most PUBLISH_CHUNK_BYTES, always whole records),
  *                   each the state letter (a d f e c), the address and a NUL;
  *                   a later record for an address overrides an earlier one.
  *                   Appending costs Redis a copy per chunk where a hash field
@@ -26,87 +27,87 @@
 #include "log.h"
 
 #define DIRTY_MAX (256u << 20)
-#define CHUNK_BYTES (64u << 10) /* one list element */
 #define CHUNKS_PER_RPUSH 16
 
+/*
+ * A record costs a strlen and a copy here and nothing more at the flush:
+ * the records of a run are already the chunks' bytes, and a flush hands
+ * them to RPUSH in slices (publish_chunk_len).
+ */
 void publish_state(struct dispatcher *dp, struct campaign *c, const char *address, char state)
 {
-	size_t il = strlen(c->id) + 1, al = strlen(address) + 1;
-	if (buf_reserve(&dp->dirty, il + al + 1, DIRTY_MAX) < 0) {
+	size_t al = strlen(address) + 1;
+	bool new_run = dp->dirty.len == 0 || dp->dirty_run != c->serial;
+	size_t il = new_run ? strlen(c->id) + 1 : 0;
+	if (new_run && dp->n_dirty_runs == dp->cap_dirty_runs) {
+		size_t cap = dp->cap_dirty_runs ? dp->cap_dirty_runs * 2 : 16;
+		size_t *runs = realloc(dp->dirty_runs, cap * sizeof(*runs));
+		if (!runs)
+			abort(); /* out-of-memory policy: see engine/README.md */
+		dp->dirty_runs = runs;
+		dp->cap_dirty_runs = cap;
+	}
+	if (buf_reserve(&dp->dirty, il + 1 + al, DIRTY_MAX) < 0) {
 		log_error("msg=\"delivery state buffer full; a restart may resend\" warning=%s", c->id);
 		return;
 	}
-	memcpy(dp->dirty.data + dp->dirty.len, c->id, il);
-	memcpy(dp->dirty.data + dp->dirty.len + il, address, al);
-	dp->dirty.data[dp->dirty.len + il + al] = (uint8_t)state;
-	dp->dirty.len += il + al + 1;
+	uint8_t *w = dp->dirty.data + dp->dirty.len;
+	if (new_run) {
+		dp->dirty_runs[dp->n_dirty_runs++] = dp->dirty.len;
+		dp->dirty_run = c->serial;
+		memcpy(w, c->id, il);
+		w += il;
+	}
+	*w++ = (uint8_t)state;
+	memcpy(w, address, al);
+	dp->dirty.len += il + 1 + al;
 }
 
-/* The dirty records of one warning, `p` to `end`, as chunks in RPUSH commands. */
-static void push_chunks(struct dispatcher *dp, const char *p, const char *end)
+size_t publish_chunk_len(const uint8_t *r, size_t n)
 {
-	const char *id = p;
+	if (n <= PUBLISH_CHUNK_BYTES)
+		return n;
+	const uint8_t *nul = memrchr(r, '\0', PUBLISH_CHUNK_BYTES);
+	if (!nul) /* one record longer than a chunk: alone */
+		nul = memchr(r, '\0', n);
+	return nul ? (size_t)(nul - r) + 1 : n;
+}
+
+/* One run: the records from r to end of warning `id`, in RPUSH commands. */
+static void push_run(struct dispatcher *dp, const char *id, const uint8_t *r, const uint8_t *end)
+{
 	char key[256];
-	snprintf(key, sizeof(key), "%sd:%s", dp->cfg.prefix, id);
 	const char *argv[2 + CHUNKS_PER_RPUSH];
 	size_t lens[2 + CHUNKS_PER_RPUSH];
-	struct buf chunks[CHUNKS_PER_RPUSH] = {0};
 	int n = 0;
 	argv[0] = "RPUSH";
 	lens[0] = 5;
 	argv[1] = key;
-	lens[1] = strlen(key);
-	while (p < end) {
-		const char *addr = p + strlen(p) + 1, *st = addr + strlen(addr) + 1;
-		size_t al = strlen(addr);
-		if (strcmp(p, id))
-			break; /* the caller hands over one warning's run */
-		if (n == 0 || chunks[n - 1].len + al + 2 > CHUNK_BYTES) {
-			if (n == CHUNKS_PER_RPUSH) {
-				for (int i = 0; i < n; i++) {
-					argv[2 + i] = (const char *)chunks[i].data;
-					lens[2 + i] = chunks[i].len;
-				}
-				redis_command(&dp->writer, NULL, NULL, 2 + n, argv, lens);
-				for (int i = 0; i < n; i++)
-					chunks[i].len = 0;
-				n = 0;
-			}
-			n++;
+	lens[1] = (size_t)snprintf(key, sizeof(key), "%sd:%s", dp->cfg.prefix, id);
+	while (r < end) {
+		size_t len = publish_chunk_len(r, (size_t)(end - r));
+		argv[2 + n] = (const char *)r;
+		lens[2 + n] = len;
+		r += len;
+		if (++n == CHUNKS_PER_RPUSH || r == end) {
+			redis_command(&dp->writer, NULL, NULL, 2 + n, argv, lens);
+			n = 0;
 		}
-		struct buf *b = &chunks[n - 1];
-		if (buf_reserve(b, al + 2, CHUNK_BYTES + 4096) < 0)
-			abort(); /* out-of-memory policy: see engine/README.md */
-		b->data[b->len++] = (uint8_t)*st;
-		memcpy(b->data + b->len, addr, al + 1);
-		b->len += al + 1;
-		p = st + 1;
 	}
-	if (n) {
-		for (int i = 0; i < n; i++) {
-			argv[2 + i] = (const char *)chunks[i].data;
-			lens[2 + i] = chunks[i].len;
-		}
-		redis_command(&dp->writer, NULL, NULL, 2 + n, argv, lens);
-	}
-	for (int i = 0; i < CHUNKS_PER_RPUSH; i++)
-		buf_release(&chunks[i]);
 }
 
-/* The dirty records ("id\0address\0state"), one run of a warning at a time. */
 static void flush_states(struct dispatcher *dp)
 {
-	const char *p = (const char *)dp->dirty.data, *end = p + dp->dirty.len;
-	while (p < end) {
-		const char *q = p;
-		while (q < end && !strcmp(q, p)) { /* the run of records of warning p */
-			const char *addr = q + strlen(q) + 1;
-			q = addr + strlen(addr) + 2;
-		}
-		push_chunks(dp, p, q);
-		p = q;
+	const uint8_t *data = dp->dirty.data;
+	for (size_t i = 0; i < dp->n_dirty_runs; i++) {
+		size_t from = dp->dirty_runs[i];
+		size_t to = i + 1 < dp->n_dirty_runs ? dp->dirty_runs[i + 1] : dp->dirty.len;
+		const char *id = (const char *)data + from;
+		push_run(dp, id, data + from + strlen(id) + 1, data + to);
 	}
 	dp->dirty.len = 0;
+	dp->n_dirty_runs = 0;
+	dp->dirty_run = 0;
 }
 
 static json_t *counts_json(const struct ledger_counts *k)

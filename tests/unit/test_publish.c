@@ -1,0 +1,97 @@
+/*
+ * tests/unit/test_publish.c: the delivery-state chunks the dispatcher
+ * appends to {prefix}d:{id} (publish_chunk_len): whole records, none over
+ * PUBLISH_CHUNK_BYTES unless a single record is, nothing lost or doubled
+ * whatever the record lengths.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "dispatch_internal.h"
+
+/* n records of lengths drawn from seed, as the dispatcher writes them: "S" address NUL. */
+static uint8_t *records(size_t n, unsigned seed, size_t max_addr, size_t *len)
+{
+	uint8_t *buf = malloc(n * (max_addr + 2)), *w = buf;
+	assert_non_null(buf);
+	for (size_t i = 0; i < n; i++) {
+		seed = seed * 1103515245u + 12345u;
+		size_t al = 1 + (seed >> 16) % max_addr;
+		*w++ = "adfec"[i % 5];
+		for (size_t k = 0; k < al; k++)
+			*w++ = (uint8_t)('0' + (i + k) % 10);
+		*w++ = 0;
+	}
+	*len = (size_t)(w - buf);
+	return buf;
+}
+
+static void check_chunks(const uint8_t *buf, size_t len, size_t longest_record)
+{
+	size_t off = 0, chunks = 0;
+	while (off < len) {
+		size_t c = publish_chunk_len(buf + off, len - off);
+		assert_true(c > 0);
+		assert_true(c <= PUBLISH_CHUNK_BYTES || c <= longest_record);
+		assert_int_equal(buf[off + c - 1], 0);                /* ends a record */
+		assert_non_null(strchr("adfec", buf[off]));            /* starts one */
+		if (off + c < len) /* filled: the next record would not have fit */
+			assert_true(c + strlen((const char *)buf + off + c) + 1 > PUBLISH_CHUNK_BYTES ||
+				    c > PUBLISH_CHUNK_BYTES);
+		off += c;
+		chunks++;
+	}
+	assert_int_equal(off, len);
+	assert_true(chunks >= (len + PUBLISH_CHUNK_BYTES - 1) / PUBLISH_CHUNK_BYTES);
+}
+
+static void test_chunks_are_whole_records(void **state)
+{
+	(void)state;
+	for (unsigned seed = 1; seed <= 20; seed++) {
+		size_t len;
+		/* phones (~14 B), FCM tokens (~170 B), up to 1 KB addresses: 1 to ~60 chunks */
+		size_t max_addr = seed % 3 == 0 ? 16 : seed % 3 == 1 ? 180 : 1024;
+		uint8_t *buf = records(1 + seed * 1777, seed, max_addr, &len);
+		check_chunks(buf, len, max_addr + 2);
+		free(buf);
+	}
+}
+
+static void test_small_run_is_one_chunk(void **state)
+{
+	(void)state;
+	const uint8_t rec[] = "a+8613800000000\0d+8613800000001";
+	assert_int_equal(publish_chunk_len(rec, sizeof(rec)), sizeof(rec));
+}
+
+static void test_record_longer_than_a_chunk_goes_alone(void **state)
+{
+	(void)state;
+	size_t big = PUBLISH_CHUNK_BYTES + 100;
+	uint8_t *buf = malloc(big + 20);
+	assert_non_null(buf);
+	buf[0] = 'd';
+	memset(buf + 1, 'x', big - 2);
+	buf[big - 1] = 0;
+	memcpy(buf + big, "a+8613800000000", 16); /* and a small record after it */
+	assert_int_equal(publish_chunk_len(buf, big + 16), big);
+	assert_int_equal(publish_chunk_len(buf + big, 16), 16);
+	free(buf);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_chunks_are_whole_records),
+		cmocka_unit_test(test_small_run_is_one_chunk),
+		cmocka_unit_test(test_record_longer_than_a_chunk_goes_alone),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
