@@ -133,8 +133,8 @@ def baseline(redis):
                          check=True).stdout
     import re
     per_s = float(re.findall(r"([0-9.]+) requests per second", out)[-1])
-    hh = int(subprocess.run(["redis-cli", "-p", str(redis.port), "LLEN", key],
-                            capture_output=True, text=True).stdout)
+    hh = len(subprocess.run(["redis-cli", "-p", str(redis.port), "LRANGE", key, "0", "-1"],
+                            capture_output=True, text=True).stdout.splitlines())  # records
     return {"command": "LRANGE %s 0 -1" % key, "lranges_per_second": per_s,
             "households_per_lrange": hh, "households_per_second": per_s * hh}
 

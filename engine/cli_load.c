@@ -40,7 +40,8 @@
 
 #include "csv.h"
 
-#define LOAD_LAYOUT "tocsin-pop-layout-2"
+#define LOAD_LAYOUT "tocsin-pop-layout-3"
+#define HH_ELEMENT_MAX 8000 /* a building list element: records joined by '\n' up to about this */
 #define ID_MAX 128
 #define NAME_MAX_BYTES 256
 #define SECRET_MAX 256
@@ -965,6 +966,29 @@ static int cmd_reserve(struct cmd *c, size_t n)
 	return 0;
 }
 
+/* Extend the last argument by what fmt gives (the argument stays NUL-terminated). */
+__attribute__((format(printf, 2, 3)))
+static int cmd_appendf(struct cmd *c, const char *fmt, ...)
+{
+	va_list ap, ap2;
+
+	if (c->argc == 0)
+		return -EINVAL;
+	va_start(ap, fmt);
+	va_copy(ap2, ap);
+	int n = vsnprintf(NULL, 0, fmt, ap);
+	va_end(ap);
+	if (n < 0 || cmd_reserve(c, (size_t)n)) {
+		va_end(ap2);
+		return -ENOMEM;
+	}
+	vsnprintf(c->buf + c->used - 1, (size_t)n + 1, fmt, ap2); /* over the NUL */
+	va_end(ap2);
+	c->len[c->argc - 1] += (size_t)n;
+	c->used += (size_t)n;
+	return 0;
+}
+
 __attribute__((format(printf, 2, 3)))
 static int cmd_addf(struct cmd *c, const char *fmt, ...)
 {
@@ -1118,7 +1142,10 @@ static int write_segments(struct load *L)
 }
 
 /* Append one household record to the RPUSH being built for its building,
- * flushing when the building changes or the command is full. */
+ * flushing when the building changes or the command is full. Records are
+ * joined by '\n' into elements of about HH_ELEMENT_MAX bytes (layout 3),
+ * so that reading a building costs Redis one reply string, not one per
+ * household. */
 static int hh_write_row(struct load *L, struct csvin *in, int32_t *cur)
 {
 	const struct csv_record *r = &in->rec;
@@ -1141,9 +1168,13 @@ static int hh_write_row(struct load *L, struct csvin *in, int32_t *cur)
 			return -ENOMEM;
 		*cur = b;
 	}
-	return cmd_addf(c, "%s\t%" PRId64 "\t%s\t%s\t%s",
-			r->field[0] + r->len[1], persons, r->field[3],
-			r->field[4], r->field[5]) ? -ENOMEM : 0;
+	if (c->argc == 2 || c->len[c->argc - 1] >= HH_ELEMENT_MAX)
+		rc = cmd_addf(c, "%s\t%" PRId64 "\t%s\t%s\t%s", r->field[0] + r->len[1],
+			      persons, r->field[3], r->field[4], r->field[5]);
+	else
+		rc = cmd_appendf(c, "\n%s\t%" PRId64 "\t%s\t%s\t%s", r->field[0] + r->len[1],
+				 persons, r->field[3], r->field[4], r->field[5]);
+	return rc ? -ENOMEM : 0;
 }
 
 /* Pass 2 over households.csv; it must hash as it did in pass 1. */

@@ -896,8 +896,17 @@ static void on_hh(void *arg, redisReply *reply)
 		bool ok = batch_room(r, reply->elements, 0);
 		for (size_t i = 0; ok && i < reply->elements; i++) {
 			const redisReply *e = reply->element[i];
-			if (e->type == REDIS_REPLY_STRING)
-				ok = add_record(r, e->str, e->len, c->id, community, c->filter) == 0;
+			if (e->type != REDIS_REPLY_STRING)
+				continue;
+			/* layout 3: records joined by '\n' (layout 2: one per element) */
+			for (const char *p = e->str, *end = p + e->len; ok && p < end;) {
+				const char *nl = memchr(p, '\n', (size_t)(end - p));
+				const char *stop = nl ? nl : end;
+				ok = add_record(r, p, (size_t)(stop - p), c->id, community, c->filter) == 0;
+				if (!nl)
+					break;
+				p = nl + 1;
+			}
 		}
 		if (!ok || dedupe_staged(r, from) < 0)
 			fail(r, RESOLVE_NOMEM, "out of memory");

@@ -810,7 +810,7 @@ def baselines(args, district, work, smoke, terminals):
     subprocess.run([binp("engine", "tocsin"), "load", "--redis", redis.address, "--dir", district],
                    check=True, capture_output=True)
     key = redis.cli("--scan", "--pattern", "tocsin:pop:v*:hh:*").split()[0]
-    hh = int(redis.cli("LLEN", key))
+    hh = len(redis.cli("LRANGE", key, "0", "-1").splitlines())  # records (joined in few elements)
     out = subprocess.run(["redis-benchmark", "-p", str(redis.port), "-n", "20000" if smoke else "200000",
                           "-P", "64", "-q", "LRANGE", key, "0", "-1"], capture_output=True, text=True).stdout
     per_s = float(re.findall(r"([0-9.]+) requests per second", out)[-1])

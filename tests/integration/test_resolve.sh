@@ -11,7 +11,8 @@
 # error; a household target; a whole street of the generated district
 # equals the loader's aggregates for it; unknown targets and a missing
 # population fail naming the ids; --body reads a signed warning; terminal
-# lists resolve from their records, or from term: for a bare id (layout 1).
+# lists resolve from their records, or from term: for a bare id (layout 1);
+# household lists of layout 3 (joined records) and layout 2 (one per element).
 set -euo pipefail
 
 TOCSIN=$(realpath "$1")
@@ -122,8 +123,22 @@ body=$("$TOCSIN" plan --redis "unix:$SOCK" --json --body "$WORK/w.bin" | field "
 [ "$body" = "$alone" ] || fail "--body: $body"
 pass "--body SIGNED.bin"
 
-# --- terminal lists: layout-2 records, a layout-1 bare id, a malformed record
+# --- household lists: layout 3 (a building's records joined by newlines in
+# one element), and the same records one per element (layout 2)
 v=$(R GET tocsin:pop:current)
+H=tocsin:pop:v$v:hh:350102001001B0001
+[ "$(R LLEN "$H")" = 1 ] || fail "layout 3: $(R LLEN "$H") elements for 3 households"
+mapfile -t recs < <(R LINDEX "$H" 0)
+[ "${#recs[@]}" = 3 ] || fail "layout 3: ${#recs[@]} records in the element"
+R DEL "$H" >/dev/null
+R RPUSH "$H" "${recs[@]}" >/dev/null # as a layout-2 loader wrote it
+[ "$(plan 350102001001 | field "$totals")" = "$alone" ] || fail "layout 2 lists: $(plan 350102001001 | field "$totals")"
+R DEL "$H" >/dev/null
+R RPUSH "$H" "${recs[0]}" "$(printf '%s\n%s' "${recs[1]}" "${recs[2]}")" >/dev/null # both at once
+[ "$(plan 350102001001 | field "$totals")" = "$alone" ] || fail "mixed lists: $(plan 350102001001 | field "$totals")"
+pass "household records joined in one element (layout 3), one per element (layout 2), or both"
+
+# --- terminal lists: layout-2 records, a layout-1 bare id, a malformed record
 T=tocsin:pop:v$v:terms:350102001001
 [ "$(R LRANGE "$T" 0 -1)" = "$(printf '350102001001:spk1\tspeaker\t50')" ] ||
 	fail "terms record: $(R LRANGE "$T" 0 -1)"
