@@ -397,6 +397,7 @@ static uint64_t submit(struct fixture *fx, struct campaign *c, const char *addre
 static bool run_until(struct fixture *fx, bool (*cond)(struct fixture *, void *), void *arg,
 		      int timeout_ms)
 {
+	loop_run_once(&fx->loop, 0); /* now_ms is from the last iteration: it may be old */
 	uint64_t end = loop_now_ms(&fx->loop) + (uint64_t)timeout_ms;
 	while (!cond(fx, arg)) {
 		if (loop_now_ms(&fx->loop) > end)
