@@ -62,6 +62,8 @@
 #include "smpp.h"
 
 #define MAX_CONNS 1024
+#define MARKS 64
+#define MARK_EVERY 2000
 #define RBUF (SMPP_MAX_PDU + 4096)
 
 struct conn {
@@ -121,6 +123,10 @@ struct stats {
 	 * waiting in epoll_wait from the first submit_sm up to the last submit_sm_resp (the
 	 * SMSC idle because nothing came in: the client, not the SMSC, set the pace) */
 	uint64_t reads, submit_reads, sends, idle_us, idle_at_last_resp_us;
+	/* the pace along the run: when submit_sm number 1, 1 + MARK_EVERY, ... was read (us after
+	 * the first) */
+	uint64_t marks_us[MARKS];
+	unsigned n_marks;
 	uint64_t *dest_set;
 	size_t dest_cap, dests;
 };
@@ -232,6 +238,10 @@ static void write_stats(const struct sim *s)
 	if (!f)
 		return;
 	const struct stats *st = &s->st;
+	char marks[MARKS * 24] = ""; /* 64 numbers of at most 20 digits, ", " between */
+	for (unsigned k = 0, o = 0; k < st->n_marks; k++)
+		o += (unsigned)snprintf(marks + o, sizeof(marks) - o, "%s%lu", k ? ", " : "",
+					st->marks_us[k]);
 	fprintf(f, "{\"binds\": %lu, \"bind_refused\": %lu, \"unbinds\": %lu, \"submit_sm\": %lu, "
 		"\"messages\": %lu, \"parts_udh\": %lu, \"dc_ucs2\": %lu, \"dc_gsm\": %lu, "
 		"\"dc_other\": %lu, \"throttled\": %lu, \"rejected\": %lu, \"accepted\": %lu, "
@@ -239,13 +249,13 @@ static void write_stats(const struct sim *s)
 		"\"EXPIRED\": %lu, \"none\": %lu, \"unsent\": %lu}, \"deliver_sm_resp\": %lu, "
 		"\"enquire_link\": %lu, \"tls_handshakes\": %lu, \"tls_failures\": %lu, "
 		"\"reads\": %lu, \"submit_reads\": %lu, \"sends\": %lu, \"submit_idle_seconds\": %.6f, "
-		"\"submit_seconds\": %.6f}\n",
+		"\"submit_marks_us\": [%s], \"submit_seconds\": %.6f}\n",
 		st->binds, st->bind_refused, st->unbinds, st->submits, st->messages, st->parts_udh,
 		st->dc_ucs2, st->dc_gsm, st->dc_other, st->throttled, st->rejected, st->accepted,
 		st->dests, st->receipts_delivrd, st->receipts_undeliv, st->receipts_expired,
 		st->receipts_none, st->receipts_unsent, st->deliver_resps, st->enquire_links,
 		st->tls_handshakes, st->tls_failures, st->reads, st->submit_reads, st->sends,
-		(double)st->idle_at_last_resp_us / 1e6, st->last_submit_resp_us > st->first_submit_us
+		(double)st->idle_at_last_resp_us / 1e6, marks, st->last_submit_resp_us > st->first_submit_us
 			? (double)(st->last_submit_resp_us - st->first_submit_us) / 1e6 : 0.0);
 	fclose(f);
 	rename(tmp, s->o.stats);
@@ -463,6 +473,8 @@ static bool throttled(struct sim *s, struct conn *c)
 
 static void count_submit(struct sim *s, const struct smpp_sm *sm)
 {
+	if (s->st.submits % MARK_EVERY == 0 && s->st.n_marks < MARKS)
+		s->st.marks_us[s->st.n_marks++] = now_us() - s->st.first_submit_us;
 	s->st.submits++;
 	bool udh = sm->esm_class & SMPP_ESM_UDHI;
 	if (udh)
