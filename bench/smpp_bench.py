@@ -33,7 +33,10 @@ waiting in subprocess.run, does not have.
 Per run the JSON also gives what the SMSC saw: submit_sm per read
 ("submits_per_read"), its writes ("smsc_sends"), the time it waited for the
 client within the span ("smsc_idle_seconds") and its CPU per submit
-("smsc_cpu_us", schedstat).
+("smsc_cpu_us", schedstat); for the engine also the time from the POST to
+its first submit_sm and the rate from the POST to the last response, the
+resolution included ("post_to_last_seconds"; stricter than the ratio's rate,
+which starts at the first submit while the engine is still resolving).
 Every process is started here and stopped by pid. --pin runs both clients
 (tocsind, smpp_blaster) on CPU 0 and smsc_sim on CPU 1 with taskset: on 2
 cores the scheduler otherwise sometimes runs a client and the simulator on
@@ -179,6 +182,7 @@ def engine_rate(redis, bureau, keyring, latency, mix, phones, tls=None):
     ident = "smpp-bench-%d-%s%s" % (latency, mix.split("=")[0], "-tls" if tls else "")
     d = engine(redis, bureau, keyring, smsc, [("sms-1", 0)], ident, phones, tls)
     try:
+        posted = time.monotonic()  # CLOCK_MONOTONIC, as smsc_sim's *_mono_us
         submit(d, bureau, bureau.warning(ident=ident, targets=["350102"], infos=TEXT))
         while True:
             cov = status(d, ident)
@@ -194,9 +198,14 @@ def engine_rate(redis, bureau, keyring, latency, mix, phones, tls=None):
     finally:
         d.stop()
         st = smsc.stop()
+    # from the POST (resolution and all) to the last response: stricter than the rate above,
+    # which starts at the first submit_sm, while the engine is still resolving
+    post_s = st["last_submit_resp_mono_us"] / 1e6 - posted
     return dict({"submits": st["submit_sm"], "seconds": st["submit_seconds"],
                  "submits_per_s": st["submit_sm"] / st["submit_seconds"],
-                 "engine_seconds": eng_seconds}, **smsc_view(st))
+                 "engine_seconds": eng_seconds, "post_to_last_seconds": post_s,
+                 "first_submit_after_post_s": st["first_submit_mono_us"] / 1e6 - posted},
+                **smsc_view(st))
 
 
 def rate_accuracy(redis, bureau, keyring, rates):
@@ -266,11 +275,13 @@ def main():
             rows.append((latency, label, eng, base))
             print("latency %d ms, %s: engine %.0f submits/s, bare blaster %.0f/s: ratio %.2f"
                   " (SMSC: %.1f / %.1f submit_sm per read, idle %.3f / %.3f s, %.2f / %.2f us CPU"
-                  " per submit)"
+                  " per submit; engine: first submit %.3f s after the POST, POST to last"
+                  " response %.0f/s)"
                   % (latency, label, eng["submits_per_s"], base["submits_per_s"],
                      eng["submits_per_s"] / base["submits_per_s"], eng["submits_per_read"],
                      base["submits_per_read"], eng["smsc_idle_seconds"],
-                     base["smsc_idle_seconds"], eng["smsc_cpu_us"], base["smsc_cpu_us"]),
+                     base["smsc_idle_seconds"], eng["smsc_cpu_us"], base["smsc_cpu_us"],
+                     eng["first_submit_after_post_s"], eng["submits"] / eng["post_to_last_seconds"]),
                   flush=True)
         acc = rate_accuracy(redis, bureau, keyring, [300, 200, 100])
         for a in acc:

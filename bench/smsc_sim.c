@@ -37,7 +37,9 @@
  * the client is (bench/smpp_bench.py compares the engine and the blaster
  * with it), and how the bytes travelled: reads (and those with a submit_sm),
  * sends, and submit_idle_seconds, the time spent waiting in epoll_wait
- * within that span (the SMSC idle, waiting for the client).
+ * within that span (the SMSC idle, waiting for the client); the span's ends
+ * on CLOCK_MONOTONIC (first_submit_mono_us, last_submit_resp_mono_us), to
+ * compare with a client's own clock.
  * Invariant: timed events are FIFOs because their delays are constant.
  */
 #include <errno.h>
@@ -249,13 +251,15 @@ static void write_stats(const struct sim *s)
 		"\"EXPIRED\": %lu, \"none\": %lu, \"unsent\": %lu}, \"deliver_sm_resp\": %lu, "
 		"\"enquire_link\": %lu, \"tls_handshakes\": %lu, \"tls_failures\": %lu, "
 		"\"reads\": %lu, \"submit_reads\": %lu, \"sends\": %lu, \"submit_idle_seconds\": %.6f, "
-		"\"submit_marks_us\": [%s], \"submit_seconds\": %.6f}\n",
+		"\"submit_marks_us\": [%s], \"first_submit_mono_us\": %lu, "
+		"\"last_submit_resp_mono_us\": %lu, \"submit_seconds\": %.6f}\n",
 		st->binds, st->bind_refused, st->unbinds, st->submits, st->messages, st->parts_udh,
 		st->dc_ucs2, st->dc_gsm, st->dc_other, st->throttled, st->rejected, st->accepted,
 		st->dests, st->receipts_delivrd, st->receipts_undeliv, st->receipts_expired,
 		st->receipts_none, st->receipts_unsent, st->deliver_resps, st->enquire_links,
 		st->tls_handshakes, st->tls_failures, st->reads, st->submit_reads, st->sends,
-		(double)st->idle_at_last_resp_us / 1e6, marks, st->last_submit_resp_us > st->first_submit_us
+		(double)st->idle_at_last_resp_us / 1e6, marks, st->first_submit_us,
+		st->last_submit_resp_us, st->last_submit_resp_us > st->first_submit_us
 			? (double)(st->last_submit_resp_us - st->first_submit_us) / 1e6 : 0.0);
 	fclose(f);
 	rename(tmp, s->o.stats);
