@@ -186,8 +186,6 @@ struct rmap {
 	struct islot *slot;
 	size_t mask, used;    /* index capacity - 1 (a power of two, minus one); slots in use */
 	size_t hint;          /* entries the dispatcher said are coming (smpp_reserve) */
-	struct islot *spare;  /* rmap_warm: a zeroed index, faulted in, for the first growth */
-	size_t spare_slots;
 };
 
 static uint64_t key_hash(const char *k)
@@ -327,7 +325,6 @@ static void rmap_release(struct rmap *m)
 			free(m->e[i].text);
 	bigmem_free(m->e);
 	bigmem_free(m->slot);
-	bigmem_free(m->spare);
 	memset(m, 0, sizeof(*m));
 }
 
@@ -348,15 +345,9 @@ static int rmap_index_reserve(struct rmap *m, size_t slots)
 		want *= 2;
 	if (want == m->mask + 1)
 		return 0;
-	struct islot *slot;
-	if (m->spare && m->spare_slots >= want) { /* made ready at start (rmap_warm) */
-		slot = m->spare;
-		want = m->spare_slots;
-		m->spare = NULL;
-		m->spare_slots = 0;
-	} else if (!(slot = bigmem_calloc(want, sizeof(*slot)))) {
+	struct islot *slot = bigmem_calloc(want, sizeof(*slot));
+	if (!slot)
 		return -1;
-	}
 	for (size_t i = 0; i <= m->mask; i++)
 		if (m->slot[i].ref)
 			islot_put(slot, want - 1, m->slot[i].tag, m->slot[i].ref);
@@ -379,35 +370,6 @@ static int rmap_entries_reserve(struct rmap *m, size_t cap)
 	bigmem_free(m->e);
 	m->e = e;
 	m->cap_e = (uint32_t)cap;
-	return 0;
-}
-
-/*
- * Memory for n more ids made ready now, at start-up, before any warning
- * (lane key warm_receipts): the entry array reserved and faulted in, and
- * an index for them allocated and faulted in as the spare that the index's
- * first growth takes (the index itself stays small while receipts keep
- * pace, see struct rmap). On this kind of VM the first touch of a receipt
- * map sized for a district (~7 MB for 80,000 ids that wait) cost ~25 ms
- * of the first warning's sending, as the dispatcher's own tables did
- * before it made them ready at start. -1 when out of memory.
- */
-static int rmap_warm(struct rmap *m, size_t n)
-{
-	if (n > UINT32_MAX / 8 || rmap_entries_reserve(m, (size_t)m->n + n) < 0)
-		return -1;
-	bigmem_touch(m->e, (size_t)m->cap_e * sizeof(*m->e));
-	size_t want = m->mask + 1;
-	while (want < 4 * n)
-		want *= 2;
-	if (want == m->mask + 1 || (m->spare && m->spare_slots >= want))
-		return 0;
-	bigmem_free(m->spare);
-	m->spare = bigmem_calloc(want, sizeof(*m->spare));
-	m->spare_slots = m->spare ? want : 0;
-	if (!m->spare)
-		return -1;
-	bigmem_touch(m->spare, want * sizeof(*m->spare));
 	return 0;
 }
 
@@ -594,7 +556,6 @@ struct smpp {
 	char why[320];         /* a composed failure reason (handshake), alive with the struct */
 	char last_error[320];  /* the last reason the bind failed, for the status page */
 	size_t early_max;      /* early receipt cache of an account this lane creates */
-	size_t warm_receipts;  /* ids the account's receipt map is made ready for at open */
 	uint64_t early_ms;
 
 	enum bind_state state;
@@ -1769,12 +1730,6 @@ static int parse_config(struct smpp *s, const struct config_lane *cfg, char *err
 		return -1;
 	}
 	s->early_max = (size_t)early_max;
-	long warm = atol(config_lane_get(cfg, "warm_receipts", "0"));
-	if (warm < 0 || warm > 50000000) {
-		snprintf(err, errlen, "[lane %s] warm_receipts: 0..50000000", cfg->name);
-		return -1;
-	}
-	s->warm_receipts = (size_t)warm;
 	s->early_ms = early_ms ? (uint64_t)early_ms : 2 * (uint64_t)s->resp_timeout_ms;
 	const char *host = config_lane_get(cfg, "host", NULL), *port = config_lane_get(cfg, "port", "2775");
 	if (!host) {
@@ -1796,16 +1751,6 @@ static int join_account(struct smpp *s, const struct config_lane *cfg)
 	s->acct->refs = 1;
 	s->acct->members = s;
 	acct_join_siblings(s);
-	if (s->warm_receipts) {
-		struct rmap *m = &s->acct->pending;
-		if (rmap_warm(m, s->warm_receipts) < 0)
-			log_warn("msg=\"smpp receipt map not made ready: out of memory\" lane=%s ids=%zu",
-				 s->lane->name, s->warm_receipts);
-		else
-			log_info("msg=\"smpp receipt map ready\" lane=%s account=%s ids=%zu bytes=%zu",
-				 s->lane->name, s->acct->name, s->warm_receipts,
-				 (size_t)m->cap_e * sizeof(*m->e) + m->spare_slots * sizeof(*m->spare));
-	}
 	return 0;
 }
 

@@ -104,8 +104,7 @@ def one_run(binary, redis, bureau, keyring, ident, phones):
             ("lane sms-1", "channel"): "sms", ("lane sms-1", "adapter"): "smpp",
             ("lane sms-1", "host"): "127.0.0.1", ("lane sms-1", "port"): str(port),
             ("lane sms-1", "system_id"): "bench", ("lane sms-1", "window"): "100",
-            ("lane sms-1", "rate"): "0", ("lane sms-1", "burst"): "1",
-            ("lane sms-1", "warm_receipts"): str(phones * (args.warm + 1))}
+            ("lane sms-1", "rate"): "0", ("lane sms-1", "burst"): "1"}
     d = Tocsind(binary, WORK, redis.address, keyring, opts, name=ident).start()
     receipts = args.mix != "none=100"
     try:

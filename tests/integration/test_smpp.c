@@ -727,8 +727,7 @@ static void phase_early(struct driver *dr, const char *sim, const char *dir)
  * Phase F: an SMSC that answers as it reads (smsc_sim --resp-chunk 5, latency 0): the
  * responses of one read come in several writes, so the window refills while the SMSC is
  * still answering. Every delivery accepted, every receipt matched; the SMSC's counts
- * show the split writes and the adapter's its sends, receives and submits. The lane's
- * receipt map is made ready at open (warm_receipts; a negative count is refused).
+ * show the split writes and the adapter's its sends, receives and submits.
  */
 static void phase_chunked(struct driver *dr, const char *sim, const char *dir)
 {
@@ -741,12 +740,7 @@ static void phase_chunked(struct driver *dr, const char *sim, const char *dir)
 			"--stats", stats, NULL};
 	pid_t pid = spawn(argv);
 	const char *port = wait_port(port_file);
-	char err[256] = "";
-	const char *const bad_warm[][2] = {{"warm_receipts", "-1"}, {NULL, NULL}};
-	CHECK(try_open(dr, 10, "sms-bad-warm", port, "acct-F", 16, bad_warm, err, sizeof(err)) < 0 &&
-		      strstr(err, "warm_receipts"), "warm_receipts -1 refused: %s", err);
-	const char *const warm[][2] = {{"warm_receipts", "1000"}, {NULL, NULL}};
-	open_lane_kv(dr, 10, "sms-chunked", port, "acct-F", 16, warm);
+	open_lane(dr, 10, "sms-chunked", port, "acct-F", 16);
 	size_t up[2] = {10, 11};
 	CHECK(run_until(dr, lanes_up, up, 5000), "bind up");
 	struct campaign *en = make_campaign("w-chunk", "en-US", "Typhoon red warning", "Stay indoors.");

@@ -221,42 +221,6 @@ static void test_hint_grows_once(void **state)
 }
 
 /*
- * warm_receipts: the entries and a spare index made ready up front; when
- * receipts lag, the index grows once, into that spare, and no entry moves.
- */
-static void test_warm_spare_taken(void **state)
-{
-	enum { HINT = 20000 };
-	struct rmap m;
-	struct id_keys k;
-	char id[64];
-	assert_int_equal(rmap_init(&m, 4096), 0);
-	assert_int_equal(rmap_warm(&m, HINT), 0);
-	assert_true(m.cap_e >= HINT);
-	assert_non_null(m.spare);
-	assert_true(m.spare_slots >= 4 * (size_t)HINT);
-	assert_int_equal(m.mask + 1, 4096); /* the index itself stays small until it must grow */
-	assert_int_equal(rmap_warm(&m, HINT), 0); /* again: nothing new */
-	const struct rcpt *e = m.e;
-	const struct islot *spare = m.spare;
-	m.hint = HINT;
-	for (unsigned i = 0; i < HINT; i++) {
-		map_id(i, id, sizeof(id));
-		assert_true(id_keys(id, &k));
-		assert_int_not_equal(rmap_add(&m, &k, 0), RCPT_NONE);
-	}
-	assert_ptr_equal(m.e, e);
-	assert_ptr_equal(m.slot, spare);
-	assert_null(m.spare);
-	for (unsigned i = 0; i < HINT; i += 7) {
-		map_id(i, id, sizeof(id));
-		assert_true(id_keys(id, &k));
-		assert_int_not_equal(rmap_get(&m, &k.k[0], 0), RCPT_NONE);
-	}
-	rmap_release(&m);
-}
-
-/*
  * A decimal submit id and a receipt naming it in hex without a letter
  * ("1048576" = 0x100000): the receipt's other reading is the submit id's
  * primary one. Found from either side (pending map and early map), and a
@@ -296,7 +260,6 @@ int main(void)
 		cmocka_unit_test(test_pending_find_either_reading),
 		cmocka_unit_test(test_hex_receipt_without_letters),
 		cmocka_unit_test(test_hint_grows_once),
-		cmocka_unit_test(test_warm_spare_taken),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
