@@ -126,6 +126,8 @@ class Smsc:
             cpu_ns = 0
         self.proc.terminate()
         self.proc.wait(10)
+        if not os.path.exists(self.stats_file):
+            raise RuntimeError("smsc_sim wrote no stats (exit status %s)" % self.proc.returncode)
         with open(self.stats_file) as f:
             self.stats = json.load(f)
         self.stats["cpu_ns"] = cpu_ns
