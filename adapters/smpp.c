@@ -580,6 +580,8 @@ struct smpp {
 	size_t nslots, inflight;
 	struct smpp_msg *deferred_head, *deferred_tail;
 	struct smpp_msg *msg_free; /* reported messages, for the next submits (chained by next) */
+	/* how PDUs travel (status page): send ops, recv completions with data, submit_sm queued */
+	uint64_t n_sends, n_recvs, n_submits;
 };
 
 #define OWNER(ptr, field) ((struct smpp *)((char *)(ptr) - offsetof(struct smpp, field)))
@@ -1000,6 +1002,7 @@ static void send_pending(struct smpp *s)
 	io_uring_prep_send(sqe, s->fd, s->sending.data + s->sending_off,
 			   s->sending.len - s->sending_off, MSG_NOSIGNAL);
 	s->send_armed = true;
+	s->n_sends++;
 }
 
 /*
@@ -1393,6 +1396,7 @@ static void on_recv(struct op *op, int res, uint32_t flags)
 		fail(s, res == 0 ? "SMSC closed the connection" : "SMPP recv failed");
 		return;
 	}
+	s->n_recvs++;
 	s->dispatching = true; /* reports may re-enter submit(); nothing frees s meanwhile */
 	bool alive;
 	if (s->ssl) {
@@ -1550,6 +1554,7 @@ static int queue_part(struct smpp *s, struct smpp_msg *m, struct smpp_sm *sm,
 	sl->part = (uint16_t)i;
 	sl->deadline_ms = loop_now_ms(s->host.loop) + s->resp_timeout_ms;
 	s->inflight++;
+	s->n_submits++;
 	return 0;
 }
 
@@ -1859,6 +1864,9 @@ static void smpp_describe(struct lane *l, struct json_t *o)
 	json_object_set_new(o, "smpp_tls", json_integer(s->ssl_ctx != NULL));
 	json_object_set_new(o, "smpp_parts_in_flight", json_integer((json_int_t)s->inflight));
 	json_object_set_new(o, "smpp_last_error", json_string(s->last_error));
+	json_object_set_new(o, "smpp_sends", json_integer((json_int_t)s->n_sends));
+	json_object_set_new(o, "smpp_recvs", json_integer((json_int_t)s->n_recvs));
+	json_object_set_new(o, "smpp_submits", json_integer((json_int_t)s->n_submits));
 	if (!a)
 		return;
 	json_object_set_new(o, "smpp_account", json_string(a->name));

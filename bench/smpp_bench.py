@@ -18,10 +18,33 @@ way for both clients. The engine's own figure (coverage first_send_ms to
 elapsed_ms) is kept as "engine_seconds" but is not comparable: elapsed_ms is
 stamped when the coverage is published (every 200 ms), and the blaster's
 "seconds" is its own first-submit to last-response on its own clock.
+The simulator answers as it reads (smsc_sim --resp-chunk 50, half the window;
+--resp-chunk 0 for the old behaviour): its responses to one read of 100
+submit_sm leave in two writes, not one after the whole read, so that a client
+refills its window while the SMSC is still answering. Answering once per read
+made both runs a strict ping-pong of 100-PDU batches (client batch, then SMSC
+batch, never both at once): the engine's rate was 1 / (its CPU per SMS + the
+SMSC's), the bare client's 1 / (the SMSC's + almost nothing). See RESULTS.md
+(SMS, 2026-11-30). The same simulator serves both clients.
+During the engine's run the status is polled every 0.25 s (the rate is taken
+at the SMSC, so the poll only ends the run): faster polling made tocsind's HTTP
+thread and this script compete for the engine's CPU, which the bare run,
+waiting in subprocess.run, does not have.
+Per run the JSON also gives what the SMSC saw: submit_sm per read
+("submits_per_read"), its writes ("smsc_sends"), the time it waited for the
+client within the span ("smsc_idle_seconds") and its CPU per submit
+("smsc_cpu_us", schedstat); for the engine also the time from the POST to
+its first submit_sm and the rate from the POST to the last response, the
+resolution included ("post_to_last_seconds"; stricter than the ratio's rate,
+which starts at the first submit while the engine is still resolving).
 Every process is started here and stopped by pid. --pin runs both clients
 (tocsind, smpp_blaster) on CPU 0 and smsc_sim on CPU 1 with taskset: on 2
 cores the scheduler otherwise sometimes runs a client and the simulator on
-one CPU for part of a run, and the ratio swings with it.
+one CPU for part of a run, and the ratio swings with it. With --pin the
+engine's Redis (busy while the warning is resolved, during the first part of
+the engine's run) is on CPU 0 with tocsind: unpinned it sometimes ran on the
+SMSC's CPU, slowing the simulator in the engine's run only (a real SMSC never
+shares a CPU with the engine's Redis).
 """
 import argparse
 import json
@@ -45,6 +68,8 @@ ap.add_argument("--rate-seconds", type=float, default=20)
 ap.add_argument("--no-tls", action="store_true", help="skip the TLS rows")
 ap.add_argument("--pin", action="store_true",
                 help="clients (tocsind, smpp_blaster) on CPU 0, smsc_sim on CPU 1 (taskset)")
+ap.add_argument("--resp-chunk", type=int, default=50,
+                help="smsc_sim --resp-chunk: answers sent after every N submit_sm read (0: once per read)")
 ap.add_argument("--keep", action="store_true",
                 help="keep the work directory (logs, configs); it is kept anyway when a run fails")
 args = ap.parse_args()
@@ -83,7 +108,8 @@ class Smsc:
         self.proc = subprocess.Popen(
             RECEIVER + [os.path.join(BUILD, "bench", "smsc_sim"), "--port", "0", "--port-file",
              self.port_file, "--latency-ms", str(latency), "--mix", mix,
-             "--receipt-delay-ms", "0", "--stats", self.stats_file] + tls_args,
+             "--receipt-delay-ms", "0", "--stats", self.stats_file,
+             "--resp-chunk", str(args.resp_chunk)] + tls_args,
             stderr=subprocess.DEVNULL)
         deadline = time.time() + 10
         while not (os.path.exists(self.port_file) and open(self.port_file).read().strip()):
@@ -93,11 +119,27 @@ class Smsc:
         self.port = int(open(self.port_file).read())
 
     def stop(self):
+        try:
+            with open("/proc/%d/schedstat" % self.proc.pid) as f:
+                cpu_ns = int(f.read().split()[0])
+        except OSError:
+            cpu_ns = 0
         self.proc.terminate()
         self.proc.wait(10)
+        if not os.path.exists(self.stats_file):
+            raise RuntimeError("smsc_sim wrote no stats (exit status %s)" % self.proc.returncode)
         with open(self.stats_file) as f:
             self.stats = json.load(f)
+        self.stats["cpu_ns"] = cpu_ns
         return self.stats
+
+
+def smsc_view(st):
+    """What the SMSC saw of a client's run (see the module's doc)."""
+    n = max(1, st["submit_sm"])
+    return {"submits_per_read": round(st["submit_sm"] / max(1, st["submit_reads"]), 1),
+            "smsc_sends": st["sends"], "smsc_idle_seconds": st["submit_idle_seconds"],
+            "smsc_cpu_us": round(st["cpu_ns"] / 1e3 / n, 3)}
 
 
 def blaster(port, count, wait_receipts, tls=None):
@@ -142,6 +184,7 @@ def engine_rate(redis, bureau, keyring, latency, mix, phones, tls=None):
     ident = "smpp-bench-%d-%s%s" % (latency, mix.split("=")[0], "-tls" if tls else "")
     d = engine(redis, bureau, keyring, smsc, [("sms-1", 0)], ident, phones, tls)
     try:
+        posted = time.monotonic()  # CLOCK_MONOTONIC, as smsc_sim's *_mono_us
         submit(d, bureau, bureau.warning(ident=ident, targets=["350102"], infos=TEXT))
         while True:
             cov = status(d, ident)
@@ -150,16 +193,21 @@ def engine_rate(redis, bureau, keyring, latency, mix, phones, tls=None):
             ds = cov["deliveries"] if cov else None
             if ds and sum(ds.values()) >= phones and ds["queued"] == 0 and ds["sent"] == 0:
                 break
-            time.sleep(0.05)
+            time.sleep(0.25)  # the rate is taken at the SMSC: the poll only ends the run
         # first_send_ms and elapsed_ms are on the engine's clock, same origin; elapsed_ms
         # is stamped at the coverage flush (every 200 ms): for reference only
         eng_seconds = cov["elapsed_ms"] / 1000.0 - cov["first_send_ms"] / 1000.0
     finally:
         d.stop()
         st = smsc.stop()
-    return {"submits": st["submit_sm"], "seconds": st["submit_seconds"],
-            "submits_per_s": st["submit_sm"] / st["submit_seconds"],
-            "engine_seconds": eng_seconds}
+    # from the POST (resolution and all) to the last response: stricter than the rate above,
+    # which starts at the first submit_sm, while the engine is still resolving
+    post_s = st["last_submit_resp_mono_us"] / 1e6 - posted
+    return dict({"submits": st["submit_sm"], "seconds": st["submit_seconds"],
+                 "submits_per_s": st["submit_sm"] / st["submit_seconds"],
+                 "engine_seconds": eng_seconds, "post_to_last_seconds": post_s,
+                 "first_submit_after_post_s": st["first_submit_mono_us"] / 1e6 - posted},
+                **smsc_view(st))
 
 
 def rate_accuracy(redis, bureau, keyring, rates):
@@ -199,6 +247,9 @@ def main():
                     seen.add(p)
         phones = len(seen)
     redis = Redis(WORK).start()
+    if args.pin:  # the engine's Redis on the engine's CPU: see the module's doc
+        subprocess.run(["taskset", "-a", "-p", "-c", "0", str(redis.proc.pid)], check=True,
+                       capture_output=True)
     subprocess.run([os.path.join(BUILD, "engine", "tocsin"), "load", "--redis", redis.address,
                     "--dir", district], check=True, capture_output=True)
     bureau = Bureau(pb, key_id="smpp-bench")
@@ -221,11 +272,19 @@ def main():
             base["blaster_seconds"] = base["seconds"]
             base["seconds"] = st["submit_seconds"]
             base["submits_per_s"] = st["submit_sm"] / st["submit_seconds"]
+            base.update(smsc_view(st))
             eng = engine_rate(redis, bureau, keyring, latency, mix, phones, t)
             rows.append((latency, label, eng, base))
             print("latency %d ms, %s: engine %.0f submits/s, bare blaster %.0f/s: ratio %.2f"
+                  " (SMSC: %.1f / %.1f submit_sm per read, idle %.3f / %.3f s, %.2f / %.2f us CPU"
+                  " per submit; engine: first submit %.3f s after the POST, POST to last"
+                  " response %.0f/s)"
                   % (latency, label, eng["submits_per_s"], base["submits_per_s"],
-                     eng["submits_per_s"] / base["submits_per_s"]), flush=True)
+                     eng["submits_per_s"] / base["submits_per_s"], eng["submits_per_read"],
+                     base["submits_per_read"], eng["smsc_idle_seconds"],
+                     base["smsc_idle_seconds"], eng["smsc_cpu_us"], base["smsc_cpu_us"],
+                     eng["first_submit_after_post_s"], eng["submits"] / eng["post_to_last_seconds"]),
+                  flush=True)
         acc = rate_accuracy(redis, bureau, keyring, [300, 200, 100])
         for a in acc:
             print("rate: %s configured %d/s achieved %.1f/s ratio %.3f"

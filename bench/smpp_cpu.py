@@ -6,7 +6,8 @@
 
 The same district-wide SMS-only warning as bench/smpp_bench.py (one bind,
 window 100, no rate limit, bench/smsc_sim at latency 0, receipts after
-0 ms with --mix delivrd=100, none with --mix none=100), sent through each
+0 ms with --mix delivrd=100, none with --mix none=100; answers sent as it
+reads, --resp-chunk 50 as in smpp_bench.py), sent through each
 given tocsind in turn, --runs times, the order rotated every run so that
 a drift of the shared machine falls on every build alike.
 
@@ -47,6 +48,8 @@ ap.add_argument("--tools", help="build directory for smsc_sim, gen_district and 
 ap.add_argument("--runs", type=int, default=5)
 ap.add_argument("--mix", default="delivrd=100")
 ap.add_argument("--scale", default="0.2")
+ap.add_argument("--resp-chunk", type=int, default=50,
+                help="smsc_sim --resp-chunk, as smpp_bench.py (0: answers once per read)")
 ap.add_argument("--json", action="store_true", help="print every run as JSON at the end")
 ap.add_argument("--warm", type=int, default=0,
                 help="warnings sent through each tocsind before the measured one (steady state: "
@@ -81,7 +84,7 @@ def smsc_start(tag):
     proc = subprocess.Popen(
         [os.path.join(TOOLS, "bench", "smsc_sim"), "--port", "0", "--port-file", port_file,
          "--latency-ms", "0", "--mix", args.mix, "--receipt-delay-ms", "0", "--stats",
-         stats_file], stderr=subprocess.DEVNULL)
+         stats_file, "--resp-chunk", str(args.resp_chunk)], stderr=subprocess.DEVNULL)
     deadline = time.time() + 10
     while not (os.path.exists(port_file) and open(port_file).read().strip()):
         if time.time() > deadline:

@@ -7,7 +7,7 @@
  *            [--mix delivrd=90,undeliv=5,expired=3,none=2]
  *            [--id-format mixed|dec|hex] [--receipts mixed|tlv|text]
  *            [--bad-prefix DIGITS] [--receipt-first] [--stats FILE]
- *            [--tls-cert CHAIN.pem --tls-key KEY.pem]
+ *            [--tls-cert CHAIN.pem --tls-key KEY.pem] [--resp-chunk N]
  *
  * It accepts bind_transceiver/transmitter/receiver (any credentials, or
  * only --password), answers submit_sm after --latency-ms with a message id
@@ -24,12 +24,22 @@
  * --receipt-delay-ms <= --latency-ms (the client cannot know its id yet).
  * With --tls-cert and --tls-key the listener speaks SMPP over TLS only
  * (OpenSSL on the non-blocking socket); failed handshakes are counted.
+ * With --resp-chunk N it sends what is due (at latency 0, the responses)
+ * after every N submit_sm of a read, instead of once the whole read is
+ * handled: an SMSC that answers as it goes, so that a client refills its
+ * window while the rest of its batch is still being answered (0, the
+ * default: one write per read, which with a client that sends its whole
+ * window at once is a strict ping-pong of window-sized batches).
  *
  * Counts go to --stats as JSON on SIGUSR1 and at exit (SIGTERM, SIGINT),
  * with submit_seconds: first submit_sm read to last submit_sm_resp queued
  * (microsecond clock), the client's pace measured the same way whatever
  * the client is (bench/smpp_bench.py compares the engine and the blaster
- * with it).
+ * with it), and how the bytes travelled: reads (and those with a submit_sm),
+ * sends, and submit_idle_seconds, the time spent waiting in epoll_wait
+ * within that span (the SMSC idle, waiting for the client); the span's ends
+ * on CLOCK_MONOTONIC (first_submit_mono_us, last_submit_resp_mono_us), to
+ * compare with a client's own clock.
  * Invariant: timed events are FIFOs because their delays are constant.
  */
 #include <errno.h>
@@ -54,6 +64,8 @@
 #include "smpp.h"
 
 #define MAX_CONNS 1024
+#define MARKS 64
+#define MARK_EVERY 2000
 #define RBUF (SMPP_MAX_PDU + 4096)
 
 struct conn {
@@ -93,6 +105,7 @@ struct opts {
 	const char *port_file, *password, *stats, *bad_prefix, *tls_cert, *tls_key;
 	bool receipt_first;
 	unsigned latency_ms, receipt_delay_ms;
+	unsigned resp_chunk; /* send what is due after every this many submit_sm read; 0: per read */
 	double throttle_rate;
 	uint64_t throttle_after; /* submits counted before the throttle applies */
 	unsigned mix[4]; /* delivrd, undeliv, expired, none */
@@ -107,6 +120,15 @@ struct stats {
 		tls_handshakes, tls_failures;
 	/* the client's pace as the SMSC sees it: first submit_sm read .. last submit_sm_resp queued */
 	uint64_t first_submit_us, last_submit_resp_us;
+	/* how the client's bytes arrive and ours leave, over the whole run: recv() calls that
+	 * returned data, those that carried a submit_sm, send() calls; and the time spent
+	 * waiting in epoll_wait from the first submit_sm up to the last submit_sm_resp (the
+	 * SMSC idle because nothing came in: the client, not the SMSC, set the pace) */
+	uint64_t reads, submit_reads, sends, idle_us, idle_at_last_resp_us;
+	/* the pace along the run: when submit_sm number 1, 1 + MARK_EVERY, ... was read (us after
+	 * the first) */
+	uint64_t marks_us[MARKS];
+	unsigned n_marks;
 	uint64_t *dest_set;
 	size_t dest_cap, dests;
 };
@@ -218,18 +240,26 @@ static void write_stats(const struct sim *s)
 	if (!f)
 		return;
 	const struct stats *st = &s->st;
+	char marks[MARKS * 24] = ""; /* 64 numbers of at most 20 digits, ", " between */
+	for (unsigned k = 0, o = 0; k < st->n_marks; k++)
+		o += (unsigned)snprintf(marks + o, sizeof(marks) - o, "%s%lu", k ? ", " : "",
+					st->marks_us[k]);
 	fprintf(f, "{\"binds\": %lu, \"bind_refused\": %lu, \"unbinds\": %lu, \"submit_sm\": %lu, "
 		"\"messages\": %lu, \"parts_udh\": %lu, \"dc_ucs2\": %lu, \"dc_gsm\": %lu, "
 		"\"dc_other\": %lu, \"throttled\": %lu, \"rejected\": %lu, \"accepted\": %lu, "
 		"\"unique_destinations\": %zu, \"receipts\": {\"DELIVRD\": %lu, \"UNDELIV\": %lu, "
 		"\"EXPIRED\": %lu, \"none\": %lu, \"unsent\": %lu}, \"deliver_sm_resp\": %lu, "
 		"\"enquire_link\": %lu, \"tls_handshakes\": %lu, \"tls_failures\": %lu, "
-		"\"submit_seconds\": %.6f}\n",
+		"\"reads\": %lu, \"submit_reads\": %lu, \"sends\": %lu, \"submit_idle_seconds\": %.6f, "
+		"\"submit_marks_us\": [%s], \"first_submit_mono_us\": %lu, "
+		"\"last_submit_resp_mono_us\": %lu, \"submit_seconds\": %.6f}\n",
 		st->binds, st->bind_refused, st->unbinds, st->submits, st->messages, st->parts_udh,
 		st->dc_ucs2, st->dc_gsm, st->dc_other, st->throttled, st->rejected, st->accepted,
 		st->dests, st->receipts_delivrd, st->receipts_undeliv, st->receipts_expired,
 		st->receipts_none, st->receipts_unsent, st->deliver_resps, st->enquire_links,
-		st->tls_handshakes, st->tls_failures, st->last_submit_resp_us > st->first_submit_us
+		st->tls_handshakes, st->tls_failures, st->reads, st->submit_reads, st->sends,
+		(double)st->idle_at_last_resp_us / 1e6, marks, st->first_submit_us,
+		st->last_submit_resp_us, st->last_submit_resp_us > st->first_submit_us
 			? (double)(st->last_submit_resp_us - st->first_submit_us) / 1e6 : 0.0);
 	fclose(f);
 	rename(tmp, s->o.stats);
@@ -289,6 +319,7 @@ static bool tls_step(struct sim *s, int i)
 static ssize_t conn_send(struct sim *s, int i)
 {
 	struct conn *c = &s->c[i];
+	s->st.sends++;
 	if (!c->ssl) {
 		ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
 		if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -446,6 +477,8 @@ static bool throttled(struct sim *s, struct conn *c)
 
 static void count_submit(struct sim *s, const struct smpp_sm *sm)
 {
+	if (s->st.submits % MARK_EVERY == 0 && s->st.n_marks < MARKS)
+		s->st.marks_us[s->st.n_marks++] = now_us() - s->st.first_submit_us;
 	s->st.submits++;
 	bool udh = sm->esm_class & SMPP_ESM_UDHI;
 	if (udh)
@@ -548,11 +581,18 @@ static void on_pdu(struct sim *s, int i, const struct smpp_pdu *p)
 	conn_put(c, out, smpp_encode_header(out, sizeof(out), p->id | SMPP_RESP, 0, p->seq));
 }
 
-/* Handle every whole PDU in c's input; false when the stream was broken (closed). */
+static int run_due(struct sim *s);
+
+/*
+ * Handle every whole PDU in c's input; false when the stream was broken
+ * (closed). With --resp-chunk N, what is due (the responses, at latency 0)
+ * is sent after every N submit_sm, not once the whole read is handled.
+ */
 static bool conn_pdus(struct sim *s, int i)
 {
 	struct conn *c = &s->c[i];
 	size_t off = 0;
+	unsigned since = 0;
 	for (;;) {
 		struct smpp_pdu p;
 		ssize_t k = smpp_decode(c->rbuf + off, c->rlen - off, &p);
@@ -564,6 +604,13 @@ static bool conn_pdus(struct sim *s, int i)
 			break;
 		on_pdu(s, i, &p);
 		off += (size_t)k;
+		if (s->o.resp_chunk && p.id == SMPP_SUBMIT_SM && ++since == s->o.resp_chunk &&
+		    off < c->rlen) {
+			since = 0;
+			run_due(s);
+			if (c->fd < 0)
+				return false; /* closed while sending */
+		}
 	}
 	memmove(c->rbuf, c->rbuf + off, c->rlen - off);
 	c->rlen -= off;
@@ -588,8 +635,11 @@ static void conn_read_tls(struct sim *s, int i)
 			return;
 		}
 		c->rlen += (size_t)n;
+		uint64_t submits = s->st.submits;
+		s->st.reads++;
 		if (!conn_pdus(s, i))
 			return;
+		s->st.submit_reads += s->st.submits != submits;
 	}
 	conn_flush(s, i);
 }
@@ -609,8 +659,12 @@ static void conn_read(struct sim *s, int i)
 		return;
 	}
 	c->rlen += (size_t)n;
-	if (conn_pdus(s, i))
-		conn_flush(s, i);
+	uint64_t submits = s->st.submits;
+	s->st.reads++;
+	if (!conn_pdus(s, i))
+		return;
+	s->st.submit_reads += s->st.submits != submits;
+	conn_flush(s, i);
 }
 
 /* --- timed events --- */
@@ -627,6 +681,7 @@ static void send_resp(struct sim *s, struct ev *e, uint64_t now)
 				    e->seq, e->status ? NULL : id);
 	c->wlen += n;
 	s->st.last_submit_resp_us = now_us();
+	s->st.idle_at_last_resp_us = s->st.idle_us;
 	if (e->status || s->o.receipt_first)
 		return;
 	struct ev r = *e;
@@ -756,7 +811,8 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		{"throttle-after", 1, 0, 'T'},
 		{"receipt-delay-ms", 1, 0, 'r'}, {"mix", 1, 0, 'm'}, {"id-format", 1, 0, 'i'},
 		{"receipts", 1, 0, 'R'}, {"bad-prefix", 1, 0, 'b'}, {"stats", 1, 0, 's'},
-		{"receipt-first", 0, 0, 'F'}, {"tls-cert", 1, 0, 'C'}, {"tls-key", 1, 0, 'K'}, {0}};
+		{"receipt-first", 0, 0, 'F'}, {"tls-cert", 1, 0, 'C'}, {"tls-key", 1, 0, 'K'},
+		{"resp-chunk", 1, 0, 'c'}, {0}};
 	*o = (struct opts){.mix = {90, 5, 3, 2}};
 	int ch;
 	while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
@@ -776,6 +832,7 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 		case 'F': o->receipt_first = true; break;
 		case 'C': o->tls_cert = optarg; break;
 		case 'K': o->tls_key = optarg; break;
+		case 'c': o->resp_chunk = (unsigned)atoi(optarg); break;
 		default: return -1;
 		}
 	}
@@ -833,7 +890,10 @@ static void serve(struct sim *s)
 	struct epoll_event evs[64];
 	int wait = 100;
 	while (!got_term) {
+		uint64_t t0 = s->st.first_submit_us ? now_us() : 0;
 		int n = epoll_wait(s->ep, evs, 64, wait);
+		if (t0)
+			s->st.idle_us += now_us() - t0;
 		for (int k = 0; k < n; k++) {
 			uint32_t i = evs[k].data.u32;
 			if (i == UINT32_MAX)
@@ -859,7 +919,7 @@ int main(int argc, char **argv)
 			"[--throttle-rate R] [--throttle-after N] [--receipt-delay-ms MS] "
 			"[--mix delivrd=90,undeliv=5,expired=3,none=2] [--id-format mixed|dec|hex] "
 			"[--receipts mixed|tlv|text] [--bad-prefix DIGITS] [--receipt-first] "
-			"[--stats FILE] [--tls-cert CHAIN.pem --tls-key KEY.pem]\n");
+			"[--stats FILE] [--tls-cert CHAIN.pem --tls-key KEY.pem] [--resp-chunk N]\n");
 		return 2;
 	}
 	for (int i = 0; i < MAX_CONNS; i++)

@@ -31,7 +31,7 @@
 #include "sms_text.h"
 #include "warning.pb-c.h"
 
-#define MAX_D 512
+#define MAX_D 640
 
 #define N_LANES 12
 
@@ -723,6 +723,62 @@ static void phase_early(struct driver *dr, const char *sim, const char *dir)
  * Chinese text, in plain TCP and over TLS (node-smpp's secure server with the
  * certificate made here; the lane verifies it).
  */
+/*
+ * Phase F: an SMSC that answers as it reads (smsc_sim --resp-chunk 5, latency 0): the
+ * responses of one read come in several writes, so the window refills while the SMSC is
+ * still answering. Every delivery accepted, every receipt matched; the SMSC's counts
+ * show the split writes and the adapter's its sends, receives and submits.
+ */
+static void phase_chunked(struct driver *dr, const char *sim, const char *dir)
+{
+	char port_file[512], stats[512];
+	snprintf(port_file, sizeof(port_file), "%s/sim6.port", dir);
+	snprintf(stats, sizeof(stats), "%s/sim6.json", dir);
+	unlink(port_file);
+	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--latency-ms", "0",
+			"--resp-chunk", "5", "--mix", "delivrd=1", "--receipt-delay-ms", "0",
+			"--stats", stats, NULL};
+	pid_t pid = spawn(argv);
+	const char *port = wait_port(port_file);
+	open_lane(dr, 10, "sms-chunked", port, "acct-F", 16);
+	size_t up[2] = {10, 11};
+	CHECK(run_until(dr, lanes_up, up, 5000), "bind up");
+	struct campaign *en = make_campaign("w-chunk", "en-US", "Typhoon red warning", "Stay indoors.");
+	size_t first = dr->n;
+	unsigned before = dr->rc_delivered;
+	for (int i = 0; i < 48; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "+861390000%04d", i);
+		add_delivery(dr, en, addr);
+	}
+	size_t r[4] = {first, dr->n, 10, 11};
+	CHECK(run_until(dr, all_reported, r, 10000), "all 48 reported");
+	unsigned accepted = 0;
+	for (size_t i = first; i < dr->n; i++)
+		accepted += dr->outcome[i] == OUTCOME_ACCEPTED;
+	CHECK(accepted == 48, "accepted %u of 48", accepted);
+	settle_receipts(dr);
+	CHECK(dr->rc_delivered - before == 48, "receipts %u of 48", dr->rc_delivered - before);
+	json_t *j = read_stats(pid, stats);
+	printf("chunked: submit_sm %lld reads %lld with submits %lld sends %lld; adapter sends "
+	       "%lld recvs %lld submits %lld\n", jget(j, "submit_sm", NULL), jget(j, "reads", NULL),
+	       jget(j, "submit_reads", NULL), jget(j, "sends", NULL),
+	       adapter_num(&dr->lanes[10], "smpp_sends"), adapter_num(&dr->lanes[10], "smpp_recvs"),
+	       adapter_num(&dr->lanes[10], "smpp_submits"));
+	CHECK(jget(j, "submit_sm", NULL) == 48, "submit_sm %lld", jget(j, "submit_sm", NULL));
+	/* each read with submits is answered in one write or more; the first (16 submits) in four */
+	CHECK(jget(j, "sends", NULL) > jget(j, "submit_reads", NULL), "sends %lld reads %lld",
+	      jget(j, "sends", NULL), jget(j, "submit_reads", NULL));
+	CHECK(adapter_num(&dr->lanes[10], "smpp_submits") == 48, "adapter submits");
+	CHECK(adapter_num(&dr->lanes[10], "smpp_sends") >= 4 &&
+		      adapter_num(&dr->lanes[10], "smpp_recvs") >= 4, "adapter sends and recvs");
+	json_decref(j);
+	adapter_smpp.close(&dr->lanes[10]);
+	run_for(dr, 300);
+	stop(pid);
+	campaign_free(en);
+}
+
 static void phase_npm(struct driver *dr, const char *script, const char *dir, bool tls)
 {
 	char port_file[512], out[512], cert[512], key[512], ca[512];
@@ -805,6 +861,7 @@ int main(int argc, char **argv)
 		phase_reconnect(&dr, argv[2], argv[3]);
 		phase_tls(&dr, argv[2], argv[3]);
 		phase_early(&dr, argv[2], argv[3]);
+		phase_chunked(&dr, argv[2], argv[3]);
 	}
 	for (size_t i = 0; i < dr.n; i++)
 		free(dr.d[i].address);
