@@ -113,6 +113,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/random.h>
 #include <sys/resource.h>
@@ -1250,6 +1251,9 @@ static void on_ack(struct tgw *gw, struct term *t, const Tocsin__Terminal__Ack *
 		if (td->state == TD_ACCEPTED)
 			return;
 		td->state = TD_ACCEPTED;
+		struct timespec now; /* the loop's clock is its iteration's: up to a few ms early */
+		clock_gettime(CLOCK_MONOTONIC, &now);
+		gw->st.last_received_us = (uint64_t)now.tv_sec * 1000000 + (uint64_t)now.tv_nsec / 1000;
 		struct delivery *d = td->d;
 		td->d = NULL;
 		/* it stays in the ack queue: when its turn comes it finds TD_ACCEPTED and waits
@@ -2168,6 +2172,9 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 	set_int(o, "alerts_resent", gw->st.resends);
 	set_int(o, "alert_short_sends", gw->st.short_sends);
 	set_int(o, "acks", gw->st.acks);
+	/* a real, not a gauge (CLOCK_MONOTONIC: meaningful on this host only, for benchmarks) */
+	json_object_set_new(o, "last_received_ack_monotonic_seconds",
+			    json_real((double)gw->st.last_received_us / 1e6));
 	set_int(o, "alerts_held", gw->st.held);
 	set_int(o, "alerts_expired", gw->st.expired);
 	for (int i = 0; i < TERMINAL_CLOSE_N; i++) {
