@@ -86,7 +86,8 @@ struct dispatcher {
 	char pel_cursor[48];         /* the last pending entry re-read */
 
 	/* Delivery states to persist, in runs of one warning: "ID\0" then its records
-	   "Saddress\0" (S the state letter), ready to go out as they are (publish_state) */
+	   "Skey\0" (S the state letter, key the address or its hash: state_chunk_key), ready
+	   to go out as they are (publish_state) */
 	struct buf dirty;
 	size_t *dirty_runs, n_dirty_runs, cap_dirty_runs; /* where each run starts */
 	uint64_t dirty_run;          /* campaign_serial of the last run; 0 when none */

@@ -87,16 +87,33 @@ static void resume_put(struct resume_map *m, const char *k, size_t len, char v, 
 	m->n++;
 }
 
-static void resume_record(void *arg, char state, const char *addr, size_t len)
+/*
+ * Keyed as the records are (state_chunk_key). A record's key that starts
+ * with '#' is a hash already; any other is an address (a long one written
+ * before keys were hashed is keyed the same way here).
+ */
+static void resume_put_key(struct resume_map *m, const char *s, size_t len, char v,
+			   bool overwrite, bool record)
 {
-	resume_put(arg, addr, len, state, true); /* a later record overrides */
+	char kbuf[STATE_KEY_HASHED + 1];
+	size_t kl = len;
+	const char *k = record && len && s[0] == '#' ? s : state_chunk_key(s, len, kbuf, &kl);
+	resume_put(m, k, kl, v, overwrite);
 }
 
-static char resume_get(const struct resume_map *m, const char *k)
+static void resume_record(void *arg, char state, const char *addr, size_t len)
+{
+	resume_put_key(arg, addr, len, state, true, true); /* a later record overrides */
+}
+
+static char resume_get(const struct resume_map *m, const char *addr)
 {
 	if (!m)
 		return 0;
-	for (size_t i = str_hash(k, strlen(k)) & (m->cap - 1); m->keys[i]; i = (i + 1) & (m->cap - 1))
+	char kbuf[STATE_KEY_HASHED + 1];
+	size_t kl;
+	const char *k = state_chunk_key(addr, strlen(addr), kbuf, &kl);
+	for (size_t i = str_hash(k, kl) & (m->cap - 1); m->keys[i]; i = (i + 1) & (m->cap - 1))
 		if (!strcmp(m->keys[i], k))
 			return m->vals[i];
 	return 0;
@@ -442,7 +459,8 @@ static void on_dead_tokens(void *arg, redisReply *r)
 		c->resume = resume_new(r->elements);
 	for (size_t i = 0; i < r->elements; i++)
 		if (r->element[i]->type == REDIS_REPLY_STRING)
-			resume_put(c->resume, r->element[i]->str, r->element[i]->len, 'x', false);
+			resume_put_key(c->resume, r->element[i]->str, r->element[i]->len, 'x', false,
+				       false); /* an address */
 	c->error = NULL;
 	if (c->test)
 		plan_test_recipients(dp, c);

@@ -4,7 +4,8 @@
  *   {prefix}d:{id}  list of chunks, appended (RPUSH) every flush; read back
  *                   to resume after a restart. A chunk is a run of records
  *                   (at most PUBLISH_CHUNK_BYTES, always whole records),
- *                   each the state letter (a d f e c), the address and a NUL;
+ *                   each the state letter (a d f e c), the address's key
+ *                   (state_chunk_key: an app token's hash) and a NUL;
  *                   a later record for an address overrides an earlier one.
  *                   Appending costs Redis a copy per chunk where a hash field
  *                   per delivery cost it an entry each (~2 us and ~70 bytes).
@@ -25,6 +26,7 @@
 
 #include "dispatch_internal.h"
 #include "log.h"
+#include "state_chunk.h"
 
 #define DIRTY_MAX (256u << 20)
 #define CHUNKS_PER_RPUSH 16
@@ -36,7 +38,10 @@
  */
 void publish_state(struct dispatcher *dp, struct campaign *c, const char *address, char state)
 {
-	size_t al = strlen(address) + 1;
+	char kbuf[STATE_KEY_HASHED + 1];
+	size_t al;
+	address = state_chunk_key(address, strlen(address), kbuf, &al); /* an app token: its hash */
+	al++;
 	bool new_run = dp->dirty.len == 0 || dp->dirty_run != c->serial;
 	size_t il = new_run ? strlen(c->id) + 1 : 0;
 	if (new_run && dp->n_dirty_runs == dp->cap_dirty_runs) {

@@ -4,7 +4,31 @@
  */
 #include "state_chunk.h"
 
+#include <stdint.h>
 #include <string.h>
+
+const char *state_chunk_key(const char *addr, size_t len, char *buf, size_t *klen)
+{
+	if (len <= STATE_KEY_PLAIN_MAX && (len == 0 || addr[0] != '#')) {
+		*klen = len;
+		return addr;
+	}
+	uint64_t h = 1469598103934665603ull; /* FNV-1a, then a full avalanche */
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ (uint8_t)addr[i]) * 1099511628211ull;
+	h ^= h >> 33;
+	h *= 0xff51afd7ed558ccdull;
+	h ^= h >> 33;
+	h *= 0xc4ceb9fe1a85ec53ull;
+	h ^= h >> 33;
+	static const char hex[] = "0123456789abcdef";
+	buf[0] = '#';
+	for (int i = 0; i < 16; i++)
+		buf[1 + i] = hex[(h >> (60 - 4 * i)) & 15];
+	buf[STATE_KEY_HASHED] = 0;
+	*klen = STATE_KEY_HASHED;
+	return buf;
+}
 
 size_t state_chunk_parse(const char *p, size_t n, state_record_cb cb, void *arg)
 {

@@ -2,7 +2,9 @@
  * tests/unit/test_publish.c: the delivery-state chunks the dispatcher
  * appends to {prefix}d:{id} (publish_chunk_len): whole records, none over
  * PUBLISH_CHUNK_BYTES unless a single record is, nothing lost or doubled
- * whatever the record lengths.
+ * whatever the record lengths; and the key a record carries for an address
+ * (state_chunk_key): short addresses as they are, long ones (app tokens) and
+ * any starting with '#' as '#' and 16 hex digits.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -14,6 +16,7 @@
 #include <cmocka.h>
 
 #include "dispatch_internal.h"
+#include "state_chunk.h"
 
 /* n records of lengths drawn from seed, as the dispatcher writes them: "S" address NUL. */
 static uint8_t *records(size_t n, unsigned seed, size_t max_addr, size_t *len)
@@ -86,12 +89,48 @@ static void test_record_longer_than_a_chunk_goes_alone(void **state)
 	free(buf);
 }
 
+static void test_record_keys(void **state)
+{
+	(void)state;
+	char buf[STATE_KEY_HASHED + 1], buf2[STATE_KEY_HASHED + 1];
+	size_t kl;
+	const char *phone = "+8613800000001", *term = "350102001001:spk1";
+	assert_ptr_equal(state_chunk_key(phone, strlen(phone), buf, &kl), phone);
+	assert_int_equal(kl, strlen(phone));
+	assert_ptr_equal(state_chunk_key(term, strlen(term), buf, &kl), term);
+	char tok[200];
+	memcpy(tok, "fcm:", 4);
+	memset(tok + 4, 'A', 163);
+	tok[167] = 0;
+	const char *k = state_chunk_key(tok, strlen(tok), buf, &kl);
+	assert_ptr_equal(k, buf);
+	assert_int_equal(kl, STATE_KEY_HASHED);
+	assert_int_equal(strlen(k), STATE_KEY_HASHED);
+	assert_int_equal(k[0], '#');
+	for (int i = 1; i < STATE_KEY_HASHED; i++)
+		assert_non_null(strchr("0123456789abcdef", k[i]));
+	/* the same address, the same key; one byte apart, another key */
+	assert_string_equal(state_chunk_key(tok, strlen(tok), buf2, &kl), buf);
+	tok[100] = 'B';
+	assert_string_not_equal(state_chunk_key(tok, strlen(tok), buf2, &kl), buf);
+	/* exactly STATE_KEY_PLAIN_MAX bytes stays plain; one more is hashed */
+	char edge[STATE_KEY_PLAIN_MAX + 2];
+	memset(edge, 'x', sizeof(edge) - 1);
+	edge[sizeof(edge) - 1] = 0;
+	assert_ptr_equal(state_chunk_key(edge, STATE_KEY_PLAIN_MAX, buf, &kl), edge);
+	assert_ptr_equal(state_chunk_key(edge, STATE_KEY_PLAIN_MAX + 1, buf, &kl), buf);
+	/* a short address starting with '#' is hashed: no record key is ambiguous */
+	assert_ptr_equal(state_chunk_key("#abc", 4, buf, &kl), buf);
+	assert_int_equal(kl, STATE_KEY_HASHED);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_chunks_are_whole_records),
 		cmocka_unit_test(test_small_run_is_one_chunk),
 		cmocka_unit_test(test_record_longer_than_a_chunk_goes_alone),
+		cmocka_unit_test(test_record_keys),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
