@@ -387,6 +387,11 @@ static void start_resolution(struct dispatcher *dp, struct campaign *c, bool ter
 		.languages = langs, .n_languages = c->w->n_info,
 		.on_batch = on_batch, .on_size = on_size, .on_done = on_resolved, .arg = p,
 		.spare = &dp->resolve_spare,
+		/* only what route() keeps: the rest is not parsed, deduplicated or read */
+		.want = terminals_only ? RESOLVE_WANT_TERMINALS
+				       : (dp->channel_on[CHANNEL_SMS] ? RESOLVE_WANT_SMS : 0) |
+						 (dp->channel_on[CHANNEL_APP] ? RESOLVE_WANT_APPS : 0) |
+						 (dp->channel_on[CHANNEL_TERMINAL] ? RESOLVE_WANT_TERMINALS : 0),
 	};
 	c->resolver = resolver_start(&rp);
 	if (!c->resolver) {

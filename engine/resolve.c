@@ -385,6 +385,7 @@ struct cmd_ctx {               /* context of one kids/hh/terms/term command */
 
 struct resolver {
 	struct loop *loop;
+	unsigned want;         /* RESOLVE_WANT_*: the address kinds collected */
 	struct redis_client *rc;
 	resolve_batch_cb on_batch;
 	resolve_size_cb on_size;
@@ -605,8 +606,9 @@ static void send_community(struct resolver *r, const char *s, size_t len)
  */
 static void expand_community(struct resolver *r, const char *s, size_t len)
 {
-	send_ctx(r, on_terms, ctx_new(r, s, s, K_NONE, NULL, NULL, 0), "LRANGE", "terms:", s, len,
-		 2, (const char *[]){ "0", "-1" });
+	if (r->want & RESOLVE_WANT_TERMINALS)
+		send_ctx(r, on_terms, ctx_new(r, s, s, K_NONE, NULL, NULL, 0), "LRANGE", "terms:", s,
+			 len, 2, (const char *[]){ "0", "-1" });
 	if (r->pumped || r->communities_sent < EARLY_COMMUNITIES) {
 		r->communities_sent++;
 		return send_community(r, s, len);
@@ -878,7 +880,8 @@ static int add_record(struct resolver *r, const char *rec, size_t n, const char 
 	};
 	r->stats.households++;
 	r->stats.persons += persons;
-	if (add_phones(r, f[3], fl[3], h) < 0 || add_apps(r, f[4], fl[4], h) < 0)
+	if (((r->want & RESOLVE_WANT_SMS) && add_phones(r, f[3], fl[3], h) < 0) ||
+	    ((r->want & RESOLVE_WANT_APPS) && add_apps(r, f[4], fl[4], h) < 0))
 		return -ENOMEM;
 	return 0;
 }
@@ -1001,8 +1004,9 @@ static void pump(struct resolver *r)
 			 "LRANGE", "hh:", q.building, len, 2, (const char *[]){ "0", "-1" });
 		r->bld_inflight++;
 		r->pumped = true;
-		send_ctx(r, on_terms, ctx_new(r, q.building, q.community, K_NONE, NULL, NULL, 0),
-			 "LRANGE", "terms:", q.building, len, 2, (const char *[]){ "0", "-1" });
+		if (r->want & RESOLVE_WANT_TERMINALS)
+			send_ctx(r, on_terms, ctx_new(r, q.building, q.community, K_NONE, NULL, NULL, 0),
+				 "LRANGE", "terms:", q.building, len, 2, (const char *[]){ "0", "-1" });
 	}
 	if (!r->q_len)
 		r->q_head = 0;
@@ -1297,6 +1301,7 @@ struct resolver *resolver_start(const struct resolve_params *p)
 	*r = (struct resolver){ .loop = p->loop, .rc = p->redis, .on_batch = p->on_batch,
 				.on_size = p->on_size, .on_done = p->on_done, .arg = p->arg, .start_us = now_us() };
 	r->addrs.spare = p->spare;
+	r->want = p->want ? p->want : RESOLVE_WANT_SMS | RESOLVE_WANT_APPS | RESOLVE_WANT_TERMINALS;
 	snprintf(r->pfx, sizeof(r->pfx), "%spop:", p->prefix);
 	char key[KEY_MAX];
 	int n = snprintf(key, sizeof(key), "%scurrent", r->pfx);

@@ -158,7 +158,15 @@ struct resolve_params {
 	resolve_done_cb on_done;
 	void *arg;
 	struct resolve_spare *spare; /* optional (resolve_spare above) */
+	/* Which addresses to collect (RESOLVE_WANT_*); 0: all. Households are always
+	   emitted; a kind left out is neither parsed, deduplicated nor asked for
+	   (terminal lists are not read): a warning on the app channel alone skips
+	   the district's phones. */
+	unsigned want;
 };
+#define RESOLVE_WANT_SMS 1u
+#define RESOLVE_WANT_APPS 2u
+#define RESOLVE_WANT_TERMINALS 4u
 
 /* Start; NULL (and no callback ever) when Redis is down or memory ran out. */
 struct resolver *resolver_start(const struct resolve_params *p);

@@ -12,6 +12,7 @@ usage: /usr/bin/python3 test_dispatch.py SOURCE_DIR BUILD_DIR
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -208,6 +209,7 @@ class Dispatch(unittest.TestCase):
 
     def test_app_acknowledgements_confirm_delivery(self):
         self.start(all_lanes(self.log, app={"receipts": "no"}), channels="app")
+        self.redis.cli("CONFIG", "RESETSTAT")
         ident = self.submit(self.bureau.warning(targets=["350102004"]))
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -217,6 +219,15 @@ class Dispatch(unittest.TestCase):
             time.sleep(0.1)
         self.assertEqual(cov["reached"], 0)  # providers only accepted
         exp = expected(["350102004"])
+        # Only the app channel is on: every household is targeted, every token sent once,
+        # and the resolver read no terminal list (RESOLVE_WANT_*).
+        self.assertEqual(cov["targeted"], exp["persons"])
+        self.assertEqual(sorted(s["address"] for s in sends(self.log) if s["warning"] == ident),
+                         sorted(exp["apps"]))
+        lranges = int(re.search(r"cmdstat_lrange:calls=(\d+)",
+                                self.redis.cli("INFO", "commandstats")).group(1))
+        buildings = [s for s in SEGMENTS if s["kind"] == "building" and s["id"].startswith("350102004")]
+        self.assertLess(lranges, 2 * len(buildings), "terminal lists read for an app-only warning")
         acked = sorted(exp["apps"])[:5]
         for token in acked:
             self.assertEqual(self.post_receipt(json.dumps(
