@@ -618,6 +618,19 @@ static bool conn_pdus(struct sim *s, int i)
 }
 
 /* TLS: everything the session can decrypt now (epoll does not see what OpenSSL buffers). */
+/* n bytes more in c's buffer: count the read (and whether it carried a submit_sm) and
+ * handle the whole PDUs. false when the connection was closed. */
+static bool conn_took(struct sim *s, int i, size_t n)
+{
+	s->c[i].rlen += n;
+	uint64_t submits = s->st.submits;
+	s->st.reads++;
+	if (!conn_pdus(s, i))
+		return false;
+	s->st.submit_reads += s->st.submits != submits;
+	return true;
+}
+
 static void conn_read_tls(struct sim *s, int i)
 {
 	struct conn *c = &s->c[i];
@@ -634,12 +647,8 @@ static void conn_read_tls(struct sim *s, int i)
 			conn_close(s, i);
 			return;
 		}
-		c->rlen += (size_t)n;
-		uint64_t submits = s->st.submits;
-		s->st.reads++;
-		if (!conn_pdus(s, i))
+		if (!conn_took(s, i, (size_t)n))
 			return;
-		s->st.submit_reads += s->st.submits != submits;
 	}
 	conn_flush(s, i);
 }
@@ -658,12 +667,8 @@ static void conn_read(struct sim *s, int i)
 		conn_close(s, i);
 		return;
 	}
-	c->rlen += (size_t)n;
-	uint64_t submits = s->st.submits;
-	s->st.reads++;
-	if (!conn_pdus(s, i))
+	if (!conn_took(s, i, (size_t)n))
 		return;
-	s->st.submit_reads += s->st.submits != submits;
 	conn_flush(s, i);
 }
 
