@@ -4,6 +4,7 @@
  */
 #include "state_chunk.h"
 
+#include <endian.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -13,9 +14,19 @@ const char *state_chunk_key(const char *addr, size_t len, char *buf, size_t *kle
 		*klen = len;
 		return addr;
 	}
-	uint64_t h = 1469598103934665603ull; /* FNV-1a, then a full avalanche */
-	for (size_t i = 0; i < len; i++)
-		h = (h ^ (uint8_t)addr[i]) * 1099511628211ull;
+	/* 8 bytes a step (a byte-wise FNV of a 165-byte token was ~8 % of the
+	 * dispatcher in the push bench), then a full avalanche. Part of the
+	 * persisted format: records written by one build are read by the next. */
+	uint64_t h = 0x9e3779b97f4a7c15ull ^ (uint64_t)len, w;
+	size_t i = 0;
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, addr + i, 8);
+		h = (h ^ le64toh(w)) * 0xff51afd7ed558ccdull;
+		h ^= h >> 32;
+	}
+	w = 0;
+	memcpy(&w, addr + i, len - i);
+	h = (h ^ le64toh(w)) * 0xc4ceb9fe1a85ec53ull;
 	h ^= h >> 33;
 	h *= 0xff51afd7ed558ccdull;
 	h ^= h >> 33;
@@ -23,8 +34,8 @@ const char *state_chunk_key(const char *addr, size_t len, char *buf, size_t *kle
 	h ^= h >> 33;
 	static const char hex[] = "0123456789abcdef";
 	buf[0] = '#';
-	for (int i = 0; i < 16; i++)
-		buf[1 + i] = hex[(h >> (60 - 4 * i)) & 15];
+	for (int k = 0; k < 16; k++)
+		buf[1 + k] = hex[(h >> (60 - 4 * k)) & 15];
 	buf[STATE_KEY_HASHED] = 0;
 	*klen = STATE_KEY_HASHED;
 	return buf;

@@ -124,6 +124,35 @@ static void test_record_keys(void **state)
 	assert_int_equal(kl, STATE_KEY_HASHED);
 }
 
+static int cmp_key(const void *a, const void *b)
+{
+	return memcmp(a, b, STATE_KEY_HASHED);
+}
+
+/* 100,000 distinct FCM-like tokens, each differing from the next in a character or
+ * two (what the hash must spread): no two keys alike (a chance of ~3e-10 by luck). */
+static void test_record_keys_spread(void **state)
+{
+	(void)state;
+	enum { N = 100000 };
+	char (*keys)[STATE_KEY_HASHED + 1] = calloc(N, sizeof(*keys));
+	assert_non_null(keys);
+	char tok[170];
+	memcpy(tok, "fcm:", 4);
+	memset(tok + 4, 'q', 163);
+	tok[167] = 0;
+	for (int i = 0; i < N; i++) {
+		for (int d = 0, v = i; d < 4; d++, v /= 26) /* i in base 26, at 4 places */
+			tok[4 + 40 * d + 7] = (char)('A' + v % 26);
+		size_t kl;
+		memcpy(keys[i], state_chunk_key(tok, 167, keys[i], &kl), kl + 1);
+	}
+	qsort(keys, N, sizeof(*keys), cmp_key);
+	for (int i = 1; i < N; i++)
+		assert_memory_not_equal(keys[i - 1], keys[i], STATE_KEY_HASHED);
+	free(keys);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -131,6 +160,7 @@ int main(void)
 		cmocka_unit_test(test_small_run_is_one_chunk),
 		cmocka_unit_test(test_record_longer_than_a_chunk_goes_alone),
 		cmocka_unit_test(test_record_keys),
+		cmocka_unit_test(test_record_keys_spread),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
