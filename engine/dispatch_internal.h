@@ -114,6 +114,11 @@ void sched_report(void *ctx, struct delivery *d, enum outcome o, const char *rea
 void sched_receipt(void *ctx, uint64_t id, enum outcome o, const char *reason);
 void sched_lane_up(void *ctx, struct lane *l, bool up, const char *why);
 void sched_app_ack(struct dispatcher *dp, const char *warning, const char *address);
+/* The (warning, address) map's key of an app delivery to be, and a prefetch of its home
+   slot: planning asks a few addresses ahead, so that delivery_new's insert (a cache miss
+   per app delivery, ~8 % of the dispatcher in the push bench) finds it in the cache. */
+uint32_t sched_addr_key(const struct campaign *c, const char *address);
+void sched_addr_prefetch(const struct dispatcher *dp, uint32_t key);
 struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum channel ch,
 			      const char *addr, size_t len);
 void delivery_finish(struct dispatcher *dp, struct delivery *d, enum delivery_state to,

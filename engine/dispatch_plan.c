@@ -140,16 +140,23 @@ struct plan {
 	bool terminals_only; /* a Cancel: only terminals get the stop command */
 };
 
+/* The delivery's address: prefix (a short literal, see route_map) and the resolver's. */
+static size_t build_addr(char addr[1200], const char *prefix, const struct resolve_addr *a)
+{
+	size_t plen = strlen(prefix), alen = a->len < 1100 ? a->len : 1100;
+	memcpy(addr, prefix, plen);
+	memcpy(addr + plen, a->addr, alen);
+	addr[plen + alen] = 0;
+	return plen + alen;
+}
+
 static void add_address(struct plan *p, const struct resolve_addr *a, enum channel ch,
 			uint8_t platform, const char *prefix)
 {
 	struct dispatcher *dp = p->dp;
 	struct campaign *c = p->c;
 	char addr[1200];
-	size_t plen = strlen(prefix), alen = a->len < 1100 ? a->len : 1100;
-	memcpy(addr, prefix, plen); /* prefixes are short literals (see route) */
-	memcpy(addr + plen, a->addr, alen);
-	addr[plen + alen] = 0;
+	size_t len = build_addr(addr, prefix, a);
 	uint32_t hh = a->household >= 0 ? p->hh[a->household] : LEDGER_NONE;
 	uint32_t seg = LEDGER_NONE;
 	if (ch == CHANNEL_TERMINAL && a->segment) {
@@ -172,7 +179,7 @@ static void add_address(struct plan *p, const struct resolve_addr *a, enum chann
 		c->by_state[st]++;
 		return;
 	}
-	struct delivery *d = delivery_new(dp, c, ch, addr, plen + alen);
+	struct delivery *d = delivery_new(dp, c, ch, addr, len);
 	d->household = hh;
 	d->segment = hh != LEDGER_NONE ? c->ledger.hh[hh].building : seg;
 	d->lang = (uint8_t)a->lang;
@@ -191,25 +198,42 @@ static void add_address(struct plan *p, const struct resolve_addr *a, enum chann
 	sched_enqueue(dp, d);
 }
 
+static const struct {
+	enum channel ch;
+	uint8_t platform;
+	const char *prefix;
+} route_map[RESOLVE_NCHANNELS] = {
+	[RESOLVE_SMS] = {CHANNEL_SMS, PLATFORM_NONE, ""},
+	[RESOLVE_APNS] = {CHANNEL_APP, PLATFORM_APNS, "apns:"},
+	[RESOLVE_FCM] = {CHANNEL_APP, PLATFORM_FCM, "fcm:"},
+	[RESOLVE_WEBHOOK] = {CHANNEL_APP, PLATFORM_WEBHOOK, "webhook:"},
+	[RESOLVE_TERMINAL] = {CHANNEL_TERMINAL, PLATFORM_NONE, ""},
+};
+
+static bool routed(const struct plan *p, const struct resolve_addr *a)
+{
+	if ((unsigned)a->channel >= RESOLVE_NCHANNELS)
+		return false;
+	enum channel ch = route_map[a->channel].ch;
+	return p->dp->channel_on[ch] && (!p->terminals_only || ch == CHANNEL_TERMINAL);
+}
+
 static void route(struct plan *p, const struct resolve_addr *a)
 {
-	static const struct {
-		enum channel ch;
-		uint8_t platform;
-		const char *prefix;
-	} map[RESOLVE_NCHANNELS] = {
-		[RESOLVE_SMS] = {CHANNEL_SMS, PLATFORM_NONE, ""},
-		[RESOLVE_APNS] = {CHANNEL_APP, PLATFORM_APNS, "apns:"},
-		[RESOLVE_FCM] = {CHANNEL_APP, PLATFORM_FCM, "fcm:"},
-		[RESOLVE_WEBHOOK] = {CHANNEL_APP, PLATFORM_WEBHOOK, "webhook:"},
-		[RESOLVE_TERMINAL] = {CHANNEL_TERMINAL, PLATFORM_NONE, ""},
-	};
-	if ((unsigned)a->channel >= RESOLVE_NCHANNELS)
+	if (!routed(p, a))
 		return;
-	enum channel ch = map[a->channel].ch;
-	if (!p->dp->channel_on[ch] || (p->terminals_only && ch != CHANNEL_TERMINAL))
+	add_address(p, a, route_map[a->channel].ch, route_map[a->channel].platform,
+		    route_map[a->channel].prefix);
+}
+
+/* An app address a few ahead of the one being planned: its map slot into the cache. */
+static void prefetch_app(struct plan *p, const struct resolve_addr *a)
+{
+	if (!routed(p, a) || route_map[a->channel].ch != CHANNEL_APP)
 		return;
-	add_address(p, a, ch, map[a->channel].platform, map[a->channel].prefix);
+	char addr[1200];
+	build_addr(addr, route_map[a->channel].prefix, a);
+	sched_addr_prefetch(p->dp, sched_addr_key(p->c, addr));
 }
 
 static void on_batch(void *arg, const struct resolve_batch *b)
@@ -236,8 +260,14 @@ static void on_batch(void *arg, const struct resolve_batch *b)
 		if (p->hh[i] == LEDGER_NONE)
 			abort();
 	}
-	for (size_t i = 0; i < b->n_addrs; i++)
+	enum { AHEAD = 6 };
+	for (size_t i = 0; i < AHEAD && i < b->n_addrs; i++)
+		prefetch_app(p, &b->addrs[i]);
+	for (size_t i = 0; i < b->n_addrs; i++) {
+		if (i + AHEAD < b->n_addrs)
+			prefetch_app(p, &b->addrs[i + AHEAD]);
 		route(p, &b->addrs[i]);
+	}
 	p->c->dirty = true;
 	sched_now(p->dp);
 }

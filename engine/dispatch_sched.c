@@ -143,6 +143,17 @@ static uint32_t addr_key(const char *warning, const char *address)
 	return (uint32_t)mix_bytes(h, address, strlen(address));
 }
 
+uint32_t sched_addr_key(const struct campaign *c, const char *address)
+{
+	return addr_key(c->id, address);
+}
+
+void sched_addr_prefetch(const struct dispatcher *dp, uint32_t key)
+{
+	if (dp->by_addr_cap)
+		__builtin_prefetch(&dp->by_addr[key & (dp->by_addr_cap - 1)], 1);
+}
+
 /* Same layout as the id map: the key beside the pointer, d NULL when empty. */
 static void addr_insert(struct dispatcher *dp, uint32_t key, struct delivery *d)
 {
