@@ -150,6 +150,16 @@ static void add_delivery(struct driver *dr, struct campaign *c, const char *addr
 	dr->n++;
 }
 
+/* n deliveries of c to +8613900000000, +8613900000001, ... */
+static void add_numbered(struct driver *dr, struct campaign *c, int n)
+{
+	for (int i = 0; i < n; i++) {
+		char addr[32];
+		snprintf(addr, sizeof(addr), "+861390000%04d", i);
+		add_delivery(dr, c, addr);
+	}
+}
+
 static pid_t spawn(char *const argv[])
 {
 	pid_t pid = fork();
@@ -417,11 +427,7 @@ static void phase_throttle(struct driver *dr, const char *sim, const char *dir)
 	CHECK(run_until(dr, lanes_up, up, 5000), "bind up");
 	struct campaign *zs = make_campaign("w-t", "zh-CN", "暴雨橙色预警", "注意防范。");
 	size_t first = dr->n;
-	for (int i = 0; i < 100; i++) {
-		char addr[32];
-		snprintf(addr, sizeof(addr), "+861390000%04d", i);
-		add_delivery(dr, zs, addr);
-	}
+	add_numbered(dr, zs, 100);
 	size_t r[4] = {first, dr->n, 2, 3};
 	CHECK(run_until(dr, all_reported, r, 10000), "all 100 reported");
 	unsigned acc = 0, thr = 0;
@@ -746,11 +752,7 @@ static void phase_chunked(struct driver *dr, const char *sim, const char *dir)
 	struct campaign *en = make_campaign("w-chunk", "en-US", "Typhoon red warning", "Stay indoors.");
 	size_t first = dr->n;
 	unsigned before = dr->rc_delivered;
-	for (int i = 0; i < 48; i++) {
-		char addr[32];
-		snprintf(addr, sizeof(addr), "+861390000%04d", i);
-		add_delivery(dr, en, addr);
-	}
+	add_numbered(dr, en, 48);
 	size_t r[4] = {first, dr->n, 10, 11};
 	CHECK(run_until(dr, all_reported, r, 10000), "all 48 reported");
 	unsigned accepted = 0;
