@@ -119,8 +119,9 @@ void sched_app_ack(struct dispatcher *dp, const char *warning, const char *addre
    per app delivery, ~8 % of the dispatcher in the push bench) finds it in the cache. */
 uint32_t sched_addr_key(const struct campaign *c, const char *address);
 void sched_addr_prefetch(const struct dispatcher *dp, uint32_t key);
+/* addr_hash: sched_addr_key(c, addr) for an app delivery (planning has it already). */
 struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum channel ch,
-			      const char *addr, size_t len);
+			      const char *addr, size_t len, uint32_t addr_hash);
 void delivery_finish(struct dispatcher *dp, struct delivery *d, enum delivery_state to,
 		     const char *reason);
 void sched_release(struct dispatcher *dp);

@@ -138,6 +138,7 @@ struct plan {
 	uint32_t *hh;       /* batch household index -> ledger index */
 	size_t hh_cap;
 	bool terminals_only; /* a Cancel: only terminals get the stop command */
+	uint32_t akey[8];    /* on_batch: app addresses' map keys, by batch index & 7 */
 };
 
 /* The delivery's address: prefix (a short literal, see route_map) and the resolver's. */
@@ -150,8 +151,9 @@ static size_t build_addr(char addr[1200], const char *prefix, const struct resol
 	return plen + alen;
 }
 
+/* key: the app address's map key when the caller has it (sched_addr_key), else NULL. */
 static void add_address(struct plan *p, const struct resolve_addr *a, enum channel ch,
-			uint8_t platform, const char *prefix)
+			uint8_t platform, const char *prefix, const uint32_t *key)
 {
 	struct dispatcher *dp = p->dp;
 	struct campaign *c = p->c;
@@ -179,7 +181,8 @@ static void add_address(struct plan *p, const struct resolve_addr *a, enum chann
 		c->by_state[st]++;
 		return;
 	}
-	struct delivery *d = delivery_new(dp, c, ch, addr, len);
+	struct delivery *d = delivery_new(dp, c, ch, addr, len,
+					  ch != CHANNEL_APP ? 0 : key ? *key : sched_addr_key(c, addr));
 	d->household = hh;
 	d->segment = hh != LEDGER_NONE ? c->ledger.hh[hh].building : seg;
 	d->lang = (uint8_t)a->lang;
@@ -218,22 +221,24 @@ static bool routed(const struct plan *p, const struct resolve_addr *a)
 	return p->dp->channel_on[ch] && (!p->terminals_only || ch == CHANNEL_TERMINAL);
 }
 
-static void route(struct plan *p, const struct resolve_addr *a)
+static void route(struct plan *p, const struct resolve_addr *a, const uint32_t *key)
 {
 	if (!routed(p, a))
 		return;
 	add_address(p, a, route_map[a->channel].ch, route_map[a->channel].platform,
-		    route_map[a->channel].prefix);
+		    route_map[a->channel].prefix, key);
 }
 
-/* An app address a few ahead of the one being planned: its map slot into the cache. */
-static void prefetch_app(struct plan *p, const struct resolve_addr *a)
+/* An app address a few ahead of the one being planned: its map key (kept in akey for
+ * route) and its map slot into the cache. */
+static void prefetch_app(struct plan *p, const struct resolve_addr *a, size_t i)
 {
 	if (!routed(p, a) || route_map[a->channel].ch != CHANNEL_APP)
 		return;
 	char addr[1200];
 	build_addr(addr, route_map[a->channel].prefix, a);
-	sched_addr_prefetch(p->dp, sched_addr_key(p->c, addr));
+	p->akey[i & 7] = sched_addr_key(p->c, addr);
+	sched_addr_prefetch(p->dp, p->akey[i & 7]);
 }
 
 static void on_batch(void *arg, const struct resolve_batch *b)
@@ -260,13 +265,13 @@ static void on_batch(void *arg, const struct resolve_batch *b)
 		if (p->hh[i] == LEDGER_NONE)
 			abort();
 	}
-	enum { AHEAD = 6 };
+	enum { AHEAD = 6 }; /* < the 8 keys of akey */
 	for (size_t i = 0; i < AHEAD && i < b->n_addrs; i++)
-		prefetch_app(p, &b->addrs[i]);
+		prefetch_app(p, &b->addrs[i], i);
 	for (size_t i = 0; i < b->n_addrs; i++) {
 		if (i + AHEAD < b->n_addrs)
-			prefetch_app(p, &b->addrs[i + AHEAD]);
-		route(p, &b->addrs[i]);
+			prefetch_app(p, &b->addrs[i + AHEAD], i + AHEAD);
+		route(p, &b->addrs[i], &p->akey[i & 7]); /* read only for app addresses */
 	}
 	p->c->dirty = true;
 	sched_now(p->dp);
@@ -390,7 +395,7 @@ static void plan_test_recipients(struct dispatcher *dp, struct campaign *c)
 			continue;
 		}
 		a.len = strlen(a.addr);
-		route(&p, &a);
+		route(&p, &a, NULL);
 	}
 	c->resolved = true;
 	c->dirty = true;

@@ -317,7 +317,7 @@ static void delivery_free(struct dispatcher *dp, struct delivery *d)
 /* --- deliveries --- */
 
 struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum channel ch,
-			      const char *addr, size_t len)
+			      const char *addr, size_t len, uint32_t addr_hash)
 {
 	struct delivery *d = delivery_alloc(dp, len);
 	memcpy(d->address_buf, addr, len);
@@ -337,7 +337,7 @@ struct delivery *delivery_new(struct dispatcher *dp, struct campaign *c, enum ch
 	c->by_state[DELIVERY_QUEUED]++;
 	map_put(dp, d);
 	if (ch == CHANNEL_APP) {
-		d->addr_hash = addr_key(c->id, d->address);
+		d->addr_hash = addr_hash;
 		addr_put(dp, d);
 	}
 	return d;
