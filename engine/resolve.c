@@ -279,7 +279,9 @@ static int u64set_reserve(struct u64set *set, size_t n)
 		return 0;
 	struct resolve_spare *sp = set->spare;
 	struct u64set bigger = { .cap = cap, .n = set->n, .spare = sp };
-	if (sp && sp->slots && sp->cap >= cap) { /* ready and zeroed: take it */
+	/* ready and zeroed: take it, unless it is far larger than needed (a community's
+	   warning would pay for clearing a district's table when it gives it back) */
+	if (sp && sp->slots && sp->cap >= cap && sp->cap / 4 <= cap) {
 		bigger.slots = sp->slots;
 		bigger.map = sp->map;
 		bigger.map_len = sp->map_len;

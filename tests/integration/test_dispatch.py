@@ -207,6 +207,27 @@ class Dispatch(unittest.TestCase):
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"{}")
 
+    def test_second_warning_to_everyone_reaches_everyone(self):
+        # The resolver's address set is kept between warnings (engine/resolve.c, the
+        # spare table) and must come back cleared: the second warning to the whole
+        # district dedupes nothing against the first.
+        v = self.redis.cli("GET", "tocsin:pop:current").strip()
+        phones, apps, terms = (int(x) for x in self.redis.cli(
+            "HMGET", "tocsin:pop:v%s:meta" % v, "phones", "apps", "terminals").split())
+        self.start(all_lanes(self.log))
+        self.wait_memory_ready({"sms": phones, "app": apps, "terminal": terms})  # the table too
+        exp = expected(["350102"])
+        for n in range(2):
+            ident = self.submit(self.bureau.warning(targets=["350102"]))
+            cov = self.wait_state(ident, ["done"], timeout=90)
+            self.assertEqual(cov["targeted"], exp["persons"], "warning %d" % n)
+            log = [s for s in sends(self.log) if s["warning"] == ident]
+            self.assertEqual(sorted(s["address"] for s in log if s["lane"] == "sms-1"),
+                             sorted(exp["phones"]), "warning %d" % n)
+            self.assertEqual(sorted(s["address"] for s in log
+                                    if s["lane"].split("-")[0] in ("apns", "fcm", "webhook")),
+                             sorted(exp["apps"]), "warning %d" % n)
+
     def test_app_acknowledgements_confirm_delivery(self):
         self.start(all_lanes(self.log, app={"receipts": "no"}), channels="app")
         self.redis.cli("CONFIG", "RESETSTAT")
