@@ -13,6 +13,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -495,4 +496,7 @@ class Dispatch(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    ok = unittest.main(verbosity=2, exit=False).result.wasSuccessful()
+    if ok:  # kept when something failed: the cases' logs are there
+        shutil.rmtree(WORK, ignore_errors=True)
+    sys.exit(0 if ok else 1)
