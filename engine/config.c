@@ -34,6 +34,7 @@ void config_defaults(struct config *c)
 	c->retry_base_ms = 1000;
 	c->max_attempts = 8;
 	c->warm_deliveries = 500000;
+	c->poll_us = 50;
 	snprintf(c->drill_prefix, sizeof(c->drill_prefix), "【演练】");
 	c->events_interval_ms = 1000;
 	c->events_heartbeat_ms = 15000;
@@ -214,6 +215,8 @@ static int handler(void *user, const char *section, const char *name, const char
 		bad = parse_long(v, 1, 3600000, &n) || (c->retry_base_ms = (int)n, 0);
 	else if (KEY("dispatch", "warm_deliveries"))
 		bad = parse_long(v, 0, 100000000, &n) || (c->warm_deliveries = n, 0);
+	else if (KEY("dispatch", "poll_us"))
+		bad = parse_long(v, 0, 10000, &n) || (c->poll_us = n, 0);
 	else if (KEY("dispatch", "max_attempts"))
 		bad = parse_long(v, 1, 1000, &n) || (c->max_attempts = (int)n, 0);
 	else if (KEY("dispatch", "test_recipients"))

@@ -445,8 +445,14 @@ static void *dispatch_main(void *arg)
 	redis_start(&dp->writer);
 	arm_wake(dp);
 	loop_timer_set(&dp->loop, &dp->tick_timer, TICK_MS, on_tick);
-	while (!atomic_load(&dp->stop))
+	while (!atomic_load(&dp->stop)) {
+		/* Poll before sleeping only while some lane waits for answers (loop.h) */
+		bool waiting = false;
+		for (size_t i = 0; i < dp->n_lanes && !waiting; i++)
+			waiting = dp->lanes[i].inflight > 0;
+		dp->loop.poll_us = waiting ? (unsigned)dp->cfg.poll_us : 0;
 		loop_run_once(&dp->loop, 1000);
+	}
 	dp->closing = true; /* from here on nothing new goes to an adapter */
 	loop_timer_cancel(&dp->loop, &dp->sched_timer);
 	loop_timer_cancel(&dp->loop, &dp->tick_timer);

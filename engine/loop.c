@@ -6,6 +6,9 @@
  * free their objects only from their own callbacks, never while a CQE for
  * them can still arrive.
  *
+ * Polling: see loop.h. It runs only when the wait would block (no due
+ * timer), so a due timer never waits for it.
+ *
  * Extra rings: before the wait, each extra ring with queued SQEs is
  * submitted; after it, the main ring's CQEs are dispatched, then each extra
  * ring's. The main ring always has an 8-byte read armed on each extra
@@ -331,9 +334,10 @@ static unsigned reap_ring(struct io_uring *ring)
 	return n;
 }
 
-static void reap(struct loop *l)
+/* Dispatch every completion; how many there were on the main ring. */
+static unsigned reap(struct loop *l)
 {
-	reap_ring(&l->ring);
+	unsigned n = reap_ring(&l->ring);
 	for (struct loop_ring *r = l->extra; r; r = r->next) {
 		if (r->dead)
 			continue;
@@ -345,6 +349,30 @@ static void reap(struct loop *l)
 			io_uring_get_events(&r->ring);
 		}
 	}
+	return n;
+}
+
+static uint64_t mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Poll the main ring up to l->poll_us for a completion, after submitting what is queued. */
+static void poll_ring(struct loop *l)
+{
+	io_uring_submit(&l->ring);
+	uint64_t until = mono_ns() + (uint64_t)l->poll_us * 1000;
+	l->polls++;
+	do {
+		io_uring_get_events(&l->ring); /* runs the task work that posts completions */
+		if (io_uring_cq_ready(&l->ring)) {
+			l->poll_hits++;
+			return;
+		}
+	} while (mono_ns() < until);
+	l->poll_missed = true;
 }
 
 void loop_run_once(struct loop *l, int max_wait_ms)
@@ -359,11 +387,14 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 	for (struct loop_ring *r = l->extra; r; r = r->next)
 		if (!r->dead)
 			loop_ring_flush(r);
+	if (l->poll_us && wait && !l->poll_missed)
+		poll_ring(l);
 	int ret = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		log_warn("msg=\"io_uring wait failed\" err=%d", ret);
 	l->now_ms = mono_ms();
-	reap(l);
+	if (reap(l))
+		l->poll_missed = false;
 	l->now_ms = mono_ms();
 	run_timers(l);
 	sweep_rings(l);

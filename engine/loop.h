@@ -20,6 +20,14 @@
  * each extra ring, read by the main ring, ends the main ring's wait when an
  * extra ring has completions.
  *
+ * Polling (poll_us, set by the owner; 0 by default): before blocking in
+ * its wait, the loop polls the main ring for completions up to poll_us. On
+ * this kind of VM a thread blocked in io_uring_enter takes tens of
+ * microseconds to be woken, and a peer that answers within a few (an SMSC
+ * next door, answering a window in bursts) would pay that once per round
+ * trip. A poll that found nothing makes the next wait block without one;
+ * polling resumes once a wait returns with completions.
+ *
  * Not thread-safe: a loop and everything on it belong to one thread.
  */
 #ifndef TOCSIN_LOOP_H
@@ -56,6 +64,9 @@ struct loop {
 	struct timer **heap;
 	size_t n_timers, cap_timers;
 	unsigned pending_sqes;
+	unsigned poll_us;     /* see "Polling" above */
+	bool poll_missed;     /* the last poll ended empty: block in the next wait */
+	uint64_t polls, poll_hits; /* polls made, and those that found a completion */
 };
 
 /* 0 or -errno (for example -ENOSYS when io_uring is blocked by seccomp). */

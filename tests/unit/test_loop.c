@@ -6,8 +6,11 @@
  * loop_submit sends what every ring has queued at once; a ring
  * closed from inside a callback goes at the end of the iteration (ASan
  * checks that nothing leaks or is used after it is freed); several rings at
- * once each dispatch their own completions.
+ * once each dispatch their own completions; polling (poll_us) finds a
+ * completion that arrives while it polls, stops after a poll that found
+ * nothing and resumes once a wait returns with completions.
  */
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -203,6 +206,85 @@ static void test_close_from_callback_and_many_rings(void **state)
 	loop_release(&l);
 }
 
+struct late_write {
+	int fd, after_ms;
+};
+
+static void *write_later(void *arg)
+{
+	struct late_write *w = arg;
+	struct timespec ts = {.tv_sec = 0, .tv_nsec = (long)w->after_ms * 1000000};
+	nanosleep(&ts, NULL);
+	if (write(w->fd, "siren", 5) != 5)
+		abort();
+	return NULL;
+}
+
+static void arm_main_recv(struct loop *l, int fd, struct probe *p)
+{
+	struct io_uring_sqe *sqe = loop_sqe(l, &p->op);
+	io_uring_prep_recv(sqe, fd, p->buf, sizeof(p->buf), 0);
+}
+
+/* A completion that arrives while the loop polls is found by the poll, not by a blocking wait. */
+static void test_poll_finds_a_completion(void **state)
+{
+	(void)state;
+	struct loop l;
+	assert_int_equal(loop_init(&l, 64), 0);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	struct probe p = {.op.cb = on_probe};
+	arm_main_recv(&l, sv[0], &p);
+	l.poll_us = 5000000; /* 5 s: the write comes after 20 ms, well inside it */
+	struct late_write w = {.fd = sv[1], .after_ms = 20};
+	pthread_t t;
+	assert_int_equal(pthread_create(&t, NULL, write_later, &w), 0);
+	loop_run_once(&l, 10000);
+	pthread_join(t, NULL);
+	assert_int_equal(p.calls, 1);
+	assert_int_equal(p.res, 5);
+	assert_int_equal(l.polls, 1);
+	assert_int_equal(l.poll_hits, 1);
+	assert_false(l.poll_missed);
+	close(sv[0]);
+	close(sv[1]);
+	loop_release(&l);
+}
+
+/* After a poll that found nothing the loop blocks without polling, until completions come again. */
+static void test_poll_stops_after_a_miss(void **state)
+{
+	(void)state;
+	struct loop l;
+	assert_int_equal(loop_init(&l, 64), 0);
+	int sv[2];
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	struct probe p = {.op.cb = on_probe};
+	arm_main_recv(&l, sv[0], &p);
+	l.poll_us = 1000;
+	loop_run_once(&l, 5); /* polls 1 ms in vain, then waits out the 5 ms */
+	assert_int_equal(l.polls, 1);
+	assert_int_equal(l.poll_hits, 0);
+	assert_true(l.poll_missed);
+	loop_run_once(&l, 5); /* no poll this time */
+	assert_int_equal(l.polls, 1);
+	assert_int_equal(p.calls, 0);
+	assert_int_equal(write(sv[1], "alert", 5), 5);
+	for (int k = 0; k < 100 && p.calls == 0; k++)
+		loop_run_once(&l, 100);
+	assert_int_equal(p.calls, 1);
+	assert_int_equal(l.polls, 1); /* the completion came through the wait */
+	assert_false(l.poll_missed);  /* and polling is back on */
+	p.calls = 0;
+	arm_main_recv(&l, sv[0], &p);
+	loop_run_once(&l, 5);
+	assert_int_equal(l.polls, 2);
+	close(sv[0]);
+	close(sv[1]);
+	loop_release(&l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -210,6 +292,8 @@ int main(void)
 		cmocka_unit_test(test_full_queue_is_submitted),
 		cmocka_unit_test(test_submit_now),
 		cmocka_unit_test(test_close_from_callback_and_many_rings),
+		cmocka_unit_test(test_poll_finds_a_completion),
+		cmocka_unit_test(test_poll_stops_after_a_miss),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
