@@ -446,10 +446,13 @@ static void *dispatch_main(void *arg)
 	arm_wake(dp);
 	loop_timer_set(&dp->loop, &dp->tick_timer, TICK_MS, on_tick);
 	while (!atomic_load(&dp->stop)) {
-		/* Poll before sleeping only while some lane waits for answers (loop.h) */
+		/* Poll before sleeping only while a lane's full window holds back what it
+		   has queued: its answers are what the lane waits for (loop.h, Polling) */
 		bool waiting = false;
-		for (size_t i = 0; i < dp->n_lanes && !waiting; i++)
-			waiting = dp->lanes[i].inflight > 0;
+		for (size_t i = 0; i < dp->n_lanes && !waiting; i++) {
+			const struct lane *l = &dp->lanes[i];
+			waiting = l->inflight >= l->window && lane_queued(l) > 0;
+		}
 		dp->loop.poll_us = waiting ? (unsigned)dp->cfg.poll_us : 0;
 		loop_run_once(&dp->loop, 1000);
 	}
