@@ -8,8 +8,9 @@
 # all 10 streets: addresses per second and time to first batch. Baseline
 # in the same run: bench/resolve_baseline issuing the resolver's command
 # mix (HMGET per target, LRANGE kids + LRANGE terms per community,
-# LRANGE hh + LRANGE terms per building, EXISTS meta; no HMGET per
-# terminal since population layout 2) with the same window of 256
+# LRANGE ha + LRANGE hh + LRANGE terms per building (app tokens apart
+# since population layout 4), EXISTS meta; no HMGET per terminal since
+# population layout 2) with the same window of 256
 # outstanding commands and nothing else to do; the ratio (baseline time /
 # plan time) says how close the engine gets to what Redis itself serves. Peak RSS of tocsin plan via
 # /usr/bin/time -v, divided by the persons targeted. Prints a markdown row
@@ -65,7 +66,8 @@ for r in csv.DictReader(open(d + "/segments.csv", encoding="utf-8-sig")):
     elif k == "community":
         w(cmd("LRANGE", p + "kids:" + r["id"], "0", "-1")); w(cmd("LRANGE", p + "terms:" + r["id"], "0", "-1"))
     elif k == "building":
-        w(cmd("LRANGE", p + "hh:" + r["id"], "0", "-1")); w(cmd("LRANGE", p + "terms:" + r["id"], "0", "-1"))
+        w(cmd("LRANGE", p + "ha:" + r["id"], "0", "-1")); w(cmd("LRANGE", p + "hh:" + r["id"], "0", "-1"))
+        w(cmd("LRANGE", p + "terms:" + r["id"], "0", "-1"))
 w(cmd("EXISTS", p + "meta"))
 PY
 }

@@ -40,7 +40,7 @@
 
 #include "csv.h"
 
-#define LOAD_LAYOUT "tocsin-pop-layout-3"
+#define LOAD_LAYOUT "tocsin-pop-layout-4"
 #define HH_ELEMENT_MAX 8000 /* a building list element: records joined by '\n' up to about this */
 #define ID_MAX 128
 #define NAME_MAX_BYTES 256
@@ -150,6 +150,7 @@ struct load {
 	long long version, old_version;
 	struct pipe p;
 	struct cmd *cmd;
+	struct cmd *cmd_apps; /* the RPUSH to a building's ha: list, built beside cmd's hh: one */
 	char dirbuf[F_N][4096];
 };
 
@@ -1145,11 +1146,14 @@ static int write_segments(struct load *L)
  * flushing when the building changes or the command is full. Records are
  * joined by '\n' into elements of about HH_ELEMENT_MAX bytes (layout 3),
  * so that reading a building costs Redis one reply string, not one per
- * household. */
+ * household. Layout 4: a household's app tokens go to the building's ha:
+ * list instead ("SUFFIX\tAPPS", joined the same way, only for households
+ * that have any, in the same order), so that a warning without the app
+ * channel does not read them: they are ~70 % of a building's bytes. */
 static int hh_write_row(struct load *L, struct csvin *in, int32_t *cur)
 {
 	const struct csv_record *r = &in->rec;
-	struct cmd *c = L->cmd;
+	struct cmd *c = L->cmd, *a = L->cmd_apps;
 	int32_t b;
 	int64_t persons;
 	int rc;
@@ -1158,8 +1162,9 @@ static int hh_write_row(struct load *L, struct csvin *in, int32_t *cur)
 	    r->nfields != 6 || !parse_int(r->field[2], r->len[2], PERSONS_MAX,
 					  &persons))
 		return -ESTALE;
-	if (b != *cur || c->argc > CMD_MAX_VALUES || c->used > (1u << 20)) {
-		if ((rc = pipe_send(&L->p, c)))
+	if (b != *cur || c->argc > CMD_MAX_VALUES || c->used > (1u << 20) ||
+	    a->argc > CMD_MAX_VALUES || a->used > (1u << 20)) {
+		if ((rc = pipe_send(&L->p, c)) || (rc = pipe_send(&L->p, a)))
 			return rc;
 		rc = cmd_addf(c, "RPUSH") |
 		     cmd_addf(c, "tocsin:pop:v%lld:hh:%s", L->version,
@@ -1168,12 +1173,22 @@ static int hh_write_row(struct load *L, struct csvin *in, int32_t *cur)
 			return -ENOMEM;
 		*cur = b;
 	}
+	const char *suffix = r->field[0] + r->len[1];
 	if (c->argc == 2 || c->len[c->argc - 1] >= HH_ELEMENT_MAX)
-		rc = cmd_addf(c, "%s\t%" PRId64 "\t%s\t%s\t%s", r->field[0] + r->len[1],
-			      persons, r->field[3], r->field[4], r->field[5]);
+		rc = cmd_addf(c, "%s\t%" PRId64 "\t%s\t%s", suffix, persons, r->field[3],
+			      r->field[4]);
 	else
-		rc = cmd_appendf(c, "\n%s\t%" PRId64 "\t%s\t%s\t%s", r->field[0] + r->len[1],
-				 persons, r->field[3], r->field[4], r->field[5]);
+		rc = cmd_appendf(c, "\n%s\t%" PRId64 "\t%s\t%s", suffix, persons, r->field[3],
+				 r->field[4]);
+	if (rc || !r->len[5])
+		return rc ? -ENOMEM : 0;
+	if (a->argc == 0)
+		rc = cmd_addf(a, "RPUSH") |
+		     cmd_addf(a, "tocsin:pop:v%lld:ha:%s", L->version, r->field[1]);
+	if (a->argc == 2 || a->len[a->argc - 1] >= HH_ELEMENT_MAX)
+		rc |= cmd_addf(a, "%s\t%s", suffix, r->field[5]);
+	else
+		rc |= cmd_appendf(a, "\n%s\t%s", suffix, r->field[5]);
 	return rc ? -ENOMEM : 0;
 }
 
@@ -1186,6 +1201,7 @@ static int write_households(struct load *L)
 	int rc = csvin_open(&in, L->path[F_HH]);
 
 	cmd_begin(L->cmd);
+	cmd_begin(L->cmd_apps);
 	if (rc == 0 && csvin_next(&in) != 1)   /* header */
 		rc = -ESTALE;
 	in.rows = 0;
@@ -1197,6 +1213,8 @@ static int write_households(struct load *L)
 		rc = -ESTALE;   /* malformed now, valid in pass 1 */
 	if (rc == 0)
 		rc = pipe_send(&L->p, L->cmd);
+	if (rc == 0)
+		rc = pipe_send(&L->p, L->cmd_apps);
 	fprintf(stderr, "write %s: %" PRIu64 " rows in %.2f s\n", in.name,
 		in.rows, elapsed(&in.t0));
 	csvin_close(&in, d);
@@ -1580,6 +1598,9 @@ static void load_release(struct load *L)
 	if (L->cmd)
 		free(L->cmd->buf);
 	free(L->cmd);
+	if (L->cmd_apps)
+		free(L->cmd_apps->buf);
+	free(L->cmd_apps);
 	if (L->p.c)
 		redisFree(L->p.c);
 }
@@ -1598,7 +1619,8 @@ int cli_load_main(int argc, char **argv)
 		goto out_free;
 	}
 	L->cmd = calloc(1, sizeof(*L->cmd));
-	if (!L->cmd)
+	L->cmd_apps = calloc(1, sizeof(*L->cmd_apps));
+	if (!L->cmd || !L->cmd_apps)
 		goto out_free;
 	if (load_validate(L)) {
 		fprintf(stderr, "load rejected: %u error%s; nothing changed\n",

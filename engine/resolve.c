@@ -12,7 +12,7 @@
  *                         the first EARLY_COMMUNITIES: once buildings are pumped)
  *                       building -> building queue
  *                       nil -> HGET hix:{bucket} T (hix_pending)
- *            buildings are pumped (LRANGE hh + LRANGE terms, <= RESOLVE_WINDOW
+ *            buildings are pumped ([LRANGE ha] + LRANGE hh + LRANGE terms, <= RESOLVE_WINDOW
  *            in flight) once every target is classified (no unknown id);
  *            each hh reply is parsed and emitted as one batch;
  *            when the tree is expanded (tree_pending == 0), household
@@ -429,6 +429,18 @@ struct resolver {
 	size_t ba_n, ba_cap;
 	uint64_t start_us;
 	struct resolve_stats stats;
+	/* Layout 4: app tokens apart, in ha:{B}, asked for just before hh:{B}
+	 * when the app channel is wanted; its records wait here (copied: a
+	 * reply lives only during its callback) for that hh reply. */
+	bool apps_apart;
+	const char *ha_for;    /* the interned building the records are for, or NULL */
+	char *ha_buf;
+	size_t ha_len, ha_cap;
+};
+
+/* A cursor over the ha records that wait for one hh reply ("SUFFIX\tAPPS" lines). */
+struct ha_cursor {
+	const char *p, *end;
 };
 
 static uint64_t now_us(void)
@@ -852,23 +864,53 @@ static unsigned parse_count(const char *p, size_t n)
 	return v;
 }
 
-/* One record "SUFFIX\tPERSONS\tLANG\tPHONES\tAPPS"; a malformed record is skipped. */
-static int add_record(struct resolver *r, const char *rec, size_t n, const char *building,
-		      const char *community, const struct target *filter)
+/*
+ * The app tokens of the household with this suffix from the ha records
+ * (layout 4): the next record if it is that household's (both lists are in
+ * the same order; a household without tokens has no ha record). Empty
+ * when there is none.
+ */
+static void ha_take(struct ha_cursor *hc, const char *suffix, size_t sl, const char **apps,
+		    size_t *al)
 {
+	*apps = "";
+	*al = 0;
+	if (!hc || hc->p >= hc->end)
+		return;
+	const char *nl = memchr(hc->p, '\n', (size_t)(hc->end - hc->p));
+	const char *stop = nl ? nl : hc->end;
+	const char *tab = memchr(hc->p, '\t', (size_t)(stop - hc->p));
+	if (!tab || (size_t)(tab - hc->p) != sl || memcmp(hc->p, suffix, sl))
+		return;
+	*apps = tab + 1;
+	*al = (size_t)(stop - tab - 1);
+	hc->p = nl ? nl + 1 : hc->end;
+}
+
+/*
+ * One record "SUFFIX\tPERSONS\tLANG\tPHONES\tAPPS" (layouts 2 and 3), or
+ * without APPS (layout 4: the tokens come from hc); a malformed record is
+ * skipped.
+ */
+static int add_record(struct resolver *r, const char *rec, size_t n, const char *building,
+		      const char *community, const struct target *filter, struct ha_cursor *hc)
+{
+	const int nf = r->apps_apart ? 4 : 5;
 	const char *f[5], *end = rec + n, *p = rec;
 	size_t fl[5];
-	for (int k = 0; k < 5; k++) {
+	for (int k = 0; k < nf; k++) {
 		if (k && p > end) {
 			r->stats.malformed++;
-			return 0; /* fewer than 5 fields */
+			return 0; /* too few fields */
 		}
 		const char *tab = p < end ? memchr(p, '\t', (size_t)(end - p)) : NULL;
-		const char *e = tab ? tab : end; /* the 5th field ends at a 6th if any */
+		const char *e = tab ? tab : end; /* the last field ends at a further tab if any */
 		f[k] = p;
 		fl[k] = (size_t)(e - p);
 		p = e + 1;
 	}
+	if (r->apps_apart)
+		ha_take(hc, f[0], fl[0], &f[4], &fl[4]);
 	if (filter && (fl[0] != filter->len - filter->bld_len ||
 		       memcmp(f[0], filter->id + filter->bld_len, fl[0])))
 		return 0;
@@ -888,6 +930,44 @@ static int add_record(struct resolver *r, const char *rec, size_t n, const char 
 	return 0;
 }
 
+/* ha:{B}'s records, kept for the hh:{B} reply that comes next (layout 4). */
+static void on_ha(void *arg, redisReply *reply)
+{
+	struct cmd_ctx *c = arg;
+	struct resolver *r = c->r;
+	r->outstanding--;
+	r->ha_for = NULL;
+	r->ha_len = 0;
+	if (!reply_failed(r, reply) && reply->type == REDIS_REPLY_ARRAY) {
+		size_t need = 0;
+		for (size_t i = 0; i < reply->elements; i++)
+			if (reply->element[i]->type == REDIS_REPLY_STRING)
+				need += reply->element[i]->len + 1;
+		if (need > r->ha_cap) {
+			char *b = realloc(r->ha_buf, need);
+			if (!b) {
+				fail(r, RESOLVE_NOMEM, "out of memory");
+				free(c);
+				return advance(r);
+			}
+			r->ha_buf = b;
+			r->ha_cap = need;
+		}
+		for (size_t i = 0; i < reply->elements; i++) {
+			const redisReply *e = reply->element[i];
+			if (e->type != REDIS_REPLY_STRING || !e->len)
+				continue;
+			if (r->ha_len)
+				r->ha_buf[r->ha_len++] = '\n';
+			memcpy(r->ha_buf + r->ha_len, e->str, e->len);
+			r->ha_len += e->len;
+		}
+		r->ha_for = c->id;
+	}
+	free(c);
+	advance(r);
+}
+
 static void on_hh(void *arg, redisReply *reply)
 {
 	struct cmd_ctx *c = arg;
@@ -899,6 +979,12 @@ static void on_hh(void *arg, redisReply *reply)
 		const char *community = c->filter ? c->filter->community : c->community;
 		size_t from = r->ba_n;
 		bool ok = batch_room(r, reply->elements, 0);
+		struct ha_cursor hc = {NULL, NULL}, *hcp = NULL;
+		if (r->apps_apart && r->ha_for == c->id && r->ha_len) {
+			hc = (struct ha_cursor){r->ha_buf, r->ha_buf + r->ha_len};
+			hcp = &hc;
+		}
+		r->ha_for = NULL;
 		for (size_t i = 0; ok && i < reply->elements; i++) {
 			const redisReply *e = reply->element[i];
 			if (e->type != REDIS_REPLY_STRING)
@@ -907,11 +993,15 @@ static void on_hh(void *arg, redisReply *reply)
 			for (const char *p = e->str, *end = p + e->len; ok && p < end;) {
 				const char *nl = memchr(p, '\n', (size_t)(end - p));
 				const char *stop = nl ? nl : end;
-				ok = add_record(r, p, (size_t)(stop - p), c->id, community, c->filter) == 0;
+				ok = add_record(r, p, (size_t)(stop - p), c->id, community, c->filter, hcp) == 0;
 				if (!nl)
 					break;
 				p = nl + 1;
 			}
+		}
+		for (const char *q = hc.p; ok && q && q < hc.end; r->stats.malformed++) {
+			const char *nl = memchr(q, '\n', (size_t)(hc.end - q)); /* ha records no household took */
+			q = nl ? nl + 1 : hc.end;
 		}
 		if (!ok || dedupe_staged(r, from) < 0)
 			fail(r, RESOLVE_NOMEM, "out of memory");
@@ -1002,6 +1092,9 @@ static void pump(struct resolver *r)
 		struct queued q = r->queue[r->q_head++];
 		r->q_len--;
 		size_t len = strlen(q.building);
+		if (r->apps_apart && (r->want & RESOLVE_WANT_APPS))
+			send_ctx(r, on_ha, ctx_new(r, q.building, q.community, K_NONE, NULL, NULL, 0),
+				 "LRANGE", "ha:", q.building, len, 2, (const char *[]){ "0", "-1" });
 		send_ctx(r, on_hh, ctx_new(r, q.building, q.community, K_NONE, NULL, NULL, 0),
 			 "LRANGE", "hh:", q.building, len, 2, (const char *[]){ "0", "-1" });
 		r->bld_inflight++;
@@ -1047,6 +1140,9 @@ static void start_households(struct resolver *r)
 		send_cmd(r, on_parent, t, "HGET", "seg:", t->id, t->bld_len, 1,
 			 (const char *[]){ "parent" });
 		const char *b = arena_dup(&r->arena, t->id, t->bld_len);
+		if (b && r->apps_apart && (r->want & RESOLVE_WANT_APPS))
+			send_ctx(r, on_ha, ctx_new(r, b, NULL, K_NONE, t, NULL, 0), "LRANGE", "ha:",
+				 t->id, t->bld_len, 2, (const char *[]){ "0", "-1" });
 		send_ctx(r, on_hh, b ? ctx_new(r, b, NULL, K_NONE, t, NULL, 0) : NULL, "LRANGE",
 			 "hh:", t->id, t->bld_len, 2, (const char *[]){ "0", "-1" });
 		if (!b)
@@ -1068,6 +1164,7 @@ static void finish(struct resolver *r)
 	free(r->deferred);
 	free(r->bh);
 	free(r->ba);
+	free(r->ha_buf);
 	free(r->bk);
 	free(r->targets);
 	free(r->langs);
@@ -1234,11 +1331,18 @@ static void on_meta(void *arg, redisReply *reply)
 	struct resolver *r = arg;
 	r->outstanding--;
 	if (!reply_failed(r, reply)) {
-		long long b = reply->type == REDIS_REPLY_STRING ? strtoll(reply->str, NULL, 10) : 0;
+		const redisReply *hb = reply->type == REDIS_REPLY_ARRAY && reply->elements == 2
+					       ? reply->element[0] : NULL;
+		const redisReply *lay = hb ? reply->element[1] : NULL;
+		long long b = hb && hb->type == REDIS_REPLY_STRING ? strtoll(hb->str, NULL, 10) : 0;
 		if (b <= 0 || b > UINT32_MAX)
 			fail(r, RESOLVE_VERSION_GONE, "population version %lld has no meta "
 			     "(retired or still loading)", r->stats.version);
 		r->hix_buckets = (uint32_t)b;
+		/* layouts 2 and 3 keep the app tokens in the household records */
+		r->apps_apart = lay && lay->type == REDIS_REPLY_STRING &&
+				!strncmp(lay->str, "tocsin-pop-layout-", 18) &&
+				strtol(lay->str + 18, NULL, 10) >= 4;
 	}
 	advance(r);
 }
@@ -1257,7 +1361,7 @@ static void on_current(void *arg, redisReply *reply)
 	}
 	snprintf(r->vpfx, sizeof(r->vpfx), "%sv%lld:", r->pfx, r->stats.version);
 	r->state = RS_STREAM;
-	send_cmd(r, on_meta, r, "HGET", "meta", "", 0, 1, (const char *[]){ "hix_buckets" });
+	send_cmd(r, on_meta, r, "HMGET", "meta", "", 0, 2, (const char *[]){ "hix_buckets", "layout" });
 	for (size_t i = 0; i < r->n_targets && r->state == RS_STREAM; i++) {
 		struct target *t = &r->targets[i];
 		if (send_cmd(r, on_target, t, "HMGET", "seg:", t->id, t->len, 6,

@@ -141,6 +141,26 @@ class Dispatch(unittest.TestCase):
         with urllib.request.urlopen(self.d.url + "/v1/status", timeout=10) as r:
             return json.load(r)
 
+    def monitor(self):
+        """Start recording the commands Redis runs (MONITOR); stop() gives the LRANGE keys' kinds."""
+        path = os.path.join(self.dir, "monitor-%d.log" % time.monotonic_ns())
+        out = open(path, "w")
+        proc = subprocess.Popen(["redis-cli", "-p", str(self.redis.port), "MONITOR"], stdout=out)
+        time.sleep(0.3)  # MONITOR is on before the warning goes in
+
+        def stop():
+            proc.terminate()
+            proc.wait(10)
+            out.close()
+            kinds = {}
+            with open(path) as f:
+                for line in f:
+                    m = re.search(r'"LRANGE" "tocsin:pop:v\d+:(\w+):', line)
+                    if m:
+                        kinds[m.group(1)] = kinds.get(m.group(1), 0) + 1
+            return kinds
+        return stop
+
     def wait_memory_ready(self, want):
         deadline = time.time() + 20
         got = None
@@ -231,7 +251,7 @@ class Dispatch(unittest.TestCase):
 
     def test_app_acknowledgements_confirm_delivery(self):
         self.start(all_lanes(self.log, app={"receipts": "no"}), channels="app")
-        self.redis.cli("CONFIG", "RESETSTAT")
+        stop_monitor = self.monitor()
         ident = self.submit(self.bureau.warning(targets=["350102004"]))
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -242,14 +262,16 @@ class Dispatch(unittest.TestCase):
         self.assertEqual(cov["reached"], 0)  # providers only accepted
         exp = expected(["350102004"])
         # Only the app channel is on: every household is targeted, every token sent once,
-        # and the resolver read no terminal list (RESOLVE_WANT_*).
+        # and the resolver read no terminal list (RESOLVE_WANT_*), but the app tokens' ha:
+        # lists (layout 4), one per building that has tokens.
         self.assertEqual(cov["targeted"], exp["persons"])
         self.assertEqual(sorted(s["address"] for s in sends(self.log) if s["warning"] == ident),
                          sorted(exp["apps"]))
-        lranges = int(re.search(r"cmdstat_lrange:calls=(\d+)",
-                                self.redis.cli("INFO", "commandstats")).group(1))
+        kinds = stop_monitor()
         buildings = [s for s in SEGMENTS if s["kind"] == "building" and s["id"].startswith("350102004")]
-        self.assertLess(lranges, 2 * len(buildings), "terminal lists read for an app-only warning")
+        self.assertEqual(kinds.get("hh"), len(buildings), kinds)
+        self.assertEqual(kinds.get("ha"), len(buildings), kinds)
+        self.assertNotIn("terms", kinds, "terminal lists read for an app-only warning")
         acked = sorted(exp["apps"])[:5]
         for token in acked:
             self.assertEqual(self.post_receipt(json.dumps(
@@ -271,6 +293,21 @@ class Dispatch(unittest.TestCase):
         self.assertEqual((code, j["field"]), (400, "token"))
         self.assertEqual(self.post_receipt(b"not json")[0], 400)
         self.assertEqual(self.post_receipt(b"{}", ctype="text/plain")[0], 415)
+
+    def test_sms_only_warning_reads_no_app_tokens(self):
+        self.start(all_lanes(self.log), channels="sms")
+        stop_monitor = self.monitor()
+        ident = self.submit(self.bureau.warning(targets=["350102004"]))
+        cov = self.wait_state(ident, ["done"], timeout=60)
+        exp = expected(["350102004"])
+        self.assertEqual(cov["targeted"], exp["persons"])
+        self.assertEqual(sorted(s["address"] for s in sends(self.log) if s["warning"] == ident),
+                         sorted(exp["phones"]))
+        kinds = stop_monitor()
+        buildings = [s for s in SEGMENTS if s["kind"] == "building" and s["id"].startswith("350102004")]
+        self.assertEqual(kinds.get("hh"), len(buildings), kinds)
+        self.assertNotIn("ha", kinds, "app tokens read for an SMS-only warning")
+        self.assertNotIn("terms", kinds, "terminal lists read for an SMS-only warning")
 
     def test_dead_push_tokens_are_not_used_again(self):
         exp = expected(["350102003"])

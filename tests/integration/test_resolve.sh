@@ -12,7 +12,8 @@
 # equals the loader's aggregates for it; unknown targets and a missing
 # population fail naming the ids; --body reads a signed warning; terminal
 # lists resolve from their records, or from term: for a bare id (layout 1);
-# household lists of layout 3 (joined records) and layout 2 (one per element).
+# household lists of layout 4 (app tokens apart, in ha:), layout 3 (joined
+# records with their tokens) and layout 2 (one per element).
 set -euo pipefail
 
 TOCSIN=$(realpath "$1")
@@ -123,20 +124,46 @@ body=$("$TOCSIN" plan --redis "unix:$SOCK" --json --body "$WORK/w.bin" | field "
 [ "$body" = "$alone" ] || fail "--body: $body"
 pass "--body SIGNED.bin"
 
-# --- household lists: layout 3 (a building's records joined by newlines in
-# one element), and the same records one per element (layout 2)
+# --- household lists. Layout 4 (what the loader writes): a building's
+# records joined by newlines in one element, their app tokens apart in ha:
+# (only households that have any, in the same order); an ha record no
+# household takes is counted as malformed. Layout 3 (app tokens in the
+# records) and layout 2 (one record per element) are still read.
 v=$(R GET tocsin:pop:current)
+[ "$(R HGET "tocsin:pop:v$v:meta" layout)" = tocsin-pop-layout-4 ] || fail "layout: $(R HGET "tocsin:pop:v$v:meta" layout)"
 H=tocsin:pop:v$v:hh:350102001001B0001
-[ "$(R LLEN "$H")" = 1 ] || fail "layout 3: $(R LLEN "$H") elements for 3 households"
+A=tocsin:pop:v$v:ha:350102001001B0001
+[ "$(R LLEN "$H")" = 1 ] || fail "layout 4: $(R LLEN "$H") elements for 3 households"
 mapfile -t recs < <(R LINDEX "$H" 0)
-[ "${#recs[@]}" = 3 ] || fail "layout 3: ${#recs[@]} records in the element"
+[ "${#recs[@]}" = 3 ] || fail "layout 4: ${#recs[@]} records in the element"
+[ "$(printf '%s' "${recs[1]}" | tr -cd '\t' | wc -c)" = 3 ] || fail "layout 4 record: ${recs[1]}"
+mapfile -t apps < <(R LINDEX "$A" 0)
+[ "${apps[*]}" = "$(printf 'H001\tfcm:tok-a H002\tapns:tok-b H003\twebhook:https://example.org/hook')" ] ||
+	fail "ha records: ${apps[*]}"
+[ "$(R EXISTS "tocsin:pop:v$v:ha:350102001002B0001")" = 0 ] || fail "an ha list for a building without app tokens"
+hh=$(plan 350102001001B0001H002 | field "$totals")
+[ "$hh" = "1 3 2 1 0 0 0" ] || fail "household target with app tokens apart: $hh"
+R RPUSH "$A" "$(printf 'H009\tfcm:stray')" >/dev/null
+[ "$(plan 350102001001 | field "$totals"',j["malformed"]')" = "$alone 1" ] ||
+	fail "stray ha record: $(plan 350102001001 | field "$totals"',j["malformed"]')"
+R DEL "$A" >/dev/null
+[ "$(plan 350102001001 | field 'j["totals"]["sms"],sum(j["totals"]["apps"].values())')" = "3 0" ] ||
+	fail "no ha list: $(plan 350102001001 | field "$totals")"
+pass "app tokens apart (layout 4): a household target, a stray record counted, none without the list"
+# the same building as layout 3 wrote it: APPS as the records' fifth field
+R HSET "tocsin:pop:v$v:meta" layout tocsin-pop-layout-3 >/dev/null
+l3=("$(printf '%s\t%s' "${recs[0]}" fcm:tok-a)" "$(printf '%s\t%s' "${recs[1]}" apns:tok-b)"
+	"$(printf '%s\t%s' "${recs[2]}" webhook:https://example.org/hook)")
 R DEL "$H" >/dev/null
-R RPUSH "$H" "${recs[@]}" >/dev/null # as a layout-2 loader wrote it
+R RPUSH "$H" "$(printf '%s\n%s\n%s' "${l3[@]}")" >/dev/null
+[ "$(plan 350102001001 | field "$totals")" = "$alone" ] || fail "layout 3 lists: $(plan 350102001001 | field "$totals")"
+R DEL "$H" >/dev/null
+R RPUSH "$H" "${l3[@]}" >/dev/null # as a layout-2 loader wrote it
 [ "$(plan 350102001001 | field "$totals")" = "$alone" ] || fail "layout 2 lists: $(plan 350102001001 | field "$totals")"
 R DEL "$H" >/dev/null
-R RPUSH "$H" "${recs[0]}" "$(printf '%s\n%s' "${recs[1]}" "${recs[2]}")" >/dev/null # both at once
+R RPUSH "$H" "${l3[0]}" "$(printf '%s\n%s' "${l3[1]}" "${l3[2]}")" >/dev/null # both at once
 [ "$(plan 350102001001 | field "$totals")" = "$alone" ] || fail "mixed lists: $(plan 350102001001 | field "$totals")"
-pass "household records joined in one element (layout 3), one per element (layout 2), or both"
+pass "household records with their app tokens: joined in one element (layout 3), one per element (layout 2), or both"
 
 # --- terminal lists: layout-2 records, a layout-1 bare id, a malformed record
 T=tocsin:pop:v$v:terms:350102001001
