@@ -6,6 +6,7 @@ import time) and signed with python3-cryptography's Ed25519.
 """
 import base64
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -19,10 +20,15 @@ SENDER = "met.fuzhou.gov.cn"
 
 def load_pb(src_dir):
     out = tempfile.mkdtemp(prefix="tocsin-pb-")
-    subprocess.run(["protoc", "--python_out=" + out, "-I", os.path.join(src_dir, "proto"),
-                    "warning.proto"], check=True)
-    sys.path.insert(0, out)
-    import warning_pb2
+    try:
+        subprocess.run(["protoc", "--python_out=" + out, "-I", os.path.join(src_dir, "proto"),
+                        "warning.proto"], check=True)
+        sys.path.insert(0, out)
+        import warning_pb2
+    finally:  # the module is loaded: its generated source is not needed any more
+        if out in sys.path:
+            sys.path.remove(out)
+        shutil.rmtree(out, ignore_errors=True)
     return warning_pb2
 
 

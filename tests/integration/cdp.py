@@ -102,7 +102,8 @@ class Chromium:
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              "--no-first-run", "--disable-dev-shm-usage", "--window-size=1400,1000",
              "--user-data-dir=" + self.dir, "--remote-debugging-port=0", "about:blank"],
-            stdout=self.log, stderr=subprocess.STDOUT)
+            stdout=self.log, stderr=subprocess.STDOUT,
+            env=dict(os.environ, TMPDIR=self.dir))  # its own temporary files go with the profile
         port_file = os.path.join(self.dir, "DevToolsActivePort")
         deadline = time.time() + 30
         def read_port():

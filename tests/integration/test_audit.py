@@ -10,6 +10,7 @@ usage: /usr/bin/python3 test_audit.py SOURCE_DIR BUILD_DIR
 import json
 import os
 import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -104,4 +105,7 @@ class Audit(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    ok = unittest.main(verbosity=2, exit=False).result.wasSuccessful()
+    if ok:  # kept when something failed: the logs are there
+        shutil.rmtree(WORK, ignore_errors=True)
+    sys.exit(0 if ok else 1)

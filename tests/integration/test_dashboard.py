@@ -397,4 +397,7 @@ class ClientCertificates(unittest.TestCase):
 from cdp import Chromium  # noqa: E402
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    ok = unittest.main(verbosity=2, exit=False).result.wasSuccessful()
+    if ok:  # kept when something failed: the logs are there
+        shutil.rmtree(WORK, ignore_errors=True)
+    sys.exit(0 if ok else 1)

@@ -17,6 +17,7 @@ import json
 import os
 import re
 import signal
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -595,4 +596,7 @@ class Sm2(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    unittest.main(verbosity=2)
+    ok = unittest.main(verbosity=2, exit=False).result.wasSuccessful()
+    if ok:  # kept when something failed: the logs are there
+        shutil.rmtree(WORK, ignore_errors=True)
+    sys.exit(0 if ok else 1)
