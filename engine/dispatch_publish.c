@@ -597,6 +597,10 @@ static void publish_status(struct dispatcher *dp, json_t **desc)
 			    json_pack("{s:I,s:I,s:I}", "sms", (json_int_t)dp->warmed_n[CHANNEL_SMS],
 				      "app", (json_int_t)dp->warmed_n[CHANNEL_APP], "terminal",
 				      (json_int_t)dp->warmed_n[CHANNEL_TERMINAL]));
+	/* polls before sleeping ([dispatch] poll_us) and those that found an answer */
+	json_object_set_new(o, "loop_polls",
+			    json_pack("{s:I,s:I}", "made", (json_int_t)dp->loop.polls, "found",
+				      (json_int_t)dp->loop.poll_hits));
 	char *s = json_dumps(o, JSON_COMPACT);
 	json_decref(o);
 	if (!s)

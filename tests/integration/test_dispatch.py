@@ -183,6 +183,8 @@ class Dispatch(unittest.TestCase):
         self.assertTrue(phones and apps and terms)
         self.start(all_lanes(self.log))
         self.wait_memory_ready({"sms": phones, "app": apps, "terminal": terms})
+        # an idle dispatcher sleeps in its waits: it polls only while a lane's window is full
+        self.assertEqual(self.top_status()["loop_polls"], {"made": 0, "found": 0})
         self.d.stop(signal.SIGKILL)
         # capped: SMS first, then apps, then terminals, until the cap
         self.start(all_lanes(self.log), warm_deliveries=str(phones + 5))
