@@ -34,7 +34,7 @@ void config_defaults(struct config *c)
 	c->retry_base_ms = 1000;
 	c->max_attempts = 8;
 	c->warm_deliveries = 500000;
-	c->poll_us = 50;
+	c->poll_us = 200;
 	snprintf(c->drill_prefix, sizeof(c->drill_prefix), "【演练】");
 	c->events_interval_ms = 1000;
 	c->events_heartbeat_ms = 15000;
