@@ -161,6 +161,14 @@ class Dispatch(unittest.TestCase):
             return kinds
         return stop
 
+    def assert_lists_read(self, kinds, segment, ha, terms):
+        """One hh: list per building of the segment; ha: lists likewise or none; no terms: lists."""
+        buildings = [s for s in SEGMENTS if s["kind"] == "building" and s["id"].startswith(segment)]
+        self.assertEqual(kinds.get("hh"), len(buildings), kinds)
+        self.assertEqual(kinds.get("ha", 0), len(buildings) if ha else 0,
+                         "app token lists: %s" % kinds)
+        self.assertEqual("terms" in kinds, terms, "terminal lists: %s" % kinds)
+
     def wait_memory_ready(self, want):
         deadline = time.time() + 20
         got = None
@@ -269,11 +277,7 @@ class Dispatch(unittest.TestCase):
         self.assertEqual(cov["targeted"], exp["persons"])
         self.assertEqual(sorted(s["address"] for s in sends(self.log) if s["warning"] == ident),
                          sorted(exp["apps"]))
-        kinds = stop_monitor()
-        buildings = [s for s in SEGMENTS if s["kind"] == "building" and s["id"].startswith("350102004")]
-        self.assertEqual(kinds.get("hh"), len(buildings), kinds)
-        self.assertEqual(kinds.get("ha"), len(buildings), kinds)
-        self.assertNotIn("terms", kinds, "terminal lists read for an app-only warning")
+        self.assert_lists_read(stop_monitor(), "350102004", ha=True, terms=False)
         acked = sorted(exp["apps"])[:5]
         for token in acked:
             self.assertEqual(self.post_receipt(json.dumps(
@@ -305,11 +309,7 @@ class Dispatch(unittest.TestCase):
         self.assertEqual(cov["targeted"], exp["persons"])
         self.assertEqual(sorted(s["address"] for s in sends(self.log) if s["warning"] == ident),
                          sorted(exp["phones"]))
-        kinds = stop_monitor()
-        buildings = [s for s in SEGMENTS if s["kind"] == "building" and s["id"].startswith("350102004")]
-        self.assertEqual(kinds.get("hh"), len(buildings), kinds)
-        self.assertNotIn("ha", kinds, "app tokens read for an SMS-only warning")
-        self.assertNotIn("terms", kinds, "terminal lists read for an SMS-only warning")
+        self.assert_lists_read(stop_monitor(), "350102004", ha=False, terms=False)
 
     def test_dead_push_tokens_are_not_used_again(self):
         exp = expected(["350102003"])

@@ -226,17 +226,24 @@ static void arm_main_recv(struct loop *l, int fd, struct probe *p)
 	io_uring_prep_recv(sqe, fd, p->buf, sizeof(p->buf), 0);
 }
 
+/* A loop polling poll_us, with a recv armed on one end of a socket pair (sv[1]: the writer's). */
+static void poll_fixture(struct loop *l, int sv[2], struct probe *p, unsigned poll_us)
+{
+	assert_int_equal(loop_init(l, 64), 0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	*p = (struct probe){.op.cb = on_probe};
+	arm_main_recv(l, sv[0], p);
+	l->poll_us = poll_us;
+}
+
 /* A completion that arrives while the loop polls is found by the poll, not by a blocking wait. */
 static void test_poll_finds_a_completion(void **state)
 {
 	(void)state;
 	struct loop l;
-	assert_int_equal(loop_init(&l, 64), 0);
 	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	struct probe p = {.op.cb = on_probe};
-	arm_main_recv(&l, sv[0], &p);
-	l.poll_us = 5000000; /* 5 s: the write comes after 20 ms, well inside it */
+	struct probe p;
+	poll_fixture(&l, sv, &p, 5000000); /* 5 s: the write comes after 20 ms, well inside it */
 	struct late_write w = {.fd = sv[1], .after_ms = 20};
 	pthread_t t;
 	assert_int_equal(pthread_create(&t, NULL, write_later, &w), 0);
@@ -257,12 +264,9 @@ static void test_poll_stops_after_a_miss(void **state)
 {
 	(void)state;
 	struct loop l;
-	assert_int_equal(loop_init(&l, 64), 0);
 	int sv[2];
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
-	struct probe p = {.op.cb = on_probe};
-	arm_main_recv(&l, sv[0], &p);
-	l.poll_us = 1000;
+	struct probe p;
+	poll_fixture(&l, sv, &p, 1000);
 	loop_run_once(&l, 5); /* polls 1 ms in vain, then waits out the 5 ms */
 	assert_int_equal(l.polls, 1);
 	assert_int_equal(l.poll_hits, 0);
