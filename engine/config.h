@@ -61,7 +61,7 @@ struct config {
 	int retry_base_ms;         /* first retry backoff (doubles, with jitter) */
 	int max_attempts;          /* per delivery, all bounded by expiry too */
 	long warm_deliveries;      /* memory made ready at start for a whole-population warning */
-	long poll_us;              /* the dispatcher polls this long before it sleeps, deliveries in flight */
+	long poll_us;              /* the dispatcher polls this long before it sleeps, a lane's window full */
 	char test_recipients[1024]; /* Test warnings go only here: "sms:+86..., app:fcm:tok, terminal:id" */
 	char drill_prefix[64];     /* prepended to every Exercise message */
 	struct config_lane lanes[CONFIG_MAX_LANES];
