@@ -364,10 +364,20 @@ def run_tocsind(n, bureau, pb, rnd):
         s["engine_all_acks_ms"] = engine_acks
         return s
     finally:
-        if swarm:
-            swarm.stop()
-        tocsind.stop()
-        redis.stop()
+        try:
+            if swarm:
+                swarm.stop()
+        finally:
+            try:  # a tocsind that does not stop within 20 s raises here: say so, kill it
+                rc = tocsind.stop()
+                if rc not in (0, None):
+                    log("  tocsind exited with status %s (log %s)" % (rc, tocsind.log))
+            except subprocess.TimeoutExpired:
+                log("  tocsind did not stop within 20 s of SIGTERM: killed (log %s)" % tocsind.log)
+                tocsind.stop(signal.SIGKILL)
+                raise
+            finally:
+                redis.stop()
 
 
 # --- bare send loop ------------------------------------------------------------------
@@ -506,6 +516,7 @@ def main():
                     rounds[k].append(run())
                 except Exception as e:  # noqa: BLE001 - reported, and the others still run
                     notes[k] = "failed in round %d: %s" % (rnd + 1, e)
+                    FAILED.append(k)
                     log("  %s %s" % (k, notes[k]))
                     rounds[k] = []
                     continue
@@ -586,10 +597,18 @@ def report(results):
     return "\n".join(out) + "\n"
 
 
+FAILED = []  # systems that failed a round: the work directory (logs) is kept for them
+
 if __name__ == "__main__":
     try:
         main()
+    except BaseException:
+        FAILED.append("the script")
+        raise
     finally:
         for p in list(PROCS):
             stop(p, signal.SIGKILL)
-        shutil.rmtree(WORK, ignore_errors=True)
+        if FAILED:
+            print("# kept %s (%s failed)" % (WORK, ", ".join(FAILED)), flush=True)
+        else:
+            shutil.rmtree(WORK, ignore_errors=True)
