@@ -317,6 +317,30 @@ static char *wait_port(const char *path)
 	exit(1);
 }
 
+/* A phase's smsc_sim: started with its port and stats files in dir/NAME.port, dir/NAME.json. */
+struct sim {
+	pid_t pid;
+	char port[16];
+	char stats[512];
+};
+
+/* Start smsc_sim NAME with `extra` (NULL-terminated, at most 24) and wait for its port. */
+static void sim_start(struct sim *s, const char *sim, const char *dir, const char *name,
+		      const char *const *extra)
+{
+	char port_file[512];
+	snprintf(port_file, sizeof(port_file), "%s/%s.port", dir, name);
+	snprintf(s->stats, sizeof(s->stats), "%s/%s.json", dir, name);
+	unlink(port_file);
+	char *argv[32] = {(char *)sim, "--port", "0", "--port-file", port_file, "--stats", s->stats};
+	int n = 7;
+	for (; *extra && n < 31; extra++)
+		argv[n++] = (char *)*extra;
+	argv[n] = NULL;
+	s->pid = spawn(argv);
+	snprintf(s->port, sizeof(s->port), "%s", wait_port(port_file));
+}
+
 static const char LONG_HEAD[] = "福州市气象台发布台风红色预警信号";
 static const char LONG_INSTR[] =
 	"预计未来十二小时内本市将受台风严重影响，平均风力可达十二级以上，请立即停止户外作业，"
@@ -328,15 +352,12 @@ static void settle_receipts(struct driver *dr);
 /* Phase A: two binds of one account, a mix of texts, receipts on either bind. */
 static void phase_counts(struct driver *dr, const char *sim, const char *dir)
 {
-	char port_file[512], stats[512];
-	snprintf(port_file, sizeof(port_file), "%s/sim1.port", dir);
-	snprintf(stats, sizeof(stats), "%s/sim1.json", dir);
-	unlink(port_file);
-	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--latency-ms", "5",
-			"--receipt-delay-ms", "30", "--mix", "delivrd=90,undeliv=5,expired=3,none=2",
-			"--id-format", "mixed", "--bad-prefix", "8699", "--stats", stats, NULL};
-	pid_t pid = spawn(argv);
-	const char *port = wait_port(port_file);
+	struct sim sm;
+	sim_start(&sm, sim, dir, "sim1", (const char *[]){"--latency-ms", "5", "--receipt-delay-ms",
+		  "30", "--mix", "delivrd=90,undeliv=5,expired=3,none=2", "--id-format", "mixed",
+		  "--bad-prefix", "8699", NULL});
+	pid_t pid = sm.pid;
+	const char *port = sm.port, *stats = sm.stats;
 	open_lane(dr, 0, "sms-a1", port, "acct-A", 32);
 	open_lane(dr, 1, "sms-a2", port, "acct-A", 32);
 	dr->lanes[0].next = &dr->lanes[1]; /* the dispatcher's list */
@@ -415,14 +436,12 @@ static void phase_counts(struct driver *dr, const char *sim, const char *dir)
 /* Phase B: a low throttle rate gives THROTTLED outcomes with the status named. */
 static void phase_throttle(struct driver *dr, const char *sim, const char *dir)
 {
-	char port_file[512], stats[512];
-	snprintf(port_file, sizeof(port_file), "%s/sim2.port", dir);
-	snprintf(stats, sizeof(stats), "%s/sim2.json", dir);
-	unlink(port_file);
-	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--throttle-rate",
-			"20", "--mix", "none=1", "--stats", stats, NULL};
-	pid_t pid = spawn(argv);
-	open_lane(dr, 2, "sms-b", wait_port(port_file), "acct-B", 64);
+	struct sim sm;
+	sim_start(&sm, sim, dir, "sim2", (const char *[]){"--throttle-rate", "20", "--mix", "none=1",
+		  NULL});
+	pid_t pid = sm.pid;
+	const char *stats = sm.stats;
+	open_lane(dr, 2, "sms-b", sm.port, "acct-B", 64);
 	size_t up[2] = {2, 3};
 	CHECK(run_until(dr, lanes_up, up, 5000), "bind up");
 	struct campaign *zs = make_campaign("w-t", "zh-CN", "暴雨橙色预警", "注意防范。");
@@ -455,20 +474,17 @@ static void phase_throttle(struct driver *dr, const char *sim, const char *dir)
 /* Phase C: the SMSC dies (lane down), comes back on the same port (lane up again). */
 static void phase_reconnect(struct driver *dr, const char *sim, const char *dir)
 {
-	char port_file[512];
-	snprintf(port_file, sizeof(port_file), "%s/sim3.port", dir);
-	unlink(port_file);
-	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, NULL};
-	pid_t pid = spawn(argv);
-	char port[16];
-	snprintf(port, sizeof(port), "%s", wait_port(port_file));
+	struct sim sm;
+	sim_start(&sm, sim, dir, "sim3", (const char *[]){NULL});
+	pid_t pid = sm.pid;
+	const char *port = sm.port;
 	open_lane(dr, 3, "sms-c", port, "acct-C", 8);
 	size_t up[2] = {3, 4}, idx = 3;
 	CHECK(run_until(dr, lanes_up, up, 5000), "bind up");
 	kill(pid, SIGKILL);
 	waitpid(pid, NULL, 0);
 	CHECK(run_until(dr, lane_down, &idx, 3000), "lane reported down after the SMSC died");
-	char *argv2[] = {(char *)sim, "--port", port, NULL};
+	char *argv2[] = {(char *)sim, "--port", (char *)port, NULL};
 	pid = spawn(argv2);
 	CHECK(run_until(dr, lanes_up, up, 10000), "lane up again after reconnect");
 	CHECK(dr->ups[3] == 2 && dr->downs[3] >= 2, "ups %u downs %u", dr->ups[3], dr->downs[3]);
@@ -554,9 +570,7 @@ static unsigned add_batch(struct driver *dr, struct campaign *a, struct campaign
 /* Phase D: SMPP over TLS; a verified bind works end to end, a wrong CA or name is refused and named. */
 static void phase_tls(struct driver *dr, const char *sim, const char *dir)
 {
-	char port_file[512], stats[512], cert[512], key[512], ca[512], other[512];
-	snprintf(port_file, sizeof(port_file), "%s/sim4.port", dir);
-	snprintf(stats, sizeof(stats), "%s/sim4.json", dir);
+	char cert[512], key[512], ca[512], other[512];
 	snprintf(cert, sizeof(cert), "%s/smsc.pem", dir);
 	snprintf(key, sizeof(key), "%s/smsc.key", dir);
 	snprintf(ca, sizeof(ca), "%s/ca.pem", dir);
@@ -574,13 +588,11 @@ static void phase_tls(struct driver *dr, const char *sim, const char *dir)
 	CHECK(try_open(dr, 4, "sms-bad", "2775", "acct-X", 4, bad_ca, err, sizeof(err)) < 0 &&
 		      strstr(err, "ca_file") && strstr(err, "/nonexistent/ca.pem"),
 	      "missing ca_file refused: %s", err);
-	unlink(port_file);
-	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--tls-cert", cert,
-			"--tls-key", key, "--receipt-delay-ms", "5", "--mix", "delivrd=1", "--stats",
-			stats, NULL};
-	pid_t pid = spawn(argv);
-	char port[16];
-	snprintf(port, sizeof(port), "%s", wait_port(port_file));
+	struct sim sm;
+	sim_start(&sm, sim, dir, "sim4", (const char *[]){"--tls-cert", cert, "--tls-key", key,
+		  "--receipt-delay-ms", "5", "--mix", "delivrd=1", NULL});
+	pid_t pid = sm.pid;
+	const char *port = sm.port, *stats = sm.stats;
 	const char *const good[][2] = {{"tls", "on"}, {"ca_file", ca}, {"server_name", "localhost"},
 				       {NULL, NULL}};
 	open_lane_kv(dr, 4, "sms-tls", port, "acct-T", 16, good);
@@ -671,15 +683,11 @@ static void early_run(struct driver *dr, size_t li, const char *port, const char
 /* Phase E: every receipt comes before its submit_sm_resp: none lost; the cache's bounds counted. */
 static void phase_early(struct driver *dr, const char *sim, const char *dir)
 {
-	char port_file[512], stats[512];
-	snprintf(port_file, sizeof(port_file), "%s/sim5.port", dir);
-	snprintf(stats, sizeof(stats), "%s/sim5.json", dir);
-	unlink(port_file);
-	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--receipt-first",
-			"--latency-ms", "30", "--mix", "delivrd=1", "--stats", stats, NULL};
-	pid_t pid = spawn(argv);
-	char port[16];
-	snprintf(port, sizeof(port), "%s", wait_port(port_file));
+	struct sim sm;
+	sim_start(&sm, sim, dir, "sim5", (const char *[]){"--receipt-first", "--latency-ms", "30",
+		  "--mix", "delivrd=1", NULL});
+	pid_t pid = sm.pid;
+	const char *port = sm.port, *stats = sm.stats;
 	struct campaign *zl = make_campaign("w-early-long", "zh-CN", LONG_HEAD, LONG_INSTR);
 	struct campaign *en = make_campaign("w-early-en", "en-US", "Typhoon red warning", "Stay indoors.");
 	unsigned parts, rc;
@@ -737,15 +745,11 @@ static void phase_early(struct driver *dr, const char *sim, const char *dir)
  */
 static void phase_chunked(struct driver *dr, const char *sim, const char *dir)
 {
-	char port_file[512], stats[512];
-	snprintf(port_file, sizeof(port_file), "%s/sim6.port", dir);
-	snprintf(stats, sizeof(stats), "%s/sim6.json", dir);
-	unlink(port_file);
-	char *argv[] = {(char *)sim, "--port", "0", "--port-file", port_file, "--latency-ms", "0",
-			"--resp-chunk", "5", "--mix", "delivrd=1", "--receipt-delay-ms", "0",
-			"--stats", stats, NULL};
-	pid_t pid = spawn(argv);
-	const char *port = wait_port(port_file);
+	struct sim sm;
+	sim_start(&sm, sim, dir, "sim6", (const char *[]){"--latency-ms", "0", "--resp-chunk", "5",
+		  "--mix", "delivrd=1", "--receipt-delay-ms", "0", NULL});
+	pid_t pid = sm.pid;
+	const char *port = sm.port, *stats = sm.stats;
 	open_lane(dr, 10, "sms-chunked", port, "acct-F", 16);
 	size_t up[2] = {10, 11};
 	CHECK(run_until(dr, lanes_up, up, 5000), "bind up");
