@@ -39,8 +39,9 @@
 #include <openssl/evp.h>
 
 #include "csv.h"
+#include "resolve.h"
 
-#define LOAD_LAYOUT "tocsin-pop-layout-4"
+#define LOAD_LAYOUT POP_LAYOUT_NAME /* resolve.h: what the resolver reads */
 #define HH_ELEMENT_MAX 8000 /* a building list element: records joined by '\n' up to about this */
 #define ID_MAX 128
 #define NAME_MAX_BYTES 256

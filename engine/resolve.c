@@ -999,9 +999,10 @@ static void on_hh(void *arg, redisReply *reply)
 				p = nl + 1;
 			}
 		}
-		for (const char *q = hc.p; ok && q && q < hc.end; r->stats.malformed++) {
-			const char *nl = memchr(q, '\n', (size_t)(hc.end - q)); /* ha records no household took */
-			q = nl ? nl + 1 : hc.end;
+		while (ok && hc.p && hc.p < hc.end) { /* ha records no household took */
+			const char *nl = memchr(hc.p, '\n', (size_t)(hc.end - hc.p));
+			hc.p = nl ? nl + 1 : hc.end;
+			r->stats.malformed++;
 		}
 		if (!ok || dedupe_staged(r, from) < 0)
 			fail(r, RESOLVE_NOMEM, "out of memory");
@@ -1341,8 +1342,9 @@ static void on_meta(void *arg, redisReply *reply)
 		r->hix_buckets = (uint32_t)b;
 		/* layouts 2 and 3 keep the app tokens in the household records */
 		r->apps_apart = lay && lay->type == REDIS_REPLY_STRING &&
-				!strncmp(lay->str, "tocsin-pop-layout-", 18) &&
-				strtol(lay->str + 18, NULL, 10) >= 4;
+				!strncmp(lay->str, POP_LAYOUT_PREFIX, strlen(POP_LAYOUT_PREFIX)) &&
+				strtol(lay->str + strlen(POP_LAYOUT_PREFIX), NULL, 10) >=
+					POP_LAYOUT_APPS_APART;
 	}
 	advance(r);
 }

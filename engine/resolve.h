@@ -44,6 +44,18 @@
 #define RESOLVE_WINDOW 256      /* building lists (and their terminal lists) in flight */
 #define RESOLVE_MAX_TARGETS 1024
 
+/*
+ * The population's layout, as `tocsin load` writes it in meta `layout`
+ * ("tocsin-pop-layout-4"; engine/README.md, Key layout). From layout 4 on,
+ * app tokens are in ha:{building}, not in the household records.
+ */
+#define POP_LAYOUT_PREFIX "tocsin-pop-layout-"
+#define POP_LAYOUT 4
+#define POP_LAYOUT_APPS_APART 4
+#define POP_LAYOUT_STR_(n) #n
+#define POP_LAYOUT_STR(n) POP_LAYOUT_STR_(n)
+#define POP_LAYOUT_NAME POP_LAYOUT_PREFIX POP_LAYOUT_STR(POP_LAYOUT)
+
 enum resolve_status {
 	RESOLVE_OK,
 	RESOLVE_UNKNOWN_TARGETS, /* some targets are neither segments nor households */
