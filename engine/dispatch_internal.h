@@ -149,8 +149,12 @@ void plan_campaign(struct dispatcher *dp, struct campaign *c);
 void plan_cancel_terminals(struct dispatcher *dp, struct campaign *cancel, struct campaign *ref);
 
 /* dispatch_publish.c */
-/* A list element of {prefix}d:{id} (dispatch_publish.c). */
-#define PUBLISH_CHUNK_BYTES (64u << 10)
+/* A list element of {prefix}d:{id} (dispatch_publish.c). Small enough for
+   Redis to keep in its list's packed nodes from its small-size memory: with
+   64 KB elements (1 MB per RPUSH) each flush made Redis fault in fresh pages
+   for the query, the list and the append-only buffer, ~700 faults and ~7 ms
+   more Redis CPU per 80,000 states (bench/RESULTS.md, SMS, "State chunks"). */
+#define PUBLISH_CHUNK_BYTES (4u << 10)
 /* Bytes of the first chunk of the n bytes of records at r: whole records
    ("S" address NUL), at most PUBLISH_CHUNK_BYTES unless one record is longer. */
 size_t publish_chunk_len(const uint8_t *r, size_t n);

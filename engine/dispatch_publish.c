@@ -29,6 +29,8 @@
 #include "state_chunk.h"
 
 #define DIRTY_MAX (256u << 20)
+/* 64 KB per command. Four chunks per command cost Redis more CPU (~25 ms
+   against ~17 per 80,000 states): more commands, more appends to its file. */
 #define CHUNKS_PER_RPUSH 16
 
 /*
