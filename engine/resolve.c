@@ -31,6 +31,8 @@
  */
 #include "resolve.h"
 
+#include "pop_record.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -438,11 +440,6 @@ struct resolver {
 	size_t ha_len, ha_cap;
 };
 
-/* A cursor over the ha records that wait for one hh reply ("SUFFIX\tAPPS" lines). */
-struct ha_cursor {
-	const char *p, *end;
-};
-
 static uint64_t now_us(void)
 {
 	struct timespec ts;
@@ -798,43 +795,30 @@ static inline uint64_t phone_key(const char *p, size_t n)
 }
 
 /* PHONES field: ';'-separated. */
-static int add_phones(struct resolver *r, const char *f, size_t n,
-		      const struct resolve_household *h)
+static int add_phones(struct resolver *r, struct pop_span f, const struct resolve_household *h)
 {
-	const char *end = f + n;
-	while (f < end) {
-		const char *semi = memchr(f, ';', (size_t)(end - f));
-		size_t len = (size_t)((semi ? semi : end) - f);
-		if (len && stage_addr(r, RESOLVE_SMS, phone_key(f, len), f, len, h) < 0)
+	const char *p = f.p, *end = f.p + f.len;
+	struct pop_span ph;
+	while (pop_next(&p, end, ';', &ph))
+		if (ph.len && stage_addr(r, RESOLVE_SMS, phone_key(ph.p, ph.len), ph.p, ph.len, h) < 0)
 			return -ENOMEM;
-		if (!semi)
-			break;
-		f = semi + 1;
-	}
 	return 0;
 }
 
-/* APPS field: ';'-separated "platform:token". */
-static int add_apps(struct resolver *r, const char *f, size_t n,
-		    const struct resolve_household *h)
+/* APPS field: ';'-separated "platform:token"; an item without ':' is skipped. */
+static int add_apps(struct resolver *r, struct pop_span f, const struct resolve_household *h)
 {
-	const char *end = f + n;
-	while (f < end) {
-		const char *semi = memchr(f, ';', (size_t)(end - f));
-		size_t len = (size_t)((semi ? semi : end) - f);
-		const char *colon = len ? memchr(f, ':', len) : NULL;
-		if (colon) {
-			size_t pl = (size_t)(colon - f);
-			enum resolve_channel ch = pl == 4 && !memcmp(f, "apns", 4) ? RESOLVE_APNS
-						: pl == 3 && !memcmp(f, "fcm", 3)  ? RESOLVE_FCM
-										   : RESOLVE_WEBHOOK;
-			uint64_t key = TAG_APP | (hash64(f, len) & HASH_MASK);
-			if (stage_addr(r, ch, key, colon + 1, len - pl - 1, h) < 0)
-				return -ENOMEM;
-		}
-		if (!semi)
-			break;
-		f = semi + 1;
+	const char *p = f.p, *end = f.p + f.len;
+	struct pop_span app, pl, tok;
+	while (pop_next(&p, end, ';', &app)) {
+		if (!pop_app_split(app, &pl, &tok))
+			continue;
+		enum resolve_channel ch = pl.len == 4 && !memcmp(pl.p, "apns", 4) ? RESOLVE_APNS
+					: pl.len == 3 && !memcmp(pl.p, "fcm", 3)  ? RESOLVE_FCM
+										  : RESOLVE_WEBHOOK;
+		uint64_t key = TAG_APP | (hash64(app.p, app.len) & HASH_MASK);
+		if (stage_addr(r, ch, key, tok.p, tok.len, h) < 0)
+			return -ENOMEM;
 	}
 	return 0;
 }
@@ -855,77 +839,37 @@ static unsigned pick_lang(struct resolver *r, const char *lang, size_t len)
 	return idx;
 }
 
-/* A count field's digits (at most 9; anything else ends it): persons, covers_persons. */
-static unsigned parse_count(const char *p, size_t n)
-{
-	unsigned v = 0;
-	for (size_t i = 0; i < n && i < 9 && p[i] >= '0' && p[i] <= '9'; i++)
-		v = v * 10 + (unsigned)(p[i] - '0');
-	return v;
-}
-
 /*
- * The app tokens of the household with this suffix from the ha records
- * (layout 4): the next record if it is that household's (both lists are in
- * the same order; a household without tokens has no ha record). Empty
- * when there is none.
+ * One household record (proto/pop_record.h): with APPS (layouts 2 and 3) or
+ * without (layout 4: the tokens come from hc). A malformed record is counted
+ * and skipped.
  */
-static void ha_take(struct ha_cursor *hc, const char *suffix, size_t sl, const char **apps,
-		    size_t *al)
+static int add_record(struct resolver *r, struct pop_span rec, const char *building,
+		      const char *community, const struct target *filter, struct pop_ha_cursor *hc)
 {
-	*apps = "";
-	*al = 0;
-	if (!hc || hc->p >= hc->end)
-		return;
-	const char *nl = memchr(hc->p, '\n', (size_t)(hc->end - hc->p));
-	const char *stop = nl ? nl : hc->end;
-	const char *tab = memchr(hc->p, '\t', (size_t)(stop - hc->p));
-	if (!tab || (size_t)(tab - hc->p) != sl || memcmp(hc->p, suffix, sl))
-		return;
-	*apps = tab + 1;
-	*al = (size_t)(stop - tab - 1);
-	hc->p = nl ? nl + 1 : hc->end;
-}
-
-/*
- * One record "SUFFIX\tPERSONS\tLANG\tPHONES\tAPPS" (layouts 2 and 3), or
- * without APPS (layout 4: the tokens come from hc); a malformed record is
- * skipped.
- */
-static int add_record(struct resolver *r, const char *rec, size_t n, const char *building,
-		      const char *community, const struct target *filter, struct ha_cursor *hc)
-{
-	const int nf = r->apps_apart ? 4 : 5;
-	const char *f[5], *end = rec + n, *p = rec;
-	size_t fl[5];
-	for (int k = 0; k < nf; k++) {
-		if (k && p > end) {
-			r->stats.malformed++;
-			return 0; /* too few fields */
-		}
-		const char *tab = p < end ? memchr(p, '\t', (size_t)(end - p)) : NULL;
-		const char *e = tab ? tab : end; /* the last field ends at a further tab if any */
-		f[k] = p;
-		fl[k] = (size_t)(e - p);
-		p = e + 1;
+	struct pop_span f[POP_HH_FIELDS];
+	if (pop_hh_split(rec.p, rec.len, r->apps_apart ? POP_APPS : POP_HH_FIELDS, f) < 0) {
+		r->stats.malformed++;
+		return 0;
 	}
 	if (r->apps_apart)
-		ha_take(hc, f[0], fl[0], &f[4], &fl[4]);
-	if (filter && (fl[0] != filter->len - filter->bld_len ||
-		       memcmp(f[0], filter->id + filter->bld_len, fl[0])))
+		f[POP_APPS] = pop_ha_take(hc, f[POP_SUFFIX].p, f[POP_SUFFIX].len);
+	const struct pop_span *sfx = &f[POP_SUFFIX];
+	if (filter && (sfx->len != filter->len - filter->bld_len ||
+		       memcmp(sfx->p, filter->id + filter->bld_len, sfx->len)))
 		return 0;
 	if (r->bh_n == r->bh_cap && !batch_room(r, 1, 0))
 		return -ENOMEM;
-	unsigned persons = parse_count(f[1], fl[1]);
+	unsigned persons = pop_count(f[POP_PERSONS].p, f[POP_PERSONS].len);
 	struct resolve_household *h = &r->bh[r->bh_n++];
 	*h = (struct resolve_household){
-		.building = building, .suffix = f[0], .suffix_len = fl[0], .segment = community,
-		.persons = persons, .lang = pick_lang(r, f[2], fl[2]),
+		.building = building, .suffix = sfx->p, .suffix_len = sfx->len, .segment = community,
+		.persons = persons, .lang = pick_lang(r, f[POP_LANG].p, f[POP_LANG].len),
 	};
 	r->stats.households++;
 	r->stats.persons += persons;
-	if (((r->want & RESOLVE_WANT_SMS) && add_phones(r, f[3], fl[3], h) < 0) ||
-	    ((r->want & RESOLVE_WANT_APPS) && add_apps(r, f[4], fl[4], h) < 0))
+	if (((r->want & RESOLVE_WANT_SMS) && add_phones(r, f[POP_PHONES], h) < 0) ||
+	    ((r->want & RESOLVE_WANT_APPS) && add_apps(r, f[POP_APPS], h) < 0))
 		return -ENOMEM;
 	return 0;
 }
@@ -979,9 +923,9 @@ static void on_hh(void *arg, redisReply *reply)
 		const char *community = c->filter ? c->filter->community : c->community;
 		size_t from = r->ba_n;
 		bool ok = batch_room(r, reply->elements, 0);
-		struct ha_cursor hc = {NULL, NULL}, *hcp = NULL;
+		struct pop_ha_cursor hc = {NULL, NULL}, *hcp = NULL;
 		if (r->apps_apart && r->ha_for == c->id && r->ha_len) {
-			hc = (struct ha_cursor){r->ha_buf, r->ha_buf + r->ha_len};
+			hc = (struct pop_ha_cursor){r->ha_buf, r->ha_buf + r->ha_len};
 			hcp = &hc;
 		}
 		r->ha_for = NULL;
@@ -989,21 +933,15 @@ static void on_hh(void *arg, redisReply *reply)
 			const redisReply *e = reply->element[i];
 			if (e->type != REDIS_REPLY_STRING)
 				continue;
-			/* layout 3: records joined by '\n' (layout 2: one per element) */
-			for (const char *p = e->str, *end = p + e->len; ok && p < end;) {
-				const char *nl = memchr(p, '\n', (size_t)(end - p));
-				const char *stop = nl ? nl : end;
-				ok = add_record(r, p, (size_t)(stop - p), c->id, community, c->filter, hcp) == 0;
-				if (!nl)
-					break;
-				p = nl + 1;
-			}
+			/* layouts 3 and 4: records joined by '\n' (layout 2: one per element) */
+			const char *p = e->str;
+			struct pop_span rec;
+			while (ok && pop_next(&p, e->str + e->len, '\n', &rec))
+				ok = add_record(r, rec, c->id, community, c->filter, hcp) == 0;
 		}
-		while (ok && hc.p && hc.p < hc.end) { /* ha records no household took */
-			const char *nl = memchr(hc.p, '\n', (size_t)(hc.end - hc.p));
-			hc.p = nl ? nl + 1 : hc.end;
-			r->stats.malformed++;
-		}
+		struct pop_span stray;
+		while (ok && hc.p && pop_next(&hc.p, hc.end, '\n', &stray))
+			r->stats.malformed++; /* ha records no household took */
 		if (!ok || dedupe_staged(r, from) < 0)
 			fail(r, RESOLVE_NOMEM, "out of memory");
 		batch_emit(r);
@@ -1053,28 +991,27 @@ static void on_terms(void *arg, redisReply *reply)
 			const redisReply *e = reply->element[i];
 			if (e->type != REDIS_REPLY_STRING)
 				continue;
-			const char *end = e->str + e->len, *tab = memchr(e->str, '\t', e->len);
-			const char *cov = tab ? memchr(tab + 1, '\t', (size_t)(end - tab - 1)) : NULL;
-			size_t idlen = tab ? (size_t)(tab - e->str) : e->len;
-			if ((tab && !cov) || !idlen) {
+			struct pop_span id, cov;
+			int kind = pop_term_split(e->str, e->len, &id, &cov);
+			if (kind < 0) {
 				r->stats.malformed++;
 				continue;
 			}
-			int added = u64set_add(&r->addrs, TAG_TERM | (hash64(e->str, idlen) & HASH_MASK));
+			int added = u64set_add(&r->addrs, TAG_TERM | (hash64(id.p, id.len) & HASH_MASK));
 			if (added < 0)
 				fail(r, RESOLVE_NOMEM, "out of memory");
 			r->stats.duplicates += added == 0;
 			if (added <= 0)
 				continue;
-			if (!tab) {
+			if (kind == 1) { /* a bare id (layout 1): its record is term:ID */
 				struct cmd_ctx *t = ctx_new(r, c->id, c->community, K_NONE, NULL, e->str, e->len);
 				send_ctx(r, on_term, t, "HMGET", "term:", e->str, e->len, 2,
 					 (const char *[]){ "kind", "covers_persons" });
 				continue;
 			}
 			r->ba[r->ba_n++] = (struct resolve_addr){
-				.channel = RESOLVE_TERMINAL, .addr = e->str, .len = idlen,
-				.persons = parse_count(cov + 1, (size_t)(end - cov - 1)),
+				.channel = RESOLVE_TERMINAL, .addr = id.p, .len = id.len,
+				.persons = pop_count(cov.p, cov.len),
 				.segment = c->community, .term_segment = c->id, .household = -1,
 			};
 			r->stats.addrs[RESOLVE_TERMINAL]++;
