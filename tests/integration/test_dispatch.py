@@ -311,6 +311,18 @@ class Dispatch(unittest.TestCase):
                          sorted(exp["phones"]))
         self.assert_lists_read(stop_monitor(), "350102004", ha=False, terms=False)
 
+    def test_a_full_window_makes_the_dispatcher_poll(self):
+        # The dispatcher polls its ring before it sleeps only while a lane's window is full
+        # and the lane has more queued (engine/loop.h, "Polling"); an idle one never polls
+        # (test_memory_made_ready_for_the_whole_population).
+        self.start(all_lanes(self.log, sms={"window": "50", "accept_ms": "10"}), channels="sms")
+        ident = self.submit(self.bureau.warning(targets=["350102004"]))
+        cov = self.wait_state(ident, ["done"], timeout=60)
+        self.assertGreater(cov["deliveries"]["accepted"] + cov["deliveries"]["delivered"], 100)
+        polls = self.top_status()["loop_polls"]
+        self.assertGreater(polls["made"], 0, polls)
+        self.assertLessEqual(polls["found"], polls["made"], polls)
+
     def test_dead_push_tokens_are_not_used_again(self):
         exp = expected(["350102003"])
         dead = sorted(exp["apps"])[:3]
