@@ -1024,15 +1024,23 @@ static void on_terms(void *arg, redisReply *reply)
 
 /* ---- pumping buildings, household targets, the end ---- */
 
+/* LRANGE ha:{key} for building b, just before its hh: list, when the app tokens
+   are apart (layout 4) and the app channel is wanted; on_ha keeps them for on_hh. */
+static void ask_ha(struct resolver *r, const char *b, const char *community,
+		   struct target *filter, const char *key, size_t len)
+{
+	if (r->apps_apart && (r->want & RESOLVE_WANT_APPS))
+		send_ctx(r, on_ha, ctx_new(r, b, community, K_NONE, filter, NULL, 0), "LRANGE", "ha:",
+			 key, len, 2, (const char *[]){ "0", "-1" });
+}
+
 static void pump(struct resolver *r)
 {
 	while (r->q_len && r->bld_inflight < RESOLVE_WINDOW && r->state == RS_STREAM) {
 		struct queued q = r->queue[r->q_head++];
 		r->q_len--;
 		size_t len = strlen(q.building);
-		if (r->apps_apart && (r->want & RESOLVE_WANT_APPS))
-			send_ctx(r, on_ha, ctx_new(r, q.building, q.community, K_NONE, NULL, NULL, 0),
-				 "LRANGE", "ha:", q.building, len, 2, (const char *[]){ "0", "-1" });
+		ask_ha(r, q.building, q.community, NULL, q.building, len);
 		send_ctx(r, on_hh, ctx_new(r, q.building, q.community, K_NONE, NULL, NULL, 0),
 			 "LRANGE", "hh:", q.building, len, 2, (const char *[]){ "0", "-1" });
 		r->bld_inflight++;
@@ -1078,9 +1086,8 @@ static void start_households(struct resolver *r)
 		send_cmd(r, on_parent, t, "HGET", "seg:", t->id, t->bld_len, 1,
 			 (const char *[]){ "parent" });
 		const char *b = arena_dup(&r->arena, t->id, t->bld_len);
-		if (b && r->apps_apart && (r->want & RESOLVE_WANT_APPS))
-			send_ctx(r, on_ha, ctx_new(r, b, NULL, K_NONE, t, NULL, 0), "LRANGE", "ha:",
-				 t->id, t->bld_len, 2, (const char *[]){ "0", "-1" });
+		if (b)
+			ask_ha(r, b, NULL, t, t->id, t->bld_len);
 		send_ctx(r, on_hh, b ? ctx_new(r, b, NULL, K_NONE, t, NULL, 0) : NULL, "LRANGE",
 			 "hh:", t->id, t->bld_len, 2, (const char *[]){ "0", "-1" });
 		if (!b)
