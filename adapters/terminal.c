@@ -32,7 +32,10 @@
  * (per shard), recv_buffer_size = 2048, handshake_ms = 10000,
  * ring_files = RLIMIT_NOFILE (connections per shard), max_handshakes = 1024,
  * tls_cert, tls_key,
- * send_buffer = 0 (SO_SNDBUF of each connection; 0: the kernel's autotuning).
+ * send_buffer = 0 (SO_SNDBUF of each connection; 0: the kernel's autotuning),
+ * inbound_defer_ms = 1000 or half ack_timeout_ms if less (the loop's
+ * extra_defer_ms: how long the terminals' input may wait while the loop is
+ * busy; below ack_timeout_ms; see adapters/README.md).
  * Configure the lane's window as the number of terminals: a delivery for
  * an offline terminal holds its slot until the terminal comes back or the
  * warning expires.
@@ -235,6 +238,7 @@ struct tgw {
 	struct lane *lane;
 	struct tgw *next_gw;           /* every open gateway of the process (all_gws) */
 	unsigned ack_timeout_ms, heartbeat_ms, handshake_ms, max_conns, sndbuf;
+	unsigned inbound_defer_ms;
 	unsigned max_handshakes, handshaking;
 	int lfd;
 	struct op accept_op;
@@ -1829,6 +1833,9 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 	gw->bufsz = key_uint(cfg, "recv_buffer_size", "2048");
 	gw->sndbuf = key_uint(cfg, "send_buffer", "0");
 	gw->max_handshakes = key_uint(cfg, "max_handshakes", "1024");
+	char defer[16]; /* by default 1 s, or half the ack timeout when that is shorter */
+	snprintf(defer, sizeof(defer), "%u", gw->ack_timeout_ms / 2 < 1000 ? gw->ack_timeout_ms / 2 : 1000);
+	gw->inbound_defer_ms = key_uint(cfg, "inbound_defer_ms", defer);
 	/* one table may hold RLIMIT_NOFILE files (the limit main raised to the hard one) */
 	struct rlimit rl = {0};
 	char files[32];
@@ -1839,6 +1846,11 @@ static int read_config(struct tgw *gw, const struct config_lane *cfg, char *err,
 	gw->ring_files = key_uint(cfg, "ring_files", files);
 	if (gw->max_conns && gw->ring_files > gw->max_conns)
 		gw->ring_files = gw->max_conns;
+	if (gw->inbound_defer_ms >= gw->ack_timeout_ms) {
+		snprintf(err, errlen, "[lane %s] inbound_defer_ms must be below ack_timeout_ms",
+			 cfg->name);
+		return -1;
+	}
 	if (!gw->ack_timeout_ms || gw->heartbeat_ms < 100 || !gw->handshake_ms || !gw->max_conns ||
 	    !gw->max_handshakes) {
 		snprintf(err, errlen, "[lane %s] ack_timeout_ms, heartbeat_ms (>= 100), handshake_ms, "
@@ -1886,6 +1898,8 @@ static int gw_init(struct tgw *gw, const struct config_lane *cfg, char *err, siz
 	snprintf(gw->prefix, sizeof(gw->prefix), "%s", gw->host.prefix ? gw->host.prefix : "tocsin:");
 	if (read_config(gw, cfg, err, errlen) < 0)
 		return -1;
+	if (gw->inbound_defer_ms > gw->host.loop->extra_defer_ms)
+		gw->host.loop->extra_defer_ms = gw->inbound_defer_ms;
 	gw->arena_mem = malloc(TERMINAL_ARENA_CAP);
 	gw->nowhere = calloc(1, sizeof(struct term) + 1);
 	if (!gw->arena_mem || !gw->nowhere || map_grow(gw) < 0) {

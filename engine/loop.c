@@ -17,14 +17,26 @@
  * wake-up is lost. A closed ring is marked dead, exited at the end of the
  * iteration, and unlinked and freed when its eventfd read comes back
  * cancelled (loop_release frees whatever is left).
+ *
+ * Extra rings' inbound work (loop.h): an extra ring's eventfd also fires
+ * when task work is first queued on it (the kernel signals it then), which
+ * marks the ring `woken`. Each iteration decides before its wait whether
+ * to take that work (`take`): at once when the main ring has nothing ready
+ * and no timer is due, else once extra_defer_ms have passed since it was
+ * last taken; a ring with work waiting never makes the loop block. Taking
+ * it is io_uring_get_events on the ring, repeated while it posts
+ * completions, since the kernel runs a bounded batch per call (20 items on
+ * 6.13 and later).
  */
 #include "loop.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -60,6 +72,9 @@ struct loop_ring {
 	uint64_t wake_val;
 	int efd;
 	bool wake_armed, dead, exited;
+	bool deferred;            /* DEFER_TASKRUN: its task work runs only when we ask */
+	bool disabled;            /* R_DISABLED until the loop's thread enables it */
+	bool woken;               /* its eventfd fired since its work was last taken */
 };
 
 static int ring_init(struct io_uring *ring, unsigned entries, unsigned cq_entries)
@@ -76,6 +91,29 @@ static int ring_init(struct io_uring *ring, unsigned entries, unsigned cq_entrie
 		p.flags = cq_entries ? IORING_SETUP_CQSIZE : 0;
 		p.cq_entries = cq_entries;
 		ret = io_uring_queue_init_params(entries, ring, &p);
+	}
+	return ret;
+}
+
+/*
+ * An extra ring whose task work (a socket's data landing in a multishot
+ * recv, a send that waited for room) runs only in io_uring_get_events,
+ * from reap(): see "Extra rings' inbound work" at the top. Its submitter
+ * is the loop's thread: opened elsewhere (before the loop runs), it stays
+ * disabled until the loop's first flush enables it there.
+ */
+static int deferred_ring_init(struct loop *l, struct loop_ring *r, unsigned entries,
+			      unsigned cq_entries)
+{
+	bool own = l->running && pthread_equal(l->thread, pthread_self());
+	struct io_uring_params p = {0};
+	p.flags = IORING_SETUP_SUBMIT_ALL | IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_DEFER_TASKRUN |
+		  IORING_SETUP_CQSIZE | (own ? 0 : IORING_SETUP_R_DISABLED);
+	p.cq_entries = cq_entries;
+	int ret = io_uring_queue_init_params(entries, &r->ring, &p);
+	if (ret == 0) {
+		r->deferred = true;
+		r->disabled = !own;
 	}
 	return ret;
 }
@@ -146,6 +184,7 @@ static void on_wake(struct op *op, int res, uint32_t flags)
 	(void)flags;
 	struct loop_ring *r = (struct loop_ring *)((char *)op - offsetof(struct loop_ring, wake_op));
 	r->wake_armed = false;
+	r->woken = true;
 	if (r->exited) { /* runs from the main ring's dispatch, never inside the extra rings' walk */
 		unlink_ring(r->loop, r);
 		close(r->efd);
@@ -168,7 +207,9 @@ struct loop_ring *loop_ring_open(struct loop *l, unsigned entries, unsigned file
 	r->wake_op.cb = on_wake;
 	/* a blocking eventfd: io_uring polls it (O_NONBLOCK would make the read fail with EAGAIN) */
 	r->efd = eventfd(0, EFD_CLOEXEC);
-	int ret = r->efd < 0 ? -errno : ring_init(&r->ring, entries, entries * 8);
+	int ret = r->efd < 0 ? -errno : deferred_ring_init(l, r, entries, entries * 8);
+	if (ret == -EINVAL) /* a kernel without DEFER_TASKRUN (before 6.1) */
+		ret = ring_init(&r->ring, entries, entries * 8);
 	if (ret < 0) {
 		if (r->efd >= 0)
 			close(r->efd);
@@ -195,15 +236,38 @@ struct io_uring *loop_ring_uring(struct loop_ring *r)
 	return &r->ring;
 }
 
+/* Enable a ring set up disabled: the calling thread becomes its only submitter. */
+static void ring_enable(struct loop_ring *r)
+{
+	/* liburing 2.3 declares io_uring_enable_rings but does not export it */
+	if (syscall(__NR_io_uring_register, r->ring.ring_fd, IORING_REGISTER_ENABLE_RINGS, NULL, 0) < 0) {
+		log_error("msg=\"enabling an extra ring failed\" err=%d", errno); /* cannot happen */
+		abort();
+	}
+	r->disabled = false;
+}
+
 struct io_uring_sqe *loop_ring_sqe(struct loop_ring *r, struct op *op)
 {
+	if (r->disabled && !io_uring_sq_space_left(&r->ring))
+		ring_enable(r); /* full before the loop first ran: this thread submits (loop.h) */
 	return ring_sqe(&r->ring, op);
+}
+
+bool loop_ring_deferred(const struct loop_ring *r)
+{
+	return r->deferred;
 }
 
 void loop_ring_flush(struct loop_ring *r)
 {
-	if (io_uring_sq_ready(&r->ring))
-		io_uring_submit(&r->ring);
+	if (r->disabled)
+		ring_enable(r);
+	if (io_uring_sq_ready(&r->ring) && io_uring_submit(&r->ring) == -EEXIST) {
+		/* a deferred ring submitted from another thread than the one it belongs to */
+		log_error("msg=\"extra ring used from a thread that is not its loop's\"");
+		abort();
+	}
 }
 
 void loop_submit(struct loop *l)
@@ -340,12 +404,19 @@ static unsigned reap_ring(struct io_uring *ring)
 }
 
 /* Dispatch every completion; how many there were on the main ring. */
-static unsigned reap(struct loop *l)
+static unsigned reap(struct loop *l, bool take)
 {
 	unsigned n = reap_ring(&l->ring);
 	for (struct loop_ring *r = l->extra; r; r = r->next) {
 		if (r->dead)
 			continue;
+		if (take && r->deferred && r->woken && !r->disabled) {
+			r->woken = false;
+			/* the kernel runs a bounded batch per call (20 items on 6.13+): until dry */
+			do
+				io_uring_get_events(&r->ring);
+			while (reap_ring(&r->ring));
+		}
 		/* CQEs the kernel could not fit are flushed by an enter with GETEVENTS */
 		for (;;) {
 			reap_ring(&r->ring);
@@ -380,18 +451,39 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 		uint64_t d = l->heap[0]->deadline_ms;
 		wait = d <= l->now_ms ? 0 : (d - l->now_ms < wait ? d - l->now_ms : wait);
 	}
-	struct __kernel_timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
 	struct io_uring_cqe *cqe;
-	for (struct loop_ring *r = l->extra; r; r = r->next)
-		if (!r->dead)
-			loop_ring_flush(r);
+	l->thread = pthread_self();
+	l->running = true;
+	bool pending = false, take = false;
+	for (struct loop_ring *r = l->extra; r; r = r->next) {
+		if (r->dead)
+			continue;
+		loop_ring_flush(r);
+		pending |= r->deferred && r->woken;
+	}
+	if (pending) {
+		if (l->now_ms - l->extra_taken_ms >= l->extra_defer_ms) {
+			take = true;
+		} else if (wait) { /* no timer due: is a main-ring completion ready? */
+			if (!io_uring_cq_ready(&l->ring))
+				io_uring_get_events(&l->ring); /* runs the task work that posts them */
+			take = !io_uring_cq_ready(&l->ring);
+		}
+		if (take) {
+			wait = 0;
+			l->extra_taken_ms = l->now_ms;
+		} else if (l->extra_taken_ms + l->extra_defer_ms - l->now_ms < wait) {
+			wait = l->extra_taken_ms + l->extra_defer_ms - l->now_ms;
+		}
+	}
+	struct __kernel_timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
 	if (l->poll_us && wait && !l->poll_missed)
 		poll_ring(l);
 	int ret = io_uring_submit_and_wait_timeout(&l->ring, &cqe, 1, &ts, NULL);
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		log_warn("msg=\"io_uring wait failed\" err=%d", ret);
 	l->now_ms = mono_ms();
-	if (reap(l))
+	if (reap(l, take))
 		l->poll_missed = false;
 	l->now_ms = mono_ms();
 	run_timers(l);

@@ -8,7 +8,10 @@
  * checks that nothing leaks or is used after it is freed); several rings at
  * once each dispatch their own completions; polling (poll_us) finds a
  * completion that arrives while it polls, stops after a poll that found
- * nothing and resumes once a wait returns with completions.
+ * nothing and resumes once a wait returns with completions; an extra ring's
+ * inbound work waits while the main ring has completions ready, is taken
+ * at once when it has none, and at the latest extra_defer_ms after it was
+ * last taken (0: every iteration).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -289,6 +292,117 @@ static void test_poll_stops_after_a_miss(void **state)
 	loop_release(&l);
 }
 
+/* --- an extra ring's inbound work waits while the main ring is busy (extra_defer_ms) --- */
+
+struct defer_fixture {
+	struct loop l;
+	struct loop_ring *r;
+	struct probe p, nops[64];
+	int peer;
+};
+
+/* A ring whose first delivery was taken (so the deferral clock runs from then), a recv
+   armed again; false when the kernel has no DEFER_TASKRUN (nothing to test). */
+static bool defer_fixture(struct defer_fixture *f, unsigned defer_ms)
+{
+	memset(f, 0, sizeof(*f));
+	assert_int_equal(loop_init(&f->l, 64), 0);
+	int err = 0;
+	f->r = loop_ring_open(&f->l, 64, 8, &err);
+	assert_non_null(f->r);
+	if (!loop_ring_deferred(f->r))
+		return false;
+	f->l.extra_defer_ms = defer_ms;
+	f->peer = install_pair(f->r, 3);
+	f->p.op.cb = on_probe;
+	arm_recv(f->r, 3, &f->p);
+	loop_run_once(&f->l, 0);
+	assert_int_equal(write(f->peer, "one", 3), 3);
+	for (int k = 0; k < 100 && f->p.calls == 0; k++)
+		loop_run_once(&f->l, 100);
+	assert_int_equal(f->p.calls, 1);
+	assert_memory_equal(f->p.buf, "one", 3);
+	arm_recv(f->r, 3, &f->p);
+	loop_run_once(&f->l, 0);
+	return true;
+}
+
+/* One iteration with a main-ring completion ready before it: the loop is busy. */
+static void busy_iteration(struct defer_fixture *f, int k)
+{
+	struct probe *n = &f->nops[k % 64];
+	*n = (struct probe){.op.cb = on_probe};
+	io_uring_prep_nop(loop_sqe(&f->l, &n->op));
+	loop_submit(&f->l); /* a NOP completes as it is submitted */
+	loop_run_once(&f->l, 100);
+}
+
+static void defer_fixture_end(struct defer_fixture *f)
+{
+	close(f->peer);
+	loop_ring_close(f->r);
+	loop_release(&f->l);
+}
+
+/* While the main ring has completions ready, data for an extra ring waits; once the
+   main ring is quiet it is taken at once. */
+static void test_inbound_waits_while_busy(void **state)
+{
+	(void)state;
+	struct defer_fixture f;
+	if (!defer_fixture(&f, 600000)) {
+		loop_release(&f.l);
+		skip();
+	}
+	assert_int_equal(write(f.peer, "two", 3), 3);
+	for (int k = 0; k < 50; k++)
+		busy_iteration(&f, k);
+	assert_int_equal(f.p.calls, 1); /* still waiting: 50 busy iterations, 10 minutes to go */
+	for (int k = 0; k < 10 && f.p.calls == 1; k++)
+		loop_run_once(&f.l, 100); /* nothing else to do */
+	assert_int_equal(f.p.calls, 2);
+	assert_int_equal(f.p.res, 3);
+	assert_memory_equal(f.p.buf, "two", 3);
+	defer_fixture_end(&f);
+}
+
+/* A loop that stays busy still takes inbound work, extra_defer_ms after it last did. */
+static void test_inbound_wait_is_bounded(void **state)
+{
+	(void)state;
+	struct defer_fixture f;
+	if (!defer_fixture(&f, 30)) {
+		loop_release(&f.l);
+		skip();
+	}
+	assert_int_equal(write(f.peer, "two", 3), 3);
+	double t0 = now_s();
+	int k = 0;
+	while (f.p.calls == 1 && now_s() - t0 < 10)
+		busy_iteration(&f, k++);
+	assert_int_equal(f.p.calls, 2);
+	assert_memory_equal(f.p.buf, "two", 3);
+	assert_true(k > 1); /* it did wait while busy (the bound is not checked against a clock) */
+	defer_fixture_end(&f);
+}
+
+/* extra_defer_ms = 0: inbound work is taken on every iteration, busy or not. */
+static void test_inbound_without_deferral(void **state)
+{
+	(void)state;
+	struct defer_fixture f;
+	if (!defer_fixture(&f, 0)) {
+		loop_release(&f.l);
+		skip();
+	}
+	assert_int_equal(write(f.peer, "two", 3), 3);
+	for (int k = 0; k < 5 && f.p.calls == 1; k++)
+		busy_iteration(&f, k);
+	assert_int_equal(f.p.calls, 2);
+	assert_memory_equal(f.p.buf, "two", 3);
+	defer_fixture_end(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -298,6 +412,9 @@ int main(void)
 		cmocka_unit_test(test_close_from_callback_and_many_rings),
 		cmocka_unit_test(test_poll_finds_a_completion),
 		cmocka_unit_test(test_poll_stops_after_a_miss),
+		cmocka_unit_test(test_inbound_waits_while_busy),
+		cmocka_unit_test(test_inbound_wait_is_bounded),
+		cmocka_unit_test(test_inbound_without_deferral),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
