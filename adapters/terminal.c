@@ -34,8 +34,8 @@
  * tls_cert, tls_key,
  * send_buffer = 0 (SO_SNDBUF of each connection; 0: the kernel's autotuning),
  * inbound_defer_ms = 1000 or half ack_timeout_ms if less (the loop's
- * extra_defer_ms: how long the terminals' input may wait while the loop is
- * busy; below ack_timeout_ms; see adapters/README.md).
+ * extra_defer_ms: how long the terminals' input may wait while Alerts go
+ * out; below ack_timeout_ms; see adapters/README.md).
  * Configure the lane's window as the number of terminals: a delivery for
  * an offline terminal holds its slot until the terminal comes back or the
  * warning expires.
@@ -1112,6 +1112,7 @@ static void tdel_send(struct tgw *gw, struct tdel *td)
 	td->state = TD_SENT;
 	gw->st.alerts_sent++;
 	tconn_send_alert(td->t->conn, td);
+	loop_defer_inbound(gw->host.loop); /* pushes before Acks: see adapters/README.md */
 	ackq_unlink(gw, td);
 	loop_timer_cancel(gw->host.loop, &td->timer);
 	if (left < gw->ack_timeout_ms) /* expires first: its own timer */

@@ -21,9 +21,9 @@
  * Extra rings' inbound work (loop.h): an extra ring's eventfd also fires
  * when task work is first queued on it (the kernel signals it then), which
  * marks the ring `woken`. Each iteration decides before its wait whether
- * to take that work (`take`): at once when the main ring has nothing ready
- * and no timer is due, else once extra_defer_ms have passed since it was
- * last taken; a ring with work waiting never makes the loop block. Taking
+ * to take that work (`take`): at once unless the previous iteration called
+ * loop_defer_inbound, else once extra_defer_ms have passed since it was
+ * last taken; while work waits the loop sleeps no longer than that. Taking
  * it is io_uring_get_events on the ring, repeated while it posts
  * completions, since the kernel runs a bounded batch per call (20 items on
  * 6.13 and later).
@@ -254,6 +254,11 @@ struct io_uring_sqe *loop_ring_sqe(struct loop_ring *r, struct op *op)
 	return ring_sqe(&r->ring, op);
 }
 
+void loop_defer_inbound(struct loop *l)
+{
+	l->inbound_held = true;
+}
+
 bool loop_ring_deferred(const struct loop_ring *r)
 {
 	return r->deferred;
@@ -454,7 +459,8 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 	struct io_uring_cqe *cqe;
 	l->thread = pthread_self();
 	l->running = true;
-	bool pending = false, take = false;
+	bool pending = false, take = false, held = l->inbound_held;
+	l->inbound_held = false;
 	for (struct loop_ring *r = l->extra; r; r = r->next) {
 		if (r->dead)
 			continue;
@@ -462,13 +468,7 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 		pending |= r->deferred && r->woken;
 	}
 	if (pending) {
-		if (l->now_ms - l->extra_taken_ms >= l->extra_defer_ms) {
-			take = true;
-		} else if (wait) { /* no timer due: is a main-ring completion ready? */
-			if (!io_uring_cq_ready(&l->ring))
-				io_uring_get_events(&l->ring); /* runs the task work that posts them */
-			take = !io_uring_cq_ready(&l->ring);
-		}
+		take = !held || l->now_ms - l->extra_taken_ms >= l->extra_defer_ms;
 		if (take) {
 			wait = 0;
 			l->extra_taken_ms = l->now_ms;

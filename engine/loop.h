@@ -24,13 +24,13 @@
  * default): an extra ring is set up with DEFER_TASKRUN (kernel 6.1 on), so
  * what arrives on its sockets (data for a multishot recv, an accepted
  * connection, a send that waited for room) is processed only when the loop
- * asks for it, not on every return from a system call. The loop asks at
- * once when it has nothing else ready (no main-ring completion, no due
- * timer), and otherwise at most extra_defer_ms after it last asked. So the
- * terminal gateway's pushes, which the main ring's completions drive (the
- * resolver's Redis replies), go out before the terminals' Acks are read:
- * on this kind of VM, reading them in between cost a fan-out to 50,000
- * terminals about a fifth of its time. Sends still complete at once (their
+ * asks for it, not on every return from a system call. The loop asks on
+ * each iteration, unless an owner called loop_defer_inbound during the one
+ * before (the terminal gateway does so for every Alert it sends); then at
+ * most extra_defer_ms after it last asked. So during a fan-out the
+ * gateway's pushes go out before the terminals' Acks are read: on this
+ * kind of VM, reading them in between cost a fan-out to 50,000 terminals
+ * about a fifth of its time. Sends still complete at once (their
  * completions are posted as they are submitted). Such a ring accepts
  * submissions from one thread only: one opened before the loop's thread
  * first runs the loop is enabled by that thread at its first flush (or by
@@ -87,6 +87,7 @@ struct loop {
 	uint64_t polls, poll_hits; /* polls made, and those that found a completion */
 	unsigned extra_defer_ms; /* see "Extra rings' inbound work" above */
 	uint64_t extra_taken_ms; /* when it was last taken */
+	bool inbound_held;       /* loop_defer_inbound was called in this iteration */
 	pthread_t thread;     /* the thread of loop_run_once, once `running` */
 	bool running;         /* extra rings opened from then on are the thread's at once */
 };
@@ -116,6 +117,9 @@ struct loop_ring *loop_ring_open(struct loop *l, unsigned entries, unsigned file
 struct io_uring *loop_ring_uring(struct loop_ring *r);
 /* A fresh SQE on r; submits r first when its queue is full. Never NULL. */
 struct io_uring_sqe *loop_ring_sqe(struct loop_ring *r, struct op *op);
+/* In the middle of a push: the extra rings' inbound work waits for the next iteration
+   without this call, or extra_defer_ms (see "Extra rings' inbound work"). */
+void loop_defer_inbound(struct loop *l);
 /* Whether r's inbound work waits for the loop (see "Extra rings' inbound work"). */
 bool loop_ring_deferred(const struct loop_ring *r);
 /* Submit what is queued on r now (before reusing a registered file's slot). */

@@ -9,9 +9,9 @@
  * once each dispatch their own completions; polling (poll_us) finds a
  * completion that arrives while it polls, stops after a poll that found
  * nothing and resumes once a wait returns with completions; an extra ring's
- * inbound work waits while the main ring has completions ready, is taken
- * at once when it has none, and at the latest extra_defer_ms after it was
- * last taken (0: every iteration).
+ * inbound work waits while the loop is pushing (loop_defer_inbound), is
+ * taken on the first iteration without a push, and at the latest
+ * extra_defer_ms after it was last taken (0: every iteration).
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -327,13 +327,16 @@ static bool defer_fixture(struct defer_fixture *f, unsigned defer_ms)
 	return true;
 }
 
-/* One iteration with a main-ring completion ready before it: the loop is busy. */
+/* One iteration of a loop in the middle of a push: it asked to hold inbound work, and
+   a main-ring completion is ready (a NOP completes as it is submitted), so it does not
+   sleep. */
 static void busy_iteration(struct defer_fixture *f, int k)
 {
 	struct probe *n = &f->nops[k % 64];
 	*n = (struct probe){.op.cb = on_probe};
 	io_uring_prep_nop(loop_sqe(&f->l, &n->op));
-	loop_submit(&f->l); /* a NOP completes as it is submitted */
+	loop_submit(&f->l);
+	loop_defer_inbound(&f->l);
 	loop_run_once(&f->l, 100);
 }
 
@@ -344,8 +347,8 @@ static void defer_fixture_end(struct defer_fixture *f)
 	loop_release(&f->l);
 }
 
-/* While the main ring has completions ready, data for an extra ring waits; once the
-   main ring is quiet it is taken at once. */
+/* While the loop is pushing (loop_defer_inbound on every iteration), data for an extra
+   ring waits; the first iteration without a push takes it. */
 static void test_inbound_waits_while_busy(void **state)
 {
 	(void)state;
@@ -359,7 +362,7 @@ static void test_inbound_waits_while_busy(void **state)
 		busy_iteration(&f, k);
 	assert_int_equal(f.p.calls, 1); /* still waiting: 50 busy iterations, 10 minutes to go */
 	for (int k = 0; k < 10 && f.p.calls == 1; k++)
-		loop_run_once(&f.l, 100); /* nothing else to do */
+		loop_run_once(&f.l, 100); /* the push is over */
 	assert_int_equal(f.p.calls, 2);
 	assert_int_equal(f.p.res, 3);
 	assert_memory_equal(f.p.buf, "two", 3);
@@ -386,7 +389,7 @@ static void test_inbound_wait_is_bounded(void **state)
 	defer_fixture_end(&f);
 }
 
-/* extra_defer_ms = 0: inbound work is taken on every iteration, busy or not. */
+/* extra_defer_ms = 0: inbound work is taken on every iteration, pushing or not. */
 static void test_inbound_without_deferral(void **state)
 {
 	(void)state;
