@@ -87,10 +87,11 @@
  * idle SSL (~14.7 KB). Per shard: the free-slot stack (4 bytes a slot).
  * Each terminal of the population has a struct term (48 bytes + id),
  * connected or not, and (up to the lane's window) a struct tdel kept ready
- * for its next Alert (tdel_stock: 128 bytes + malloc's 16). No receive or send buffer is kept while idle (partial
- * frames and output are malloc'd on demand and freed when drained). The
- * recv buffers are one ring per shard (recv_buffers x recv_buffer_size,
- * 8 MiB by default). Kernel socket memory is extra.
+ * for its next Alert (tdel_stock: 128 bytes + malloc's 16). No receive or
+ * send buffer is kept while idle (partial frames and output are malloc'd
+ * on demand and freed when drained). The recv buffers are one ring per
+ * shard (recv_buffers x recv_buffer_size, 8 MiB by default). Kernel socket
+ * memory is extra.
  *
  * Fan-out: an Alert's frame is packed once per warning and language
  * (struct abody, refcounted), seq included: a seq names one Alert, the
