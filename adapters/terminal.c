@@ -747,6 +747,10 @@ static void tconn_reject(struct tconn *c, Tocsin__Terminal__RejectReason rr,
 static void on_handshake_timeout(struct timer *t)
 {
 	struct tconn *c = CONTAINER(t, struct tconn, timer);
+	if (loop_inbound_waiting(c->gw->host.loop)) { /* its Hello may be waiting unread */
+		loop_timer_set(c->gw->host.loop, &c->timer, 1, on_handshake_timeout);
+		return;
+	}
 	tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, TERMINAL_CLOSE_HANDSHAKE_TIMEOUT,
 		     NULL, "no Hello in time");
 }
@@ -970,6 +974,10 @@ static void heartbeat_tick(struct timer *t)
 	struct tgw *gw = c->gw;
 	uint64_t now = loop_now_ms(gw->host.loop);
 	if (now - c->last_rx_ms > 3 * (uint64_t)gw->heartbeat_ms) {
+		if (loop_inbound_waiting(gw->host.loop)) { /* input not yet read: look again */
+			loop_timer_set(gw->host.loop, &c->timer, 1, heartbeat_tick);
+			return;
+		}
 		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT,
 			     TERMINAL_CLOSE_HEARTBEAT_TIMEOUT, NULL, "heartbeats stopped");
 		return;

@@ -23,7 +23,10 @@
  * marks the ring `woken`. Each iteration decides before its wait whether
  * to take that work (`take`): at once unless the previous iteration called
  * loop_defer_inbound, else once extra_defer_ms have passed since it was
- * last taken; while work waits the loop sleeps no longer than that. Taking
+ * last taken; while work waits the loop sleeps no longer than that. Work
+ * signalled during the wait is taken in the same pass unless held, before
+ * the timers run (a timer may judge a peer's silence; one that runs while
+ * input is held asks loop_inbound_waiting and looks again later). Taking
  * it is io_uring_get_events on the ring, repeated while it posts
  * completions, since the kernel runs a bounded batch per call (20 items on
  * 6.13 and later).
@@ -259,6 +262,14 @@ void loop_defer_inbound(struct loop *l)
 	l->inbound_held = true;
 }
 
+bool loop_inbound_waiting(const struct loop *l)
+{
+	for (const struct loop_ring *r = l->extra; r; r = r->next)
+		if (!r->dead && r->deferred && r->woken)
+			return true;
+	return false;
+}
+
 bool loop_ring_deferred(const struct loop_ring *r)
 {
 	return r->deferred;
@@ -408,15 +419,18 @@ static unsigned reap_ring(struct io_uring *ring)
 	return n;
 }
 
-/* Dispatch every completion; how many there were on the main ring. */
-static unsigned reap(struct loop *l, bool take)
+/* Dispatch every completion; how many there were on the main ring. An extra ring's
+   inbound work is taken when `take`, or when `held` is false and its eventfd fired
+   during this wait: then before the timers run, which may judge a peer's silence. */
+static unsigned reap(struct loop *l, bool take, bool held)
 {
 	unsigned n = reap_ring(&l->ring);
 	for (struct loop_ring *r = l->extra; r; r = r->next) {
 		if (r->dead)
 			continue;
-		if (take && r->deferred && r->woken && !r->disabled) {
+		if ((take || !held) && r->deferred && r->woken && !r->disabled) {
 			r->woken = false;
+			l->extra_taken_ms = l->now_ms;
 			/* the kernel runs a bounded batch per call (20 items on 6.13+): until dry */
 			do
 				io_uring_get_events(&r->ring);
@@ -483,7 +497,7 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 	if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EAGAIN && ret != -EBUSY)
 		log_warn("msg=\"io_uring wait failed\" err=%d", ret);
 	l->now_ms = mono_ms();
-	if (reap(l, take))
+	if (reap(l, take, held))
 		l->poll_missed = false;
 	l->now_ms = mono_ms();
 	run_timers(l);

@@ -120,6 +120,9 @@ struct io_uring_sqe *loop_ring_sqe(struct loop_ring *r, struct op *op);
 /* In the middle of a push: the extra rings' inbound work waits for the next iteration
    without this call, or extra_defer_ms (see "Extra rings' inbound work"). */
 void loop_defer_inbound(struct loop *l);
+/* Whether an extra ring may hold input not yet read (its work is being deferred): a
+   timer that would judge a peer's silence should look again a little later. */
+bool loop_inbound_waiting(const struct loop *l);
 /* Whether r's inbound work waits for the loop (see "Extra rings' inbound work"). */
 bool loop_ring_deferred(const struct loop_ring *r);
 /* Submit what is queued on r now (before reusing a registered file's slot). */
