@@ -1045,6 +1045,16 @@ static void ackq_push(struct tgw *gw, struct tdel *td, uint64_t now)
 		loop_timer_set(gw->host.loop, &gw->ack_timer, gw->ack_timeout_ms, on_ack_timer);
 }
 
+#ifndef TOCSIN_ASAN
+/* td onto the free list, for reuse (ASan builds free every tdel instead). */
+static void tdel_keep(struct tgw *gw, struct tdel *td)
+{
+	td->next = gw->free_tdels;
+	gw->free_tdels = td;
+	gw->n_free_tdels++;
+}
+#endif
+
 static void tdel_unlink_free(struct tgw *gw, struct tdel *td)
 {
 	struct tdel **pp = td->t ? &td->t->dels : NULL;
@@ -1058,9 +1068,7 @@ static void tdel_unlink_free(struct tgw *gw, struct tdel *td)
 #ifdef TOCSIN_ASAN
 	free(td); /* freed, so that a use after free shows */
 #else
-	td->next = gw->free_tdels; /* kept for the next delivery: no malloc per Alert */
-	gw->free_tdels = td;
-	gw->n_free_tdels++;
+	tdel_keep(gw, td); /* for the next delivery: no malloc per Alert */
 #endif
 }
 
@@ -1078,9 +1086,7 @@ static void tdel_stock(struct tgw *gw, size_t n)
 		struct tdel *td = calloc(1, sizeof(*td));
 		if (!td)
 			return; /* submit tries again, and aborts if it cannot either */
-		td->next = gw->free_tdels;
-		gw->free_tdels = td;
-		gw->n_free_tdels++;
+		tdel_keep(gw, td);
 	}
 #else
 	(void)gw;

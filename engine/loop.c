@@ -483,12 +483,10 @@ void loop_run_once(struct loop *l, int max_wait_ms)
 	}
 	if (pending) {
 		take = !held || l->now_ms - l->extra_taken_ms >= l->extra_defer_ms;
-		if (take) {
-			wait = 0;
-			l->extra_taken_ms = l->now_ms;
-		} else if (l->extra_taken_ms + l->extra_defer_ms - l->now_ms < wait) {
+		if (take)
+			wait = 0; /* reap takes it */
+		else if (l->extra_taken_ms + l->extra_defer_ms - l->now_ms < wait)
 			wait = l->extra_taken_ms + l->extra_defer_ms - l->now_ms;
-		}
 	}
 	struct __kernel_timespec ts = {.tv_sec = wait / 1000, .tv_nsec = (wait % 1000) * 1000000};
 	if (l->poll_us && wait && !l->poll_missed)
