@@ -11,7 +11,8 @@
  * nothing and resumes once a wait returns with completions; an extra ring's
  * inbound work waits while the loop is pushing (loop_defer_inbound), is
  * taken on the first iteration without a push, and at the latest
- * extra_defer_ms after it was last taken (0: every iteration).
+ * extra_defer_ms after it was last taken (0: every iteration); input
+ * that arrives while nothing is held is read before the pass's timers run.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -327,6 +328,9 @@ static void defer_fixture(struct defer_fixture *f, unsigned defer_ms)
 	assert_memory_equal(f->p.buf, "one", 3);
 	arm_recv(f->r, 3, &f->p);
 	loop_run_once(&f->l, 0);
+	for (int k = 0; k < 10 && loop_inbound_waiting(&f->l); k++)
+		loop_run_once(&f->l, 0); /* a stray signal (completions posted) is taken first */
+	assert_false(loop_inbound_waiting(&f->l));
 	assert_int_equal(write(f->peer, "two", 3), 3);
 }
 
@@ -394,6 +398,47 @@ static void test_inbound_without_deferral(void **state)
 	defer_fixture_end(&f);
 }
 
+struct silence_judge {
+	struct timer t;
+	struct defer_fixture *f;
+	int fired, saw_unread;
+};
+
+static void on_judge(struct timer *t)
+{
+	struct silence_judge *j = (struct silence_judge *)t;
+	j->fired++;
+	j->saw_unread += loop_inbound_waiting(&j->f->l);
+	if (j->f->p.calls < 2)
+		loop_timer_set(&j->f->l, t, 1, on_judge);
+}
+
+static void on_slow(struct op *op, int res, uint32_t flags)
+{
+	(void)op;
+	(void)res;
+	(void)flags;
+	usleep(5000); /* a long callback (a population load): the timer is due after it */
+}
+
+/* Input that arrives while the loop is not pushing is read before any timer of the
+   same pass runs: a timer judging a peer's silence never finds it waiting unread. */
+static void test_timers_run_after_the_input_is_read(void **state)
+{
+	(void)state;
+	struct defer_fixture f;
+	defer_fixture(&f, 600000); /* "two" is written; the loop has not seen the signal */
+	struct silence_judge j = {.f = &f};
+	loop_timer_set(&f.l, &j.t, 2, on_judge);
+	struct op slow = {.cb = on_slow};
+	io_uring_prep_nop(loop_sqe(&f.l, &slow)); /* completes in the pass that sees the signal */
+	for (int k = 0; k < 100 && f.p.calls == 1; k++)
+		loop_run_once(&f.l, 100);
+	assert_true(j.fired > 0);
+	assert_int_equal(j.saw_unread, 0);
+	defer_fixture_end(&f);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -406,6 +451,7 @@ int main(void)
 		cmocka_unit_test(test_inbound_waits_while_busy),
 		cmocka_unit_test(test_inbound_wait_is_bounded),
 		cmocka_unit_test(test_inbound_without_deferral),
+		cmocka_unit_test(test_timers_run_after_the_input_is_read),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
