@@ -36,6 +36,7 @@
  *      buffer arrive whole and in order (sendmsg resumed, output queued);
  *   9. readiness arithmetic per segment with exact numbers (speaker and
  *      displays overlapping), and the offline-longest order;
+ *   9b. a lane with inbound_defer_ms not below ack_timeout_ms does not open;
  *  10. TLS (certificate made here with the openssl CLI): 50 terminals over
  *      TLS get an alert; plaintext on the TLS port is counted as tls;
  *  11. scale: SCALE_CONNECTIONS (default 10000) terminals connect to a third
@@ -1551,6 +1552,26 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 	return 0;
 }
 
+/* A lane whose Acks could wait past their own timeout does not open, and says why. */
+static void test_config_errors(struct fixture *fx)
+{
+	struct config_lane cfg = {.channel = "terminal", .adapter = "terminal", .name = "bad"};
+	const char *kv[][2] = {{"listen", "127.0.0.1:0"}, {"ack_timeout_ms", "1000"},
+			       {"inbound_defer_ms", "1000"}};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(cfg.kv[i].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
+		snprintf(cfg.kv[i].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
+	}
+	cfg.n_kv = 3;
+	struct lane l;
+	char err[256] = "";
+	lane_init(&l, "bad", CHANNEL_TERMINAL, 0, 0, 10, loop_now_ms(&fx->loop));
+	int ret = adapter_terminal.open(&l, &fx->host, &cfg, err, sizeof(err));
+	CHECK(fx, ret < 0 && strstr(err, "inbound_defer_ms") && strstr(err, "ack_timeout_ms"),
+	      "inbound_defer_ms at the ack timeout: the lane does not open (%s)", err);
+	lane_release(&l);
+}
+
 static int setup(struct fixture *fx, int scale)
 {
 	snprintf(fx->dir, sizeof(fx->dir), "/tmp/test_terminal.XXXXXX");
@@ -1672,6 +1693,7 @@ int main(int argc, char **argv)
 	test_short_sends(&fx);
 	test_readiness(&fx);
 	test_readiness_lanes(&fx);
+	test_config_errors(&fx);
 	test_tls(&fx, w1);
 	if (scale > 0) {
 		fx.scale_tls = tls_scale;
