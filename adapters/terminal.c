@@ -2120,22 +2120,64 @@ static bool offline_before(const char *id, int64_t seen, const struct terminal_o
 	return seen < o->last_seen_s || (seen == o->last_seen_s && strcmp(id, o->id) < 0);
 }
 
-static void offline_insert(struct terminal_offline *out, size_t *k, size_t n, const char *id,
-			   int64_t seen)
+static bool offline_lt(const struct terminal_offline *a, const struct terminal_offline *b)
 {
-	size_t i = *k;
-	if (i == n && (n == 0 || !offline_before(id, seen, &out[n - 1])))
-		return;
-	if (i == n)
-		i--;
-	while (i > 0 && offline_before(id, seen, &out[i - 1])) {
-		out[i] = out[i - 1];
-		i--;
+	return offline_before(a->id, a->last_seen_s, b);
+}
+
+/* Restores the heap below i in h[0..k): each entry is listed after its children. */
+static void offline_sift_down(struct terminal_offline *h, size_t k, size_t i)
+{
+	for (;;) {
+		size_t c = 2 * i + 1;
+		if (c >= k)
+			return;
+		if (c + 1 < k && offline_lt(&h[c], &h[c + 1]))
+			c++;
+		if (!offline_lt(&h[i], &h[c]))
+			return;
+		struct terminal_offline t = h[i];
+		h[i] = h[c];
+		h[c] = t;
+		i = c;
 	}
-	snprintf(out[i].id, sizeof(out[i].id), "%s", id);
-	out[i].last_seen_s = seen;
-	if (*k < n)
-		(*k)++;
+}
+
+/*
+ * Keeps the n first (in list order) of the terminals offered, in out[0..*k)
+ * as a heap whose root is the one listed last, the one a newcomer displaces:
+ * O(log n) per terminal, so a whole population may be asked for.
+ */
+static void offline_offer(struct terminal_offline *out, size_t *k, size_t n, const char *id,
+			  int64_t seen)
+{
+	size_t i;
+	if (*k < n) {
+		i = (*k)++;
+		snprintf(out[i].id, sizeof(out[i].id), "%s", id);
+		out[i].last_seen_s = seen;
+		while (i > 0 && offline_lt(&out[(i - 1) / 2], &out[i])) {
+			struct terminal_offline t = out[i];
+			out[i] = out[(i - 1) / 2];
+			out[(i - 1) / 2] = t;
+			i = (i - 1) / 2;
+		}
+	} else if (n > 0 && offline_before(id, seen, &out[0])) {
+		snprintf(out[0].id, sizeof(out[0].id), "%s", id);
+		out[0].last_seen_s = seen;
+		offline_sift_down(out, n, 0);
+	}
+}
+
+/* The heap of offline_offer into list order (heapsort). */
+static void offline_sort(struct terminal_offline *h, size_t k)
+{
+	while (k > 1) {
+		struct terminal_offline t = h[0];
+		h[0] = h[--k];
+		h[k] = t;
+		offline_sift_down(h, k, 0);
+	}
 }
 
 /* t (of gateway gw) is connected to no gateway; *seen: when one of them last saw it. */
@@ -2163,7 +2205,8 @@ size_t terminal_offline_oldest(const struct lane *l, struct terminal_offline *ou
 	for (size_t i = 0; gw && i < gw->nbuckets; i++)
 		for (const struct term *t = gw->buckets[i]; t; t = t->hnext)
 			if (offline_everywhere(gw, t, &seen))
-				offline_insert(out, &k, n, t->id, seen);
+				offline_offer(out, &k, n, t->id, seen);
+	offline_sort(out, k);
 	return k;
 }
 

@@ -1355,11 +1355,20 @@ static void test_readiness(struct fixture *fx)
 		bad_at = !strcmp(all_off[i].id, "t-bad") ? (long)i : bad_at;
 		spk_at = !strcmp(all_off[i].id, "r-spk") ? (long)i : spk_at;
 		d1_at = !strcmp(all_off[i].id, "r-disp1") ? (long)i : d1_at;
-		sorted &= i == 0 || all_off[i - 1].last_seen_s <= all_off[i].last_seen_s;
+		sorted &= i == 0 || all_off[i - 1].last_seen_s < all_off[i].last_seen_s ||
+			  (all_off[i - 1].last_seen_s == all_off[i].last_seen_s &&
+			   strcmp(all_off[i - 1].id, all_off[i].id) < 0);
 	}
 	CHECK(fx, sorted && bad_at >= 0 && all_off[bad_at].last_seen_s == 0 && spk_at > bad_at &&
 		      d1_at > bad_at && all_off[spk_at].last_seen_s > 0,
 	      "offline longest: %zu offline, t-bad (never) before r-disp1 and r-spk (seen)", n);
+	/* a shorter list is the same order's head: the ten kept are the ten first */
+	struct terminal_offline ten[10];
+	size_t k = terminal_offline_oldest(&fx->lane, ten, 10);
+	bool head = k == 10 && n >= 10;
+	for (size_t i = 0; head && i < k; i++)
+		head = !strcmp(ten[i].id, all_off[i].id) && ten[i].last_seen_s == all_off[i].last_seen_s;
+	CHECK(fx, head, "offline longest: the first 10 asked alone are the whole list's first 10");
 	free(all_off);
 	free(d1);
 	free(d2);
