@@ -68,6 +68,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -86,7 +87,8 @@ ap.add_argument("--play-ms", type=int, default=0,
 ap.add_argument("--systems", nargs="+", default=["tocsind", "bare", "mosquitto"],
                 choices=["tocsind", "bare", "mosquitto"], help="run only these (profiling)")
 ap.add_argument("--perf", metavar="FILE",
-                help="perf record -g tocsind and the swarm from the push until the last receipt")
+                help="perf record -g tocsind and the swarm from the push until the last receipt; "
+                "sample times on CLOCK_MONOTONIC, t0 logged, so `perf script` lines up with the push")
 ap.add_argument("--timeline", action="store_true",
                 help="log receipts per 20 ms after the push, per run")
 ap.add_argument("--bare-plain", action="store_true",
@@ -258,11 +260,71 @@ class Swarms:
             s.stop()
 
 
+def thread_ns(pids):
+    """CPU time so far, in ns, of every thread of the processes pids (schedstat)."""
+    total = 0
+    for pid in pids:
+        try:
+            for t in os.listdir("/proc/%d/task" % pid):
+                with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                    total += int(f.read().split()[0])
+        except (FileNotFoundError, ProcessLookupError):
+            pass  # a thread or process that has just gone
+    return total
+
+
+def idle_ticks():
+    """Idle and iowait time of all CPUs so far, in clock ticks (/proc/stat)."""
+    with open("/proc/stat") as f:
+        v = f.readline().split()
+    return int(v[4]) + int(v[5])
+
+
+class CpuTimeline:
+    """Samples, every 20 ms on a thread of this script, the CPU time of named groups of
+    processes and the machine's idle time, so that the CPU each spent between two
+    instants of the push (t0 and the last receipt, known only afterwards) can be read
+    off by interpolation. A sample reads a dozen /proc files: well under 1 % of a CPU."""
+
+    def __init__(self, groups):
+        self.groups = groups  # name -> list of pids
+        self.samples = []
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
+
+    def sample(self):
+        row = {k: thread_ns(p) / 1e6 for k, p in self.groups.items()}
+        row["idle"] = idle_ticks() * 1000.0 / os.sysconf("SC_CLK_TCK")
+        self.samples.append((time.monotonic(), row))
+
+    def run(self):
+        while not self.stopped.is_set():
+            self.sample()
+            self.stopped.wait(0.02)
+
+    def stop(self):
+        self.stopped.set()
+        self.thread.join()
+        self.sample()
+
+    def at(self, t, key):
+        s = self.samples
+        for (ta, a), (tb, b) in zip(s, s[1:]):
+            if ta <= t <= tb:
+                return a[key] + (b[key] - a[key]) * ((t - ta) / (tb - ta) if tb > ta else 0)
+        return s[0][1][key] if t < s[0][0] else s[-1][1][key]
+
+    def spent(self, t0, t1):
+        """{group: CPU ms between t0 and t1} and the machine's idle CPU ms ("idle")."""
+        return {k: self.at(t1, k) - self.at(t0, k) for k in list(self.groups) + ["idle"]}
+
+
 def pct(sorted_ms, q):
     return sorted_ms[min(len(sorted_ms) - 1, int(q * len(sorted_ms)))]
 
 
-def summary(t0, times):
+def summary(t0, times, cpu=None):
     recv = sorted((r / 1e6 - t0) * 1000 for r, a in times if r)
     ack = sorted((a / 1e6 - t0) * 1000 for r, a in times if a)
     if args.timeline:
@@ -271,9 +333,13 @@ def summary(t0, times):
             buckets[int(ms // 20)] = buckets.get(int(ms // 20), 0) + 1
         log("  receipts per 20 ms from t0: " + " ".join(
             "%d:%d" % (b * 20, buckets[b]) for b in sorted(buckets)))
-    return {"first_ms": recv[0], "p50_ms": pct(recv, 0.5), "p99_ms": pct(recv, 0.99),
-            "last_ms": recv[-1], "last_answer_ms": ack[-1], "spread_ms": recv[-1] - recv[0],
-            "received": len(recv)}
+    out = {"first_ms": recv[0], "p50_ms": pct(recv, 0.5), "p99_ms": pct(recv, 0.99),
+           "last_ms": recv[-1], "last_answer_ms": ack[-1], "spread_ms": recv[-1] - recv[0],
+           "received": len(recv)}
+    if cpu:  # CPU ms each spent from t0 to the last receipt
+        for k, v in cpu.spent(t0, t0 + recv[-1] / 1000).items():
+            out["cpu_%s_ms" % k] = v
+    return out
 
 
 # --- tocsind -------------------------------------------------------------------------
@@ -337,10 +403,12 @@ def run_tocsind(n, bureau, pb, rnd):
                                      headers={"Content-Type": "application/x-protobuf"})
         perf = None
         if args.perf:
-            perf = subprocess.Popen(["perf", "record", "-g", "-o", args.perf, "-p",
+            perf = subprocess.Popen(["perf", "record", "-g", "-k", "CLOCK_MONOTONIC", "-o", args.perf, "-p",
                                      ",".join(str(p) for p in [tocsind.proc.pid] + swarm.pids)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1)
+        cpu = CpuTimeline({"sender": [tocsind.proc.pid], "redis": [redis.proc.pid],
+                           "swarm": swarm.pids})
         t0 = time.monotonic()
         with urllib.request.urlopen(req, timeout=30) as r:
             assert r.status == 202
@@ -357,9 +425,12 @@ def run_tocsind(n, bureau, pb, rnd):
                 engine_acks = (a["last_received_ack_monotonic_seconds"] - t0) * 1000
                 break
         times = swarm.wait_received()
+        cpu.stop()
         if perf:
             stop(perf, signal.SIGINT)
-        s = summary(t0, times)
+        s = summary(t0, times, cpu)
+        if perf:
+            log("  perf: t0 = %.6f s CLOCK_MONOTONIC (%s)" % (t0, args.perf))
         s["admitted_ms"] = admitted
         s["engine_all_acks_ms"] = engine_acks
         return s
@@ -400,10 +471,11 @@ def run_bare(n, rnd):
         port = int(open(pf).read())
         swarm = Swarms(n, "127.0.0.1:%d" % port, "raw", "swarm-bare-%d-%d" % (n, rnd),
                        ["--frame", str(FRAME)])
+        cpu = CpuTimeline({"sender": [blaster.pid], "swarm": swarm.pids})
         perf = None
         if args.perf:  # the blaster sends 1 s after the last connection is in
             swarm.wait_online()
-            perf = subprocess.Popen(["perf", "record", "-g", "-o", args.perf + ".bare", "-p",
+            perf = subprocess.Popen(["perf", "record", "-g", "-k", "CLOCK_MONOTONIC", "-o", args.perf + ".bare", "-p",
                                      ",".join(str(p) for p in [blaster.pid] + swarm.pids)],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         blaster.wait(max(180, n / 500))
@@ -415,9 +487,12 @@ def run_bare(n, rnd):
         res = json.loads(lines[-1])
         t0 = res["t0_us"] / 1e6
         times = swarm.wait_received()
+        cpu.stop()
         if perf:
             stop(perf, signal.SIGINT)
-        s = summary(t0, times)
+        s = summary(t0, times, cpu)
+        if perf:
+            log("  perf: t0 = %.6f s CLOCK_MONOTONIC (%s.bare)" % (t0, args.perf))
         s["sender_last_answer_ms"] = (res["last_answer_us"] - res["t0_us"]) / 1000
         return s
     finally:
@@ -594,6 +669,13 @@ def report(results):
                          % t["admitted_ms"])
         if parts:
             out.append("- N = %d: %s." % (n, "; ".join(parts)))
+        cpu = ["%s: %s" % (k, ", ".join("%s %s" % (g, fmt(r[k].get("cpu_%s_ms" % g)))
+                                       for g in ("sender", "redis", "swarm", "idle")
+                                       if r[k].get("cpu_%s_ms" % g) is not None))
+               for k in ("tocsind", "bare") if k in r]
+        if cpu:
+            out.append("- N = %d, CPU ms from t0 to the last receipt (medians; sender = tocsind "
+                       "or the blaster, idle = both cores' idle time): %s." % (n, "; ".join(cpu)))
     return "\n".join(out) + "\n"
 
 
