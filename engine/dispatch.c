@@ -10,8 +10,13 @@
  * scheduling step takes what each lane allows now and hands it to the
  * lane's adapter, and arms the timer for the next moment a token, a pause
  * end or a retry makes more possible. A resolver batch runs the step at
- * once and submits its sends (sched_now), so a warning's first deliveries
- * leave while its later batches are still being planned.
+ * once (sched_now). A warning's first batch also submits its sends at once,
+ * so its first deliveries leave while the later batches are still being
+ * planned; the later batches' sends go to the kernel together, once per
+ * loop iteration (a Redis read of up to 64 KB holds many). Submitting each batch
+ * on its own cost a system call per ring per batch and, on a machine where
+ * the receivers share the CPUs, woke them for every few dozen messages
+ * (bench/RESULTS.md, Terminals, "Sends per loop iteration").
  *
  * Ownership: the dispatcher owns campaigns and deliveries. A delivery is
  * freed when final. A campaign is freed when finished and no adapter holds

@@ -130,12 +130,15 @@ void delivery_release(struct dispatcher *dp, struct delivery *d);
 /* About per[ch] more deliveries of c per channel are coming: size the maps, rings and adapters. */
 void sched_reserve(struct dispatcher *dp, struct campaign *c, const uint64_t per[CHANNEL_COUNT]);
 /*
- * The scheduling step now, and its sends to the kernel at once, instead of
- * at the end of the loop iteration (kick): a resolver batch's deliveries go
- * out while the next batches are still being planned. Adapters never report
- * from inside submit (adapter.h), so this is safe from any callback.
+ * The scheduling step now, instead of at the end of the loop iteration
+ * (kick): a resolver batch's deliveries are handed to the adapters while
+ * the next batches are still being planned. With `submit`, their sends also
+ * go to the kernel at once (a warning's first batch); without, they go with
+ * everything else queued in this iteration when the loop next submits, or
+ * when a ring's submission queue fills. Adapters never report from inside
+ * submit (adapter.h), so this is safe from any callback.
  */
-void sched_now(struct dispatcher *dp);
+void sched_now(struct dispatcher *dp, bool submit);
 /*
  * Deliveries per channel of a warning to the whole population (at most
  * cfg.warm_deliveries in all): size the maps, rings and delivery cells for

@@ -139,6 +139,7 @@ struct plan {
 	size_t hh_cap;
 	bool terminals_only; /* a Cancel: only terminals get the stop command */
 	uint32_t akey[8];    /* on_batch: app addresses' map keys, by batch index & 7 */
+	uint64_t batches;    /* resolver batches planned: the first one's sends leave at once */
 };
 
 /* The delivery's address: prefix (a short literal, see route_map) and the resolver's. */
@@ -274,7 +275,7 @@ static void on_batch(void *arg, const struct resolve_batch *b)
 		route(p, &b->addrs[i], &p->akey[i & 7]); /* read only for app addresses */
 	}
 	p->c->dirty = true;
-	sched_now(p->dp);
+	sched_now(p->dp, p->batches++ == 0);
 }
 
 /* The resolver's estimate, before the first batch: size the ledger and the dispatcher for it. */

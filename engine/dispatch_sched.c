@@ -556,13 +556,14 @@ static void schedule(struct timer *t)
 		loop_timer_set(&dp->loop, &dp->sched_timer, next > now ? next - now : 1, schedule);
 }
 
-void sched_now(struct dispatcher *dp)
+void sched_now(struct dispatcher *dp, bool submit)
 {
 	if (dp->closing)
 		return;
 	loop_timer_cancel(&dp->loop, &dp->sched_timer);
 	schedule(&dp->sched_timer);
-	loop_submit(&dp->loop);
+	if (submit)
+		loop_submit(&dp->loop);
 }
 
 void kick(struct dispatcher *dp)
