@@ -13,10 +13,8 @@
  * once (sched_now). A warning's first batch also submits its sends at once,
  * so its first deliveries leave while the later batches are still being
  * planned; the later batches' sends go to the kernel together, once per
- * loop iteration (a Redis read of up to 64 KB holds many). Submitting each batch
- * on its own cost a system call per ring per batch and, on a machine where
- * the receivers share the CPUs, woke them for every few dozen messages
- * (bench/RESULTS.md, Terminals, "Sends per loop iteration").
+ * loop iteration (a Redis read of up to 64 KB holds many; on_batch in
+ * dispatch_plan.c says why).
  *
  * Ownership: the dispatcher owns campaigns and deliveries. A delivery is
  * freed when final. A campaign is freed when finished and no adapter holds
