@@ -130,6 +130,7 @@
 
 #include "adapters.h"
 #include "campaign.h"
+#include "csv.h"
 #include "log.h"
 #include "redis.h"
 #include "terminal.h"
@@ -143,6 +144,9 @@
 #define MAX_REASONS 64
 #define POP_CHECK_MS 10000
 #define TERMINAL_OFFLINE_LIST 10
+#define TERMINAL_FAULT_LIST 10    /* the latest fault reports kept for describe() */
+#define FAULT_TEXT_MAX 256        /* a report's faults, joined by ", " (longer: cut, "...") */
+#define TERM_VOLUME_UNKNOWN 0xff  /* no Status with a volume yet */
 #define SHARD_SQES 1024
 
 enum tconn_state { TC_CHALLENGED, TC_AUTHING, TC_READY, TC_LINGER, TC_CLOSING };
@@ -219,7 +223,8 @@ struct term {
 	uint64_t persons;
 	int64_t last_seen_s;
 	uint32_t seg;                  /* in `ready`; TREADY_NONE when not in the population */
-	uint8_t volume, faults;
+	uint8_t volume;                /* its last Status's, 0-100; TERM_VOLUME_UNKNOWN before one */
+	uint8_t faults;                /* how many faults its last Status listed */
 	char id[];
 };
 
@@ -233,6 +238,13 @@ struct alert_cache { /* the last Alert's frame packed (alert_frame) */
 	uint64_t campaign;             /* campaign_serial: never reused, unlike an address */
 	unsigned lang;
 	struct abody *body;
+};
+
+struct fault_report { /* a terminal's latest Status that listed faults, until one lists none */
+	char id[TERMINAL_ID_MAX + 1];
+	char faults[FAULT_TEXT_MAX];
+	int64_t at_s;                  /* wall clock */
+	uint8_t volume;                /* TERM_VOLUME_UNKNOWN: not reported */
 };
 
 struct tgw {
@@ -265,6 +277,9 @@ struct tgw {
 	struct terminal_offline offline[TERMINAL_OFFLINE_LIST];
 	size_t n_offline;              /* the cached offline-longest list ... */
 	bool offline_stale;            /* ... recomputed when a terminal comes or goes */
+	struct fault_report fault[TERMINAL_FAULT_LIST]; /* newest first */
+	size_t n_fault;
+	uint64_t faulty, muted;        /* terminals whose last Status listed faults / volume 0 */
 	struct alert_cache alert;
 	struct tdel *free_tdels;       /* finished deliveries' tdels, for reuse (through next) */
 	size_t n_free_tdels;
@@ -354,6 +369,7 @@ static struct term *term_get(struct tgw *gw, const char *id)
 	t->hnext = gw->buckets[j];
 	gw->buckets[j] = t;
 	t->seg = TREADY_NONE;
+	t->volume = TERM_VOLUME_UNKNOWN;
 	gw->nterms++;
 	gw->offline_stale = true;
 	return t;
@@ -1322,6 +1338,82 @@ static void on_ack(struct tgw *gw, struct term *t, const Tocsin__Terminal__Ack *
 	}
 }
 
+/*
+ * One fault name into out[*len..cap): valid UTF-8 is kept (a name that is
+ * not becomes "?"), and the bytes a log line or a list would misread
+ * (controls, quote, backslash, comma) become '?', so the text is safe in
+ * both and in JSON. Returns false when it did not fit (nothing written).
+ */
+static bool fault_append(char *out, size_t cap, size_t *len, const char *name)
+{
+	size_t n = strlen(name), sep = *len ? 2 : 0;
+	bool valid = csv_utf8_valid(name, n);
+	if (!valid)
+		n = 1;
+	if (*len + sep + n + 1 > cap)
+		return false;
+	if (sep)
+		memcpy(out + *len, ", ", 2);
+	*len += sep;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = valid ? (unsigned char)name[i] : '?';
+		out[(*len)++] = ch < 0x20 || ch == 0x7f || ch == '"' || ch == '\\' || ch == ',' ? '?' : (char)ch;
+	}
+	out[*len] = 0;
+	return true;
+}
+
+static void fault_forget(struct tgw *gw, const char *id)
+{
+	for (size_t i = 0; i < gw->n_fault; i++)
+		if (!strcmp(gw->fault[i].id, id)) {
+			memmove(&gw->fault[i], &gw->fault[i + 1], (gw->n_fault - i - 1) * sizeof(gw->fault[0]));
+			gw->n_fault--;
+			return;
+		}
+}
+
+/*
+ * A terminal's Status: its volume (0-100; out of range or absent keeps the
+ * last) and its faults. The lane counts the terminals whose last Status
+ * listed faults and those at volume 0, online or not (a report stands
+ * until the next), keeps the latest TERMINAL_FAULT_LIST reports with
+ * faults, and logs each change: faults appearing at warn, the rest at info.
+ */
+static void on_status(struct tgw *gw, struct term *t, const Tocsin__Terminal__Status *s)
+{
+	uint8_t vol = s->has_volume && s->volume <= 100 ? (uint8_t)s->volume : t->volume;
+	uint8_t nf = (uint8_t)(s->n_faults < 255 ? s->n_faults : 255);
+	char text[FAULT_TEXT_MAX] = "";
+	size_t len = 0;
+	for (size_t i = 0; i < s->n_faults; i++)
+		if (!fault_append(text, sizeof(text) - 4, &len, s->faults[i])) {
+			memcpy(text + len, "...", 4);
+			break;
+		}
+	gw->st.status_reports++;
+	gw->faulty += (nf > 0) - (t->faults > 0);
+	gw->muted += (vol == 0) - (t->volume == 0);
+	if (nf != t->faults || (vol == 0) != (t->volume == 0))
+		tlog(nf > t->faults ? LOG_WARN : LOG_INFO,
+		     "msg=\"terminal status\" lane=%s terminal=%s faults=%u fault_list=\"%s\" volume=%d",
+		     gw->lane->name, t->id, nf, text, vol == TERM_VOLUME_UNKNOWN ? -1 : vol);
+	t->volume = vol;
+	t->faults = nf;
+	fault_forget(gw, t->id);
+	if (!nf)
+		return;
+	if (gw->n_fault == TERMINAL_FAULT_LIST)
+		gw->n_fault--;
+	memmove(&gw->fault[1], &gw->fault[0], gw->n_fault * sizeof(gw->fault[0]));
+	gw->n_fault++;
+	struct fault_report *r = &gw->fault[0];
+	snprintf(r->id, sizeof(r->id), "%s", t->id);
+	memcpy(r->faults, text, sizeof(r->faults));
+	r->at_s = (int64_t)time(NULL);
+	r->volume = vol;
+}
+
 /* 0, or -1 to close the connection. */
 static int handle_frame(struct tconn *c, const uint8_t *payload, size_t len)
 {
@@ -1354,9 +1446,7 @@ static int handle_frame(struct tconn *c, const uint8_t *payload, size_t len)
 		on_ack(gw, c->term, f->ack);
 		return 0;
 	case TOCSIN__TERMINAL__FRAME__BODY_STATUS:
-		c->term->volume = f->status->has_volume && f->status->volume <= 100
-					  ? (uint8_t)f->status->volume : c->term->volume;
-		c->term->faults = (uint8_t)f->status->n_faults;
+		on_status(gw, c->term, f->status);
 		return 0;
 	default:
 		return -1;
@@ -2298,6 +2388,20 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 		json_array_append_new(a, t);
 	}
 	json_object_set_new(o, "offline_longest", a);
+	set_int(o, "status_reports", gw->st.status_reports);
+	set_int(o, "terminals_faulty", gw->faulty);
+	set_int(o, "terminals_muted", gw->muted);
+	a = json_array();
+	for (size_t i = 0; i < gw->n_fault; i++) {
+		const struct fault_report *r = &gw->fault[i];
+		json_t *t = json_object();
+		json_object_set_new(t, "id", json_string(r->id));
+		json_object_set_new(t, "faults", json_string(r->faults));
+		json_object_set_new(t, "volume", json_integer(r->volume == TERM_VOLUME_UNKNOWN ? -1 : r->volume));
+		json_object_set_new(t, "at", json_integer(r->at_s));
+		json_array_append_new(a, t);
+	}
+	json_object_set_new(o, "faults_latest", a);
 }
 
 /* About n Alerts are coming over the terminal lanes: tdels for them, up to the window. */

@@ -63,6 +63,7 @@ struct terminal_stats {
 	uint64_t enobufs, held, expired;
 	uint64_t short_sends; /* an Alert's sendmsg resumed after a short send */
 	uint64_t accept_pauses; /* times max_handshakes stopped the accept */
+	uint64_t status_reports; /* Status frames taken (volume, faults) */
 	uint64_t last_received_us; /* CLOCK_MONOTONIC µs when the last Ack RECEIVED was taken (0: none) */
 	uint64_t closed[TERMINAL_CLOSE_N];
 	uint64_t conns;  /* open connections, authenticated or not */

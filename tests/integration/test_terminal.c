@@ -36,7 +36,10 @@
  *      buffer arrive whole and in order (sendmsg resumed, output queued);
  *   9. readiness arithmetic per segment with exact numbers (speaker and
  *      displays overlapping), and the offline-longest order;
- *   9b. a lane with inbound_defer_ms not below ack_timeout_ms does not open;
+ *   9b. Status reports: volume and faults counted and listed (the names made
+ *      safe for logs and JSON), an out-of-range volume ignored, a report
+ *      without faults taking the terminal off the list;
+ *   9c. a lane with inbound_defer_ms not below ack_timeout_ms does not open;
  *  10. TLS (certificate made here with the openssl CLI): 50 terminals over
  *      TLS get an alert; plaintext on the TLS port is counted as tls;
  *  11. scale: SCALE_CONNECTIONS (default 10000) terminals connect to a third
@@ -1561,6 +1564,85 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 	return 0;
 }
 
+/* --- Status reports: volume and faults, at any time after Welcome --------------------------- */
+
+static void raw_status(struct rawt *r, long volume, const char **faults, size_t n)
+{
+	Tocsin__Terminal__Status st = TOCSIN__TERMINAL__STATUS__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	st.has_volume = volume >= 0;
+	st.volume = volume >= 0 ? (uint32_t)volume : 0;
+	st.faults = (char **)faults;
+	st.n_faults = n;
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_STATUS;
+	f.status = &st;
+	raw_send(r, &f);
+}
+
+static bool reports_at_least(struct fixture *fx, void *arg)
+{
+	return gw_num(fx, "status_reports") >= *(long *)arg;
+}
+
+/* The latest fault report listed for id, or NULL (a new reference: json_decref it). */
+static json_t *fault_of(struct fixture *fx, const char *id)
+{
+	json_t *o = describe(fx), *a = json_object_get(o, "faults_latest"), *e, *found = NULL;
+	size_t i;
+	json_array_foreach(a, i, e) {
+		if (!found && !strcmp(json_string_value(json_object_get(e, "id")), id))
+			found = json_incref(e);
+	}
+	json_decref(o);
+	return found;
+}
+
+static void test_status_reports(struct fixture *fx)
+{
+	struct rawt *sp = calloc(1, sizeof(*sp));
+	fx->cur = &fx->lane;
+	CHECK(fx, raw_login(fx, sp, "r-spk", "spk-secret"), "r-spk logs in to report its status");
+	long want = gw_num(fx, "status_reports") + 1, faulty = gw_num(fx, "terminals_faulty"),
+	     muted = gw_num(fx, "terminals_muted");
+	/* a quote and a newline in one name, invalid UTF-8 in another: made safe, not refused */
+	const char *bad[] = {"amplifier", "mains \"power\"\n", "\xff\xfe", "\xe5\x96\x87\xe5\x8f\xad"};
+	raw_status(sp, 0, bad, 4);
+	bool got = run_until(fx, reports_at_least, &want, 3000);
+	json_t *f = fault_of(fx, "r-spk");
+	const char *text = f ? json_string_value(json_object_get(f, "faults")) : NULL;
+	CHECK(fx, got && gw_num(fx, "terminals_faulty") == faulty + 1 &&
+		      gw_num(fx, "terminals_muted") == muted + 1 && text &&
+		      !strcmp(text, "amplifier, mains ?power??, ?, \xe5\x96\x87\xe5\x8f\xad") &&
+		      json_integer_value(json_object_get(f, "volume")) == 0 &&
+		      json_integer_value(json_object_get(f, "at")) > 0,
+	      "Status{volume 0, 4 faults}: faulty +1, muted +1, listed as \"%s\"", text ? text : "-");
+	json_decref(f);
+	/* out of range: the volume stays what it was (0), the faults are replaced */
+	const char *one[] = {"speaker cone"};
+	want++;
+	raw_status(sp, 101, one, 1);
+	got = run_until(fx, reports_at_least, &want, 3000);
+	f = fault_of(fx, "r-spk");
+	text = f ? json_string_value(json_object_get(f, "faults")) : NULL;
+	CHECK(fx, got && text && !strcmp(text, "speaker cone") &&
+		      json_integer_value(json_object_get(f, "volume")) == 0 &&
+		      gw_num(fx, "terminals_faulty") == faulty + 1 &&
+		      gw_num(fx, "terminals_muted") == muted + 1,
+	      "volume 101 is ignored (still 0), the new fault list replaces the old");
+	json_decref(f);
+	want++;
+	raw_status(sp, 70, NULL, 0);
+	got = run_until(fx, reports_at_least, &want, 3000);
+	f = fault_of(fx, "r-spk");
+	CHECK(fx, got && !f && gw_num(fx, "terminals_faulty") == faulty &&
+		      gw_num(fx, "terminals_muted") == muted && !sp->eof,
+	      "Status{volume 70, no faults}: off the list, counts back, the connection stays open");
+	json_decref(f);
+	raw_close(sp);
+	run_until(fx, sleep_cond, NULL, 200);
+	free(sp);
+}
+
 /* A lane whose Acks could wait past their own timeout does not open, and says why. */
 static void test_config_errors(struct fixture *fx)
 {
@@ -1702,6 +1784,7 @@ int main(int argc, char **argv)
 	test_short_sends(&fx);
 	test_readiness(&fx);
 	test_readiness_lanes(&fx);
+	test_status_reports(&fx);
 	test_config_errors(&fx);
 	test_tls(&fx, w1);
 	if (scale > 0) {
