@@ -1373,12 +1373,36 @@ static void fault_forget(struct tgw *gw, const char *id)
 		}
 }
 
+/* Gateway g's record of terminal t's Status: its counts and its fault list. */
+static void status_apply(struct tgw *g, struct term *t, uint8_t vol, uint8_t nf, const char *text,
+			 int64_t now_s)
+{
+	g->faulty += (nf > 0) - (t->faults > 0);
+	g->muted += (vol == 0) - (t->volume == 0);
+	t->volume = vol;
+	t->faults = nf;
+	fault_forget(g, t->id);
+	if (!nf)
+		return;
+	if (g->n_fault == TERMINAL_FAULT_LIST)
+		g->n_fault--;
+	memmove(&g->fault[1], &g->fault[0], g->n_fault * sizeof(g->fault[0]));
+	g->n_fault++;
+	struct fault_report *r = &g->fault[0];
+	snprintf(r->id, sizeof(r->id), "%s", t->id);
+	snprintf(r->faults, sizeof(r->faults), "%s", text);
+	r->at_s = now_s;
+	r->volume = vol;
+}
+
 /*
  * A terminal's Status: its volume (0-100; out of range or absent keeps the
- * last) and its faults. The lane counts the terminals whose last Status
- * listed faults and those at volume 0, online or not (a report stands
- * until the next), keeps the latest TERMINAL_FAULT_LIST reports with
- * faults, and logs each change: faults appearing at warn, the rest at info.
+ * last) and its faults. Like readiness, the figures are the process's: every
+ * terminal gateway records the report in its own copy of the terminal, so
+ * each lane shows the terminals whose last Status (on whichever lane) listed
+ * faults, or volume 0, online or not (a report stands until the next), and
+ * the latest TERMINAL_FAULT_LIST reports with faults. Each change is logged
+ * once: faults appearing at warn, the rest at info.
  */
 static void on_status(struct tgw *gw, struct term *t, const Tocsin__Terminal__Status *s)
 {
@@ -1392,26 +1416,16 @@ static void on_status(struct tgw *gw, struct term *t, const Tocsin__Terminal__St
 			break;
 		}
 	gw->st.status_reports++;
-	gw->faulty += (nf > 0) - (t->faults > 0);
-	gw->muted += (vol == 0) - (t->volume == 0);
 	if (nf != t->faults || (vol == 0) != (t->volume == 0))
 		tlog(nf > t->faults ? LOG_WARN : LOG_INFO,
 		     "msg=\"terminal status\" lane=%s terminal=%s faults=%u fault_list=\"%s\" volume=%d",
 		     gw->lane->name, t->id, nf, text, vol == TERM_VOLUME_UNKNOWN ? -1 : vol);
-	t->volume = vol;
-	t->faults = nf;
-	fault_forget(gw, t->id);
-	if (!nf)
-		return;
-	if (gw->n_fault == TERMINAL_FAULT_LIST)
-		gw->n_fault--;
-	memmove(&gw->fault[1], &gw->fault[0], gw->n_fault * sizeof(gw->fault[0]));
-	gw->n_fault++;
-	struct fault_report *r = &gw->fault[0];
-	snprintf(r->id, sizeof(r->id), "%s", t->id);
-	memcpy(r->faults, text, sizeof(r->faults));
-	r->at_s = (int64_t)time(NULL);
-	r->volume = vol;
+	int64_t now_s = (int64_t)time(NULL);
+	for (struct tgw *g = all_gws; g; g = g->next_gw) {
+		struct term *u = g == gw ? t : term_get(g, t->id);
+		if (u)
+			status_apply(g, u, vol, nf, text, now_s);
+	}
 }
 
 /* 0, or -1 to close the connection. */

@@ -7,7 +7,7 @@
  *   terminal_swarm --csv terminals.csv [--target 127.0.0.1:7000] [--count 1000]
  *       [--play-ms 100] [--fail-pct 0] [--churn 0] [--reconnect-ms 1000] [--login-ms 15000]
  *       [--src-ips 1] [--src-base 1] [--first 0] [--connect-rate 5000]
- *       [--stats FILE] [--tls] [--ca FILE]
+ *       [--stats FILE] [--tls] [--ca FILE] [--status VOLUME[:FAULT,...]]
  *
  * terminals.csv is the loader's format (id,segment,kind,covers_persons,
  * secret; header row; no quoted fields). Each terminal connects, answers
@@ -24,9 +24,12 @@
  * leaves the client's side ESTABLISHED with nothing ever coming (counted
  * as login_timeouts). A terminal rejected with
  * BAD_CREDENTIALS or UNSUPPORTED_VERSION stays off; other disconnects
- * reconnect. --src-ips K spreads connections over K loopback source
- * addresses from 127.0.0.B, B = --src-base (default 1), so 127.0.0.1..
- * 127.0.0.K by default (28k ephemeral ports per source address).
+ * reconnect. --status 0:amplifier,mains makes every terminal send
+ * Status{volume 0, faults [amplifier, mains]} once after each Welcome
+ * (VOLUME alone: no faults; -1: no volume in it). --src-ips K spreads
+ * connections over K loopback source addresses from 127.0.0.B, B =
+ * --src-base (default 1), so 127.0.0.1..127.0.0.K by default (28k
+ * ephemeral ports per source address).
  *
  * One process holds at most RLIMIT_NOFILE sockets (the hard limit, 20,000
  * here, minus 256 for the rest): more terminals than that is refused at
@@ -136,6 +139,10 @@ struct swarm {
 	const char *times_path;
 	uint64_t *recv_us, *ack_us;
 	unsigned play_ms, fail_pct, churn, reconnect_ms, src_ips, src_base, connect_rate, login_ms;
+	bool status;             /* --status: a Status after each Welcome */
+	long status_volume;      /* -1: none */
+	char *status_faults[TERMINAL_MAX_FAULTS];
+	size_t n_status_faults;
 	size_t first;            /* --first: index of t[0] in the population */
 	const char *stats_path;
 	SSL_CTX *tls;  /* --tls */
@@ -485,6 +492,20 @@ static int send_hello(struct swarm *s, uint32_t idx, const Tocsin__Terminal__Cha
 	return send_frame(s, idx, &f);
 }
 
+/* --status: the terminal's volume and faults, once per login. */
+static int send_status(struct swarm *s, uint32_t idx)
+{
+	Tocsin__Terminal__Status st = TOCSIN__TERMINAL__STATUS__INIT;
+	Tocsin__Terminal__Frame f = TOCSIN__TERMINAL__FRAME__INIT;
+	st.has_volume = s->status_volume >= 0;
+	st.volume = st.has_volume ? (uint32_t)s->status_volume : 0;
+	st.faults = s->status_faults;
+	st.n_faults = s->n_status_faults;
+	f.body_case = TOCSIN__TERMINAL__FRAME__BODY_STATUS;
+	f.status = &st;
+	return send_frame(s, idx, &f);
+}
+
 static int queue_ack(struct swarm *s, uint32_t idx, uint64_t seq, Tocsin__Terminal__AckState st,
 		     const char *reason, bool more)
 {
@@ -581,7 +602,7 @@ static int on_frame(struct swarm *s, uint32_t idx, const uint8_t *p, size_t n)
 		t->hb_ms = f->welcome->has_heartbeat_ms ? f->welcome->heartbeat_ms : 30000;
 		s->online++;
 		s->st.auth_ok++;
-		return 0;
+		return s->status ? send_status(s, idx) : 0;
 	case TOCSIN__TERMINAL__FRAME__BODY_REJECT:
 		return on_reject(s, idx, f->reject);
 	case TOCSIN__TERMINAL__FRAME__BODY_HEARTBEAT:
@@ -1031,7 +1052,7 @@ static void usage(void)
 	fprintf(stderr, "usage: terminal_swarm --csv FILE [--target HOST:PORT] [--count N] "
 			"[--play-ms MS] [--fail-pct P] [--churn N] [--reconnect-ms MS] [--login-ms MS] "
 			"[--src-ips K] [--src-base B] [--first F] [--connect-rate R] [--stats FILE] "
-			"[--tls] [--ca FILE]\n"
+			"[--tls] [--ca FILE] [--status VOLUME[:FAULT,...]]\n"
 			"       [--mode terminal|raw|mqtt] [--frame BYTES] [--times FILE]\n");
 	exit(2);
 }
@@ -1048,6 +1069,28 @@ static int parse_target(struct swarm *s, const char *arg)
 	return inet_pton(AF_INET, host, &s->target.sin_addr) == 1 ? 0 : -1;
 }
 
+/* --status VOLUME[:FAULT,...]: VOLUME -1..100, at most TERMINAL_MAX_FAULTS names of <= 64 bytes. */
+static void parse_status(struct swarm *s, const char *arg)
+{
+	char *end, *list = strchr(arg, ':');
+	long v = strtol(arg, &end, 10);
+	if (end == arg || (*end && *end != ':') || v < -1 || v > 100) {
+		fprintf(stderr, "terminal_swarm: --status %s: the volume must be -1..100\n", arg);
+		exit(2);
+	}
+	s->status = true;
+	s->status_volume = v;
+	for (char *p = list ? strdup(list + 1) : NULL, *save = NULL, *name; p; p = NULL)
+		for (name = strtok_r(p, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+			if (s->n_status_faults == TERMINAL_MAX_FAULTS || strlen(name) > 64) {
+				fprintf(stderr, "terminal_swarm: --status: at most %d faults of 64 bytes\n",
+					TERMINAL_MAX_FAULTS);
+				exit(2);
+			}
+			s->status_faults[s->n_status_faults++] = name;
+		}
+}
+
 static void parse_args(struct swarm *s, int argc, char **argv, const char **csv, size_t *count)
 {
 	static const struct option opts[] = {
@@ -1057,7 +1100,7 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		{"stats", 1, 0, 's'},    {"tls", 0, 0, 'T'},        {"ca", 1, 0, 'C'},
 		{"mode", 1, 0, 'm'},     {"frame", 1, 0, 'F'},      {"times", 1, 0, 'x'},
 		{"src-base", 1, 0, 'b'}, {"first", 1, 0, 'K'},    {"login-ms", 1, 0, 'L'},
-		{0, 0, 0, 0}};
+		{"status", 1, 0, 'S'},   {0, 0, 0, 0}};
 	const char *ca = NULL;
 	int o;
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -1085,6 +1128,7 @@ static void parse_args(struct swarm *s, int argc, char **argv, const char **csv,
 		case 'x': s->times_path = optarg; break;
 		case 'b': s->src_base = (unsigned)strtoul(optarg, NULL, 10); break;
 		case 'K': s->first = strtoul(optarg, NULL, 10); break;
+		case 'S': parse_status(s, optarg); break;
 		default: usage();
 		}
 	}

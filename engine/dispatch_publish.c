@@ -473,14 +473,15 @@ static json_t *warning_json(const struct campaign *c, uint64_t now)
 
 /*
  * Every terminal lane reports the readiness of all terminal lanes together
- * (persons covered once, a terminal offline only when no lane holds it: see
+ * (persons covered once, a terminal offline only when no lane holds it, the
+ * terminals reporting faults or volume 0 on any lane: see
  * adapters/terminal.c), so those are taken once; terminals online are each
  * lane's own and add up.
  */
 static json_t *readiness_json(struct dispatcher *dp, json_t **desc)
 {
-	json_int_t online = 0, persons = 0;
-	json_t *offline = NULL;
+	json_int_t online = 0, persons = 0, faulty = 0, muted = 0;
+	json_t *offline = NULL, *faults = NULL;
 	for (size_t i = 0; i < dp->n_lanes; i++) {
 		json_t *a = desc[i];
 		if (dp->lanes[i].channel != CHANNEL_TERMINAL || !a)
@@ -491,9 +492,17 @@ static json_t *readiness_json(struct dispatcher *dp, json_t **desc)
 		json_t *off = json_object_get(a, "offline_longest");
 		if (!offline && json_is_array(off))
 			offline = json_deep_copy(off);
+		json_t *fl = json_object_get(a, "faults_latest"); /* the process's, as offline */
+		if (!faults && json_is_array(fl)) {
+			faults = json_deep_copy(fl);
+			faulty = json_integer_value(json_object_get(a, "terminals_faulty"));
+			muted = json_integer_value(json_object_get(a, "terminals_muted"));
+		}
 	}
 	if (!offline)
 		offline = json_array();
+	if (!faults)
+		faults = json_array();
 	json_t *o = json_object();
 	json_object_set_new(o, "population", json_integer((json_int_t)dp->population));
 	json_object_set_new(o, "persons_online", json_integer(persons));
@@ -501,6 +510,9 @@ static json_t *readiness_json(struct dispatcher *dp, json_t **desc)
 	json_object_set_new(o, "terminals_online", json_integer(online));
 	json_object_set_new(o, "terminals_total", json_integer((json_int_t)dp->terminals_total));
 	json_object_set_new(o, "offline_longest", offline);
+	json_object_set_new(o, "terminals_faulty", json_integer(faulty));
+	json_object_set_new(o, "terminals_muted", json_integer(muted));
+	json_object_set_new(o, "faults_latest", faults);
 	return o;
 }
 

@@ -17,7 +17,8 @@
       offline_longest: "离线最久的终端", updated: "更新于", since: "发布后", t90: "达到90%用时",
       t90_not: "未达90%", up: "在线", down: "离线", paused: "暂停", running: "运行",
       total: "合计", sms: "短信", app: "应用", terminal: "终端", drill: "演练", lang: "English",
-      chart: "各渠道覆盖随时间变化", last_seen: "最后在线" },
+      chart: "各渠道覆盖随时间变化", last_seen: "最后在线", faulty: "报告故障的终端",
+      muted: "音量为0的终端", faults_latest: "最近的故障报告", volume: "音量" },
     en: { title: "Warning dissemination", connecting: "connecting", open: "live",
       error: "disconnected, retrying", large: "Large text", warnings: "Active warnings",
       none: "No active warning", communities: "Communities (worst first)", segment: "Area",
@@ -29,7 +30,9 @@
       updated: "Updated", since: "since admission", t90: "time to 90%", t90_not: "90% not yet",
       up: "up", down: "DOWN", paused: "paused", running: "running", total: "total", sms: "SMS",
       app: "App", terminal: "Terminal", drill: "DRILL", lang: "中文",
-      chart: "Coverage over time per channel", last_seen: "last seen" },
+      chart: "Coverage over time per channel", last_seen: "last seen",
+      faulty: "Terminals reporting faults", muted: "Terminals at volume 0",
+      faults_latest: "Latest fault reports", volume: "volume" },
   };
   const store = window.localStorage || { getItem() { return null; }, setItem() {} };
   let lang = store.getItem("tocsin.lang") || "zh";
@@ -137,6 +140,13 @@
     $("r-population").dataset.value = String(r.persons_online);
     $("r-offline").replaceChildren(...(r.offline_longest || []).slice(0, 10).map((o) =>
       el("li", {}, o.id + " · " + t("last_seen") + " " + (o.last_seen ? new Date(o.last_seen * 1000).toLocaleString() : "–"))));
+    $("r-faulty").textContent = fmt(r.terminals_faulty);
+    $("r-faulty").dataset.value = String(r.terminals_faulty || 0);
+    $("r-muted").textContent = fmt(r.terminals_muted);
+    $("r-muted").dataset.value = String(r.terminals_muted || 0);
+    $("r-faults").replaceChildren(...(r.faults_latest || []).slice(0, 10).map((f) =>
+      el("li", { "data-id": f.id }, f.id + " · " + f.faults + (f.volume >= 0 ? " · " + t("volume") + " " + f.volume : "") +
+        " · " + new Date(f.at * 1000).toLocaleString())));
   }
   function render() {
     const age = Date.now() - statusAt, ws = status.warnings || [];

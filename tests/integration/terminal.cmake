@@ -8,7 +8,8 @@ set_tests_properties(integration_terminal PROPERTIES LABELS integration TIMEOUT 
   SKIP_RETURN_CODE 77)
 
 # Readiness per segment in tocsind's /v1/status and /metrics, against a
-# generated district and a swarm holding part of its terminals.
+# generated district and a swarm holding part of its terminals; terminals'
+# Status reports (faults, volume) in the same places.
 add_test(NAME integration_terminal_status
   COMMAND /usr/bin/python3 ${CMAKE_CURRENT_LIST_DIR}/test_terminal_status.py
           ${CMAKE_SOURCE_DIR} ${CMAKE_BINARY_DIR})

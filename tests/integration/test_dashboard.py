@@ -291,6 +291,15 @@ class Dashboard(unittest.TestCase):
             self.assertGreater(browser.evaluate(
                 "document.querySelectorAll('#communities tbody tr').length"), 0)
             self.assertGreater(browser.evaluate("window.tocsinEvents"), 2)
+            # readiness from /v1/status, terminals' fault reports included (none on sim lanes)
+            s, _, body = http(self.d.url + "/v1/status", token=TOKEN)
+            r = json.loads(body)["readiness"]
+            self.assertEqual(browser.evaluate("document.getElementById('r-faulty').dataset.value"),
+                             str(r["terminals_faulty"]))
+            self.assertEqual(browser.evaluate("document.getElementById('r-muted').dataset.value"),
+                             str(r["terminals_muted"]))
+            self.assertEqual(browser.evaluate("document.querySelectorAll('#r-faults li').length"),
+                             len(r["faults_latest"]))
             browser.evaluate("document.getElementById('lang').click()")
             self.assertEqual(browser.evaluate("document.documentElement.lang"), "en")
         finally:

@@ -1610,6 +1610,13 @@ static void test_status_reports(struct fixture *fx)
 	bool got = run_until(fx, reports_at_least, &want, 3000);
 	json_t *f = fault_of(fx, "r-spk");
 	const char *text = f ? json_string_value(json_object_get(f, "faults")) : NULL;
+	json_t *tls = json_object();
+	adapter_terminal.describe(&fx->tls_lane, tls); /* the figures are the process's, as readiness */
+	bool other = json_integer_value(json_object_get(tls, "terminals_faulty")) == faulty + 1 &&
+		     json_integer_value(json_object_get(tls, "terminals_muted")) == muted + 1 &&
+		     json_array_size(json_object_get(tls, "faults_latest")) > 0;
+	json_decref(tls);
+	CHECK(fx, other, "the other lane (TLS) shows the report too");
 	CHECK(fx, got && gw_num(fx, "terminals_faulty") == faulty + 1 &&
 		      gw_num(fx, "terminals_muted") == muted + 1 && text &&
 		      !strcmp(text, "amplifier, mains ?power??, ?, \xe5\x96\x87\xe5\x8f\xad") &&

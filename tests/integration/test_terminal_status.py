@@ -12,6 +12,11 @@ shows in /v1/status (lanes[].adapter.segments, readiness) and in /metrics
 (tocsin_adapter_segments_covered{...}). Then half of those terminals
 disconnect and the figures must follow.
 
+Status reports: three more terminals log in with `--status 0:amplifier,mains`
+(Status{volume 0, faults} after Welcome); the readiness object counts them as
+faulty and muted and lists their faults, /metrics has the same (and passes
+promtool), and the reports stand after the terminals go offline.
+
 usage: /usr/bin/python3 test_terminal_status.py SOURCE_DIR BUILD_DIR
 """
 import csv
@@ -107,14 +112,14 @@ class TerminalStatus(unittest.TestCase):
         cls.redis.stop()
         shutil.rmtree(WORK, ignore_errors=True)
 
-    def swarm(self, name, rows):
+    def swarm(self, name, rows, extra=()):
         path = os.path.join(WORK, name + ".csv")
         with open(path, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(self.terminals[0].keys()))
             w.writeheader()
             w.writerows(rows)
         p = subprocess.Popen([SWARM, "--csv", path, "--target", "127.0.0.1:%d" % self.term_port,
-                              "--count", str(len(rows))],
+                              "--count", str(len(rows))] + list(extra),
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.swarms.append(p)
         return p
@@ -191,6 +196,37 @@ class TerminalStatus(unittest.TestCase):
                            capture_output=True, text=True)
         # Adapter gauges come grouped per family with HELP and TYPE: promtool is clean.
         self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[:2000])
+
+    def test_status_reports_show_in_status_and_metrics(self):
+        rows = self.terminals[1::3][:3]  # none of them in the other test's swarms
+        ids = {t["id"] for t in rows}
+        p = self.swarm("faulty", rows, ["--status", "0:amplifier,mains"])
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            r = json.loads(self.get("/v1/status"))["readiness"]
+            if r["terminals_faulty"] >= 3:
+                break
+            time.sleep(0.1)
+        self.assertEqual((r["terminals_faulty"], r["terminals_muted"]), (3, 3))
+        listed = {f["id"]: f for f in r["faults_latest"]}
+        self.assertEqual(set(listed) & ids, ids)
+        for i in ids:
+            self.assertEqual((listed[i]["faults"], listed[i]["volume"]), ("amplifier, mains", 0))
+            self.assertGreater(listed[i]["at"], 0)
+        metrics = self.get("/metrics")
+        self.assertRegex(metrics, r'(?m)^tocsin_adapter_terminals_faulty\{lane="terminals"\} 3$')
+        for i in ids:
+            self.assertRegex(metrics, r'(?m)^tocsin_adapter_faults_latest_volume\{lane="terminals",'
+                             r'id="%s",faults="amplifier, mains"\} 0$' % re.escape(i))
+        r = subprocess.run(["promtool", "check", "metrics"], input=metrics, capture_output=True,
+                           text=True)
+        self.assertEqual(r.returncode, 0, (r.stdout + r.stderr)[:2000])
+        # a report stands until the next one: gone offline, they still count
+        p.terminate()
+        p.wait(10)
+        time.sleep(0.5)
+        r = json.loads(self.get("/v1/status"))["readiness"]
+        self.assertEqual(r["terminals_faulty"], 3)
 
 
 if __name__ == "__main__":
