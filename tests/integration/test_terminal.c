@@ -40,6 +40,9 @@
  *      safe for logs and JSON), an out-of-range volume ignored, a report
  *      without faults taking the terminal off the list;
  *   9c. a lane with inbound_defer_ms not below ack_timeout_ms does not open;
+ *   9d. silence is judged on input read: while the loop holds the shards'
+ *      input (a push), a heartbeating terminal is not closed, and a silent
+ *      one is closed once the input is read;
  *  10. TLS (certificate made here with the openssl CLI): 50 terminals over
  *      TLS get an alert; plaintext on the TLS port is counted as tls;
  *  11. scale: SCALE_CONNECTIONS (default 10000) terminals connect to a third
@@ -98,6 +101,7 @@ struct fixture {
 	pid_t redis_pid, swarm_pid[4], scale_pid[MAX_SWARMS];
 	struct loop loop;
 	struct lane lane, tls_lane, scale_lane, b_lane; /* b_lane: test_readiness_lanes */
+	struct lane h_lane;                             /* test_silence_while_held */
 	int scale_port;
 	bool scale_tls;
 	struct lane *cur;      /* the lane submit(), start_swarm() and test_scale() use */
@@ -1564,6 +1568,85 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
 	return 0;
 }
 
+/*
+ * Silence judged on input read, not on input held: while the loop holds the
+ * shards' input (a push: loop_defer_inbound each iteration), a terminal's
+ * heartbeats wait unread, and its heartbeat timer must look again rather
+ * than close it (heartbeat_tick's re-arm while loop_inbound_waiting). A
+ * lane with 100 ms heartbeats (silence after 300 ms) and input held up to
+ * 1.5 s: r-disp1 heartbeats through a 1 s hold and stays; r-disp2, silent,
+ * stays until the input is read, then goes.
+ */
+struct hold {
+	struct rawt *live, *silent;
+	uint64_t until_ms, next_hb_ms;
+	bool hold;
+};
+
+static bool hold_step(struct fixture *fx, void *arg)
+{
+	struct hold *h = arg;
+	uint64_t now = loop_now_ms(&fx->loop);
+	if (h->hold)
+		loop_defer_inbound(&fx->loop); /* as the gateway does for each Alert it sends */
+	if (now >= h->next_hb_ms) {
+		raw_heartbeat(h->live);
+		h->next_hb_ms = now + 30;
+	}
+	raw_pump(h->live), raw_pump(h->silent);
+	h->live->len = h->silent->len = 0; /* the gateway's heartbeats: not looked at */
+	return h->hold ? now >= h->until_ms : h->silent->eof || h->live->eof;
+}
+
+static void test_silence_while_held(struct fixture *fx)
+{
+	struct config_lane cfg = {.channel = "terminal", .adapter = "terminal", .name = "terminals-hold"};
+	char addr[32], err[256] = "";
+	int port = free_port(), gw_port = fx->gw_port;
+	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+	const char *kv[][2] = {{"listen", addr}, {"heartbeat_ms", "100"}, {"ack_timeout_ms", "5000"},
+			       {"inbound_defer_ms", "1500"}, {"handshake_ms", "2000"}};
+	for (size_t i = 0; i < 5; i++) {
+		snprintf(cfg.kv[i].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
+		snprintf(cfg.kv[i].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
+	}
+	cfg.n_kv = 5;
+	unsigned defer = fx->loop.extra_defer_ms; /* the loop's: the largest of its lanes' */
+	lane_init(&fx->h_lane, "terminals-hold", CHANNEL_TERMINAL, 0, 0, 100, loop_now_ms(&fx->loop));
+	fx->h_lane.adapter = &adapter_terminal;
+	bool opened = adapter_terminal.open(&fx->h_lane, &fx->host, &cfg, err, sizeof(err)) == 0;
+	struct hold h = {.live = calloc(1, sizeof(struct rawt)), .silent = calloc(1, sizeof(struct rawt))};
+	fx->gw_port = port;
+	bool in = opened && raw_login(fx, h.live, "r-disp1", "disp1-secret") &&
+		  raw_login(fx, h.silent, "r-disp2", "disp2-secret");
+	fx->gw_port = gw_port;
+	struct terminal_stats st;
+	terminal_stats(&fx->h_lane, &st);
+	uint64_t before = st.closed[TERMINAL_CLOSE_HEARTBEAT_TIMEOUT];
+	CHECK(fx, in, "a lane with 100 ms heartbeats and input held up to 1.5 s: two terminals in (%s)",
+	      err);
+	h.hold = true;
+	h.until_ms = loop_now_ms(&fx->loop) + 1000;
+	run_until(fx, hold_step, &h, 3000);
+	terminal_stats(&fx->h_lane, &st);
+	CHECK(fx, in && !h.live->eof && !h.silent->eof &&
+		      st.closed[TERMINAL_CLOSE_HEARTBEAT_TIMEOUT] == before,
+	      "1 s of held input (over 3 heartbeat intervals): neither judged silent meanwhile");
+	h.hold = false;
+	bool gone = run_until(fx, hold_step, &h, 3000);
+	terminal_stats(&fx->h_lane, &st);
+	CHECK(fx, gone && h.silent->eof && !h.live->eof &&
+		      st.closed[TERMINAL_CLOSE_HEARTBEAT_TIMEOUT] == before + 1,
+	      "input read again: the silent one closed for its heartbeats, the live one stays");
+	raw_close(h.live);
+	raw_close(h.silent);
+	adapter_terminal.close(&fx->h_lane);
+	fx->loop.extra_defer_ms = defer; /* the later checks' pushes hold as before */
+	run_until(fx, sleep_cond, NULL, 200);
+	free(h.live);
+	free(h.silent);
+}
+
 /* --- Status reports: volume and faults, at any time after Welcome --------------------------- */
 
 static void raw_status(struct rawt *r, long volume, const char **faults, size_t n)
@@ -1707,7 +1790,7 @@ static void teardown(struct fixture *fx)
 	for (int i = 0; i < MAX_SWARMS; i++)
 		stop_pid(&fx->scale_pid[i]);
 	bool open = fx->lane.adapter_state || fx->tls_lane.adapter_state ||
-		    fx->scale_lane.adapter_state || fx->b_lane.adapter_state;
+		    fx->scale_lane.adapter_state || fx->b_lane.adapter_state || fx->h_lane.adapter_state;
 	if (fx->lane.adapter_state)
 		adapter_terminal.close(&fx->lane);
 	if (fx->tls_lane.adapter_state)
@@ -1716,6 +1799,8 @@ static void teardown(struct fixture *fx)
 		adapter_terminal.close(&fx->scale_lane);
 	if (fx->b_lane.adapter_state)
 		adapter_terminal.close(&fx->b_lane);
+	if (fx->h_lane.adapter_state)
+		adapter_terminal.close(&fx->h_lane);
 	if (open) /* the gateways free themselves once their ops came back: no timer left then */
 		run_until(fx, no_timers, NULL, 15000);
 	lane_release(&fx->lane);
@@ -1724,6 +1809,8 @@ static void teardown(struct fixture *fx)
 		lane_release(&fx->scale_lane);
 	if (fx->b_lane.name[0])
 		lane_release(&fx->b_lane);
+	if (fx->h_lane.name[0])
+		lane_release(&fx->h_lane);
 	stop_pid(&fx->redis_pid);
 	for (size_t i = 0; i < fx->n_dels; i++)
 		free(fx->dels[i].address);
@@ -1792,6 +1879,7 @@ int main(int argc, char **argv)
 	test_readiness(&fx);
 	test_readiness_lanes(&fx);
 	test_status_reports(&fx);
+	test_silence_while_held(&fx);
 	test_config_errors(&fx);
 	test_tls(&fx, w1);
 	if (scale > 0) {
