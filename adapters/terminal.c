@@ -767,8 +767,12 @@ static void on_handshake_timeout(struct timer *t)
 		loop_timer_set(c->gw->host.loop, &c->timer, 1, on_handshake_timeout);
 		return;
 	}
-	tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT, TERMINAL_CLOSE_HANDSHAKE_TIMEOUT,
-		     NULL, "no Hello in time");
+	if (c->state == TC_AUTHING) /* the Hello came; our lookup of its credentials did not */
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TRY_LATER,
+			     TERMINAL_CLOSE_CREDENTIALS_UNAVAILABLE, NULL, "credentials lookup timed out");
+	else
+		tconn_reject(c, TOCSIN__TERMINAL__REJECT_REASON__TIMEOUT,
+			     TERMINAL_CLOSE_HANDSHAKE_TIMEOUT, NULL, "no Hello in time");
 }
 
 static void send_challenge(struct tconn *c)
@@ -979,6 +983,10 @@ static int start_auth(struct tconn *c, const Tocsin__Terminal__Hello *h)
 	}
 	c->state = TC_AUTHING;
 	c->refs++; /* dropped by on_auth_reply */
+	/* The whole Hello is in, in time: it may have waited unread while the loop held
+	   the shards' input (on_handshake_timeout looked again meanwhile). What is left
+	   is the credentials lookup, ours: it gets a handshake_ms of its own from now. */
+	loop_timer_set(gw->host.loop, &c->timer, gw->handshake_ms, on_handshake_timeout);
 	return 0;
 }
 

@@ -44,7 +44,7 @@ enum terminal_close_reason {
 	TERMINAL_CLOSE_BAD_MAC,                 /* known id, wrong HMAC (or an old challenge's) */
 	TERMINAL_CLOSE_UNKNOWN_ID,              /* no such terminal in the current population */
 	TERMINAL_CLOSE_UNSUPPORTED_VERSION,
-	TERMINAL_CLOSE_CREDENTIALS_UNAVAILABLE, /* Redis down: TRY_LATER */
+	TERMINAL_CLOSE_CREDENTIALS_UNAVAILABLE, /* Redis down, or its lookup over handshake_ms: TRY_LATER */
 	TERMINAL_CLOSE_REPLACED,                /* the same id authenticated on a newer connection */
 	TERMINAL_CLOSE_FRAME_TOO_LONG,          /* a length above TERMINAL_FRAME_MAX, or 0 */
 	TERMINAL_CLOSE_PROTOCOL_ERROR,          /* a malformed or unexpected frame */

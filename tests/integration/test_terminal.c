@@ -1572,13 +1572,15 @@ static int open_lane(struct fixture *fx, struct lane *l, const char *name, int p
  * Silence judged on input read, not on input held: while the loop holds the
  * shards' input (a push: loop_defer_inbound each iteration), a terminal's
  * heartbeats wait unread, and its heartbeat timer must look again rather
- * than close it (heartbeat_tick's re-arm while loop_inbound_waiting). A
- * lane with 100 ms heartbeats (silence after 300 ms) and input held up to
- * 1.5 s: r-disp1 heartbeats through a 1 s hold and stays; r-disp2, silent,
- * stays until the input is read, then goes.
+ * than close it (heartbeat_tick's re-arm while loop_inbound_waiting); the
+ * same for a handshake whose Hello waits unread (on_handshake_timeout). A
+ * lane with 100 ms heartbeats (silence after 300 ms), 400 ms handshakes and
+ * input held up to 1.5 s: r-disp1 heartbeats through a 1 s hold and stays;
+ * r-disp2, silent, stays until the input is read, then goes; r-spk, whose
+ * Hello goes out as the hold starts, is welcomed after it.
  */
 struct hold {
-	struct rawt *live, *silent;
+	struct rawt *live, *silent, *late;
 	uint64_t until_ms, next_hb_ms;
 	bool hold;
 };
@@ -1589,6 +1591,8 @@ static bool hold_step(struct fixture *fx, void *arg)
 	uint64_t now = loop_now_ms(&fx->loop);
 	if (h->hold)
 		loop_defer_inbound(&fx->loop); /* as the gateway does for each Alert it sends */
+	if (h->hold && !h->late->hello_len)
+		raw_hello(h->late, "r-spk", "spk-secret", h->late->nonce);
 	if (now >= h->next_hb_ms) {
 		raw_heartbeat(h->live);
 		h->next_hb_ms = now + 30;
@@ -1605,7 +1609,7 @@ static void test_silence_while_held(struct fixture *fx)
 	int port = free_port(), gw_port = fx->gw_port;
 	snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
 	const char *kv[][2] = {{"listen", addr}, {"heartbeat_ms", "100"}, {"ack_timeout_ms", "5000"},
-			       {"inbound_defer_ms", "1500"}, {"handshake_ms", "2000"}};
+			       {"inbound_defer_ms", "1500"}, {"handshake_ms", "400"}};
 	for (size_t i = 0; i < 5; i++) {
 		snprintf(cfg.kv[i].key, sizeof(cfg.kv[0].key), "%s", kv[i][0]);
 		snprintf(cfg.kv[i].value, sizeof(cfg.kv[0].value), "%s", kv[i][1]);
@@ -1615,16 +1619,18 @@ static void test_silence_while_held(struct fixture *fx)
 	lane_init(&fx->h_lane, "terminals-hold", CHANNEL_TERMINAL, 0, 0, 100, loop_now_ms(&fx->loop));
 	fx->h_lane.adapter = &adapter_terminal;
 	bool opened = adapter_terminal.open(&fx->h_lane, &fx->host, &cfg, err, sizeof(err)) == 0;
-	struct hold h = {.live = calloc(1, sizeof(struct rawt)), .silent = calloc(1, sizeof(struct rawt))};
+	struct hold h = {.live = calloc(1, sizeof(struct rawt)), .silent = calloc(1, sizeof(struct rawt)),
+			 .late = calloc(1, sizeof(struct rawt))};
 	fx->gw_port = port;
 	bool in = opened && raw_login(fx, h.live, "r-disp1", "disp1-secret") &&
-		  raw_login(fx, h.silent, "r-disp2", "disp2-secret");
+		  raw_login(fx, h.silent, "r-disp2", "disp2-secret") && raw_open(fx, h.late);
 	fx->gw_port = gw_port;
 	struct terminal_stats st;
 	terminal_stats(&fx->h_lane, &st);
-	uint64_t before = st.closed[TERMINAL_CLOSE_HEARTBEAT_TIMEOUT];
-	CHECK(fx, in, "a lane with 100 ms heartbeats and input held up to 1.5 s: two terminals in (%s)",
-	      err);
+	uint64_t before = st.closed[TERMINAL_CLOSE_HEARTBEAT_TIMEOUT],
+		 hs_before = st.closed[TERMINAL_CLOSE_HANDSHAKE_TIMEOUT];
+	CHECK(fx, in, "a lane with 100 ms heartbeats and input held up to 1.5 s: two terminals in, "
+		      "a third challenged (%s)", err);
 	h.hold = true;
 	h.until_ms = loop_now_ms(&fx->loop) + 1000;
 	run_until(fx, hold_step, &h, 3000);
@@ -1638,13 +1644,21 @@ static void test_silence_while_held(struct fixture *fx)
 	CHECK(fx, gone && h.silent->eof && !h.live->eof &&
 		      st.closed[TERMINAL_CLOSE_HEARTBEAT_TIMEOUT] == before + 1,
 	      "input read again: the silent one closed for its heartbeats, the live one stays");
+	fx->gw_port = port;
+	bool welcomed = raw_expect(fx, h.late, TOCSIN__TERMINAL__FRAME__BODY_WELCOME, 3000) != NULL;
+	fx->gw_port = gw_port;
+	terminal_stats(&fx->h_lane, &st);
+	CHECK(fx, welcomed && st.closed[TERMINAL_CLOSE_HANDSHAKE_TIMEOUT] == hs_before,
+	      "a Hello held past the 400 ms handshake deadline: welcomed once read, not timed out");
 	raw_close(h.live);
 	raw_close(h.silent);
+	raw_close(h.late);
 	adapter_terminal.close(&fx->h_lane);
 	fx->loop.extra_defer_ms = defer; /* the later checks' pushes hold as before */
 	run_until(fx, sleep_cond, NULL, 200);
 	free(h.live);
 	free(h.silent);
+	free(h.late);
 }
 
 /* --- Status reports: volume and faults, at any time after Welcome --------------------------- */
