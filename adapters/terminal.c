@@ -277,9 +277,6 @@ struct tgw {
 	struct terminal_offline offline[TERMINAL_OFFLINE_LIST];
 	size_t n_offline;              /* the cached offline-longest list ... */
 	bool offline_stale;            /* ... recomputed when a terminal comes or goes */
-	struct fault_report fault[TERMINAL_FAULT_LIST]; /* newest first */
-	size_t n_fault;
-	uint64_t faulty, muted;        /* terminals whose last Status listed faults / volume 0 */
 	struct alert_cache alert;
 	struct tdel *free_tdels;       /* finished deliveries' tdels, for reuse (through next) */
 	size_t n_free_tdels;
@@ -304,6 +301,13 @@ struct tgw {
  */
 static struct tgw *all_gws;
 static struct tready ready;
+
+/* Status reports, the process's like `ready` (on_status): the latest with faults and the counts. */
+static struct {
+	struct fault_report latest[TERMINAL_FAULT_LIST]; /* newest first, one per terminal */
+	size_t n;
+	uint64_t faulty, muted;        /* terminals whose last Status listed faults / volume 0 */
+} faults;
 #define CONTAINER(p, type, field) ((type *)((char *)(p) - offsetof(type, field)))
 
 static void tconn_close(struct tconn *c, enum terminal_close_reason why);
@@ -1371,46 +1375,26 @@ static bool fault_append(char *out, size_t cap, size_t *len, const char *name)
 	return true;
 }
 
-static void fault_forget(struct tgw *gw, const char *id)
+static void fault_forget(const char *id)
 {
-	for (size_t i = 0; i < gw->n_fault; i++)
-		if (!strcmp(gw->fault[i].id, id)) {
-			memmove(&gw->fault[i], &gw->fault[i + 1], (gw->n_fault - i - 1) * sizeof(gw->fault[0]));
-			gw->n_fault--;
+	for (size_t i = 0; i < faults.n; i++)
+		if (!strcmp(faults.latest[i].id, id)) {
+			memmove(&faults.latest[i], &faults.latest[i + 1],
+				(faults.n - i - 1) * sizeof(faults.latest[0]));
+			faults.n--;
 			return;
 		}
 }
 
-/* Gateway g's record of terminal t's Status: its counts and its fault list. */
-static void status_apply(struct tgw *g, struct term *t, uint8_t vol, uint8_t nf, const char *text,
-			 int64_t now_s)
-{
-	g->faulty += (nf > 0) - (t->faults > 0);
-	g->muted += (vol == 0) - (t->volume == 0);
-	t->volume = vol;
-	t->faults = nf;
-	fault_forget(g, t->id);
-	if (!nf)
-		return;
-	if (g->n_fault == TERMINAL_FAULT_LIST)
-		g->n_fault--;
-	memmove(&g->fault[1], &g->fault[0], g->n_fault * sizeof(g->fault[0]));
-	g->n_fault++;
-	struct fault_report *r = &g->fault[0];
-	snprintf(r->id, sizeof(r->id), "%s", t->id);
-	snprintf(r->faults, sizeof(r->faults), "%s", text);
-	r->at_s = now_s;
-	r->volume = vol;
-}
-
 /*
  * A terminal's Status: its volume (0-100; out of range or absent keeps the
- * last) and its faults. Like readiness, the figures are the process's: every
- * terminal gateway records the report in its own copy of the terminal, so
- * each lane shows the terminals whose last Status (on whichever lane) listed
- * faults, or volume 0, online or not (a report stands until the next), and
- * the latest TERMINAL_FAULT_LIST reports with faults. Each change is logged
- * once: faults appearing at warn, the rest at info.
+ * last) and its faults. Like readiness, the figures are the process's
+ * (`faults`): the terminals whose last Status, on whichever lane, listed
+ * faults or volume 0, online or not (a report stands until the next), and
+ * the latest TERMINAL_FAULT_LIST reports with faults. Every gateway's copy
+ * of the terminal takes the two bytes, so the next report's change is
+ * counted right wherever it comes. Each change is logged once: faults
+ * appearing at warn, the rest at info.
  */
 static void on_status(struct tgw *gw, struct term *t, const Tocsin__Terminal__Status *s)
 {
@@ -1428,12 +1412,27 @@ static void on_status(struct tgw *gw, struct term *t, const Tocsin__Terminal__St
 		tlog(nf > t->faults ? LOG_WARN : LOG_INFO,
 		     "msg=\"terminal status\" lane=%s terminal=%s faults=%u fault_list=\"%s\" volume=%d",
 		     gw->lane->name, t->id, nf, text, vol == TERM_VOLUME_UNKNOWN ? -1 : vol);
-	int64_t now_s = (int64_t)time(NULL);
+	faults.faulty += (nf > 0) - (t->faults > 0);
+	faults.muted += (vol == 0) - (t->volume == 0);
 	for (struct tgw *g = all_gws; g; g = g->next_gw) {
 		struct term *u = g == gw ? t : term_get(g, t->id);
-		if (u)
-			status_apply(g, u, vol, nf, text, now_s);
+		if (u) {
+			u->volume = vol;
+			u->faults = nf;
+		}
 	}
+	fault_forget(t->id);
+	if (!nf)
+		return;
+	if (faults.n == TERMINAL_FAULT_LIST)
+		faults.n--;
+	memmove(&faults.latest[1], &faults.latest[0], faults.n * sizeof(faults.latest[0]));
+	faults.n++;
+	struct fault_report *r = &faults.latest[0];
+	snprintf(r->id, sizeof(r->id), "%s", t->id);
+	memcpy(r->faults, text, sizeof(r->faults));
+	r->at_s = loop_wall_s();
+	r->volume = vol;
 }
 
 /* 0, or -1 to close the connection. */
@@ -2118,8 +2117,10 @@ static void gw_free(struct tgw *gw)
 	for (size_t i = 0; i < gw->nreasons; i++)
 		free(gw->reasons[i]);
 	gw_unlink(gw);
-	if (!all_gws)
+	if (!all_gws) {
 		tready_release(&ready);
+		memset(&faults, 0, sizeof(faults)); /* the population's terminals are gone with it */
+	}
 	while (gw->free_tdels) {
 		struct tdel *td = gw->free_tdels;
 		gw->free_tdels = td->next;
@@ -2411,11 +2412,11 @@ static void terminal_describe(struct lane *l, struct json_t *o)
 	}
 	json_object_set_new(o, "offline_longest", a);
 	set_int(o, "status_reports", gw->st.status_reports);
-	set_int(o, "terminals_faulty", gw->faulty);
-	set_int(o, "terminals_muted", gw->muted);
+	set_int(o, "terminals_faulty", faults.faulty);
+	set_int(o, "terminals_muted", faults.muted);
 	a = json_array();
-	for (size_t i = 0; i < gw->n_fault; i++) {
-		const struct fault_report *r = &gw->fault[i];
+	for (size_t i = 0; i < faults.n; i++) {
+		const struct fault_report *r = &faults.latest[i];
 		json_t *t = json_object();
 		json_object_set_new(t, "id", json_string(r->id));
 		json_object_set_new(t, "faults", json_string(r->faults));
